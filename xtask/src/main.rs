@@ -1,0 +1,43 @@
+//! `cargo xtask`: builds, measures and proves the server's container image.
+
+mod flags;
+mod metadata;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use xshell::Shell;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = flags::Cli::parse();
+    let sh = Shell::new().context("cannot create a shell")?;
+    let root = project_root();
+    sh.change_dir(&root);
+    let metadata = metadata::Metadata::load(&root)?;
+    match cli.command {
+        flags::Command::Setup(_)
+        | flags::Command::Image(_)
+        | flags::Command::SizeCheck(_)
+        | flags::Command::ShutdownTest(_) => {
+            anyhow::bail!("not built yet for {}", metadata.package)
+        }
+    }
+}
+
+/// The workspace root: the xtask crate lives one level below it.
+fn project_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}

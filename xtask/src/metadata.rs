@@ -1,0 +1,142 @@
+//! `[workspace.metadata.xtask]`: what the xtask builds and the budgets it holds it to.
+
+// Fields are read by the commands as they land.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The workspace's description of its service image.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Metadata {
+    /// The Cargo package that holds the service.
+    pub package: String,
+    /// The binary the image runs.
+    pub binary: String,
+    /// The image's name, without a tag.
+    pub image: String,
+    /// The port the service listens on inside the container.
+    pub port: u16,
+    /// The liveness path.
+    pub health_path: String,
+    /// The readiness path.
+    pub ready_path: String,
+    /// The workspace version, from `[workspace.package]`.
+    #[serde(skip)]
+    pub version: String,
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+/// Limits `cargo xtask size-check` fails the build on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+#[allow(clippy::struct_field_names)] // the names are the manifest's keys
+pub struct Budget {
+    pub max_image_mb: f64,
+    pub max_layers: usize,
+    pub max_binary_mb: f64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_image_mb: 100.0,
+            max_layers: 20,
+            max_binary_mb: 20.0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    workspace: Workspace,
+}
+
+#[derive(Deserialize)]
+struct Workspace {
+    package: WorkspacePackage,
+    metadata: WorkspaceMetadata,
+}
+
+#[derive(Deserialize)]
+struct WorkspacePackage {
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct WorkspaceMetadata {
+    xtask: Metadata,
+}
+
+impl Metadata {
+    /// Reads the table from the workspace manifest under `root`.
+    pub fn load(root: &Path) -> anyhow::Result<Metadata> {
+        let path = root.join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Metadata::parse(&text)
+            .with_context(|| format!("{}: bad [workspace.metadata.xtask] table", path.display()))
+    }
+
+    fn parse(manifest: &str) -> anyhow::Result<Metadata> {
+        let manifest: Manifest = toml::from_str(manifest)?;
+        let mut metadata = manifest.workspace.metadata.xtask;
+        metadata.version = manifest.workspace.package.version;
+        Ok(metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_workspaces_table() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let metadata = Metadata::load(root).unwrap();
+        assert_eq!(metadata.package, "server");
+        assert_eq!(metadata.port, 8080);
+        assert!(metadata.budget.max_image_mb > 0.0);
+        assert!(!metadata.version.is_empty());
+    }
+
+    #[test]
+    fn budgets_default_when_the_table_leaves_them_out() {
+        let manifest = r#"
+            [workspace.package]
+            version = "1.2.3"
+            [workspace.metadata.xtask]
+            package = "api"
+            binary = "api"
+            image = "api"
+            port = 3000
+            health-path = "/livez"
+            ready-path = "/readyz"
+        "#;
+        let metadata = Metadata::parse(manifest).unwrap();
+        assert_eq!(metadata.version, "1.2.3");
+        assert!((metadata.budget.max_image_mb - 100.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_not_a_silent_default() {
+        let manifest = r#"
+            [workspace.package]
+            version = "1.2.3"
+            [workspace.metadata.xtask]
+            package = "api"
+            binary = "api"
+            image = "api"
+            port = 3000
+            health-path = "/livez"
+            ready-path = "/readyz"
+            prot = 1
+        "#;
+        let error = Metadata::parse(manifest).unwrap_err();
+        assert!(format!("{error:#}").contains("prot"), "{error:#}");
+    }
+}
