@@ -1,7 +1,14 @@
 //! `cargo xtask`: builds, measures and proves the server's container image.
 
+mod built_image;
+mod engine;
 mod flags;
+mod image_history;
 mod metadata;
+mod report;
+mod saved_image;
+mod size_check;
+mod tar_stream;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,10 +34,8 @@ fn run() -> anyhow::Result<()> {
     sh.change_dir(&root);
     let metadata = metadata::Metadata::load(&root)?;
     match cli.command {
-        flags::Command::Setup(_)
-        | flags::Command::Image(_)
-        | flags::Command::SizeCheck(_)
-        | flags::Command::ShutdownTest(_) => {
+        flags::Command::SizeCheck(args) => args.run(&sh, &metadata),
+        flags::Command::Setup(_) | flags::Command::Image(_) | flags::Command::ShutdownTest(_) => {
             anyhow::bail!("not built yet for {}", metadata.package)
         }
     }
