@@ -1,5 +1,7 @@
 //! The command line: one subcommand per module.
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 
 /// Turns the server into a small, hardened, measured container image.
@@ -94,7 +96,70 @@ pub struct ShutdownTest {
     /// The image to test. Default: the one the last `cargo xtask image` built.
     #[arg(long)]
     pub image: Option<String>,
+    /// `SHUTDOWN_TIMEOUT` for the drain under load; `docker stop` waits 10 s longer.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT` for the check that a request which never completes cannot hold the container.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration)]
+    pub deadline: Duration,
+    /// Memory limit of the test containers (`docker run --memory`).
+    #[arg(long, default_value = "256m")]
+    pub memory: String,
+    /// CPU limit of the test containers (`docker run --cpus`).
+    #[arg(long, default_value = "1")]
+    pub cpus: String,
+    /// Uploads whose bodies are still arriving when the stop signal goes out.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub slow_uploads: usize,
+    /// Clients sending a steady stream of short writes through the drain.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub short_clients: usize,
+    /// HEALTHCHECK interval set at run time, so `healthy` comes quickly.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration)]
+    pub health_interval: Duration,
+    /// HEALTHCHECK start period set at run time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub health_start_period: Duration,
     /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `250ms`, `2s`, `1m`, or a bare number of seconds.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("{text:?} is not a duration like 500ms, 2s or 1m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_milliseconds_seconds_and_minutes() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(duration("1m"), Ok(Duration::from_mins(1)));
+        assert!(duration("1.5s").is_err());
+        assert!(duration("s").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

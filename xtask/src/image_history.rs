@@ -2,9 +2,6 @@
 //! `docker history --no-trunc --human=false --format '{{json .}}'` and
 //! `docker image inspect`, and matching history steps to layers.
 
-// Some fields are read by shutdown-test as it lands.
-#![allow(dead_code)]
-
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
@@ -102,10 +99,6 @@ pub struct ImageConfig {
     pub user: String,
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
-    #[serde(default)]
-    pub stop_signal: Option<String>,
-    #[serde(default)]
-    pub entrypoint: Option<Vec<String>>,
 }
 
 /// Durations are nanoseconds, as the engine stores them; 0 means the default.
@@ -113,15 +106,9 @@ pub struct ImageConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct Healthcheck {
     #[serde(default)]
-    pub test: Vec<String>,
-    #[serde(default)]
     pub interval: u64,
     #[serde(default)]
     pub timeout: u64,
-    #[serde(default)]
-    pub start_period: u64,
-    #[serde(default)]
-    pub retries: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -138,12 +125,6 @@ impl ImageInspect {
             .as_ref()
             .and_then(|tags| tags.first().cloned())
             .unwrap_or_else(|| short_id(&self.id))
-    }
-
-    /// Whether the configured user is root: unset, `root`, `0`, or uid 0 with a group.
-    pub fn runs_as_root(&self) -> bool {
-        let user = self.config.user.split(':').next().unwrap_or_default();
-        matches!(user, "" | "root" | "0")
     }
 }
 
@@ -289,21 +270,9 @@ mod tests {
         assert!(image.size > 10_000_000);
         assert_eq!(image.root_fs.layers.len(), 4);
         assert_eq!(image.config.user, "65532:65532");
-        assert!(!image.runs_as_root());
         let health = image.config.healthcheck.unwrap();
-        assert_eq!(health.test[0], "CMD");
+        assert_eq!(health.interval, 10_000_000_000);
         assert_eq!(health.timeout, 3_000_000_000);
-    }
-
-    #[test]
-    fn an_image_without_a_user_runs_as_root() {
-        let mut image = parse_image_inspect(TINY_INSPECT).unwrap();
-        for user in ["", "root", "0", "0:0"] {
-            image.config.user = user.into();
-            assert!(image.runs_as_root(), "{user}");
-        }
-        image.config.user = "nonroot".into();
-        assert!(!image.runs_as_root());
     }
 
     #[test]

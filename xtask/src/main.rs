@@ -1,12 +1,17 @@
 //! `cargo xtask`: builds, measures and proves the server's container image.
 
 mod built_image;
+mod checks;
+mod container;
+mod drain_load;
 mod engine;
 mod flags;
 mod image_history;
+mod loopback_http;
 mod metadata;
 mod report;
 mod saved_image;
+mod shutdown_test;
 mod size_check;
 mod tar_stream;
 
@@ -35,7 +40,8 @@ fn run() -> anyhow::Result<()> {
     let metadata = metadata::Metadata::load(&root)?;
     match cli.command {
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata),
-        flags::Command::Setup(_) | flags::Command::Image(_) | flags::Command::ShutdownTest(_) => {
+        flags::Command::ShutdownTest(args) => args.run(&sh, &metadata),
+        flags::Command::Setup(_) | flags::Command::Image(_) => {
             anyhow::bail!("not built yet for {}", metadata.package)
         }
     }

@@ -1,8 +1,5 @@
 //! Printing results for people: aligned tables and human units.
 
-// Duration formatting is used by shutdown-test as it lands.
-#![allow(dead_code)]
-
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -92,9 +89,12 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// Milliseconds below ten seconds, seconds with two decimals above.
+/// Round figures (limits) in whole seconds, measured ones in milliseconds
+/// below ten seconds, longer ones in seconds with two decimals.
 pub fn duration(elapsed: Duration) -> String {
-    if elapsed < Duration::from_secs(10) {
+    if elapsed >= Duration::from_secs(1) && elapsed.subsec_nanos() == 0 {
+        format!("{} s", elapsed.as_secs())
+    } else if elapsed < Duration::from_secs(10) {
         format!("{} ms", elapsed.as_millis())
     } else {
         format!("{:.2} s", elapsed.as_secs_f64())
@@ -141,7 +141,14 @@ mod tests {
     #[test]
     fn durations_are_milliseconds_until_ten_seconds() {
         assert_eq!(duration(Duration::from_millis(742)), "742 ms");
+        assert_eq!(duration(Duration::from_millis(1_238)), "1238 ms");
         assert_eq!(duration(Duration::from_millis(12_345)), "12.35 s");
+    }
+
+    #[test]
+    fn whole_seconds_read_as_seconds() {
+        assert_eq!(duration(Duration::from_secs(5)), "5 s");
+        assert_eq!(duration(Duration::from_secs(20)), "20 s");
     }
 
     #[test]

@@ -1,0 +1,911 @@
+//! Running test containers and their volumes, and never leaving them behind.
+//!
+//! Everything created here is named `<prefix>-<pid>-…` and labelled with the
+//! creating process. A [`Scope`] removes what it created when dropped (so
+//! also on an error), a signal handler removes it on Ctrl+C, and opening a
+//! scope first removes what an earlier run killed outright left behind.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use xshell::Shell;
+
+use crate::engine::Engine;
+
+/// Marks every container and volume a test creates.
+pub const TEST_LABEL: &str = "dev.xtask.shutdown-test";
+/// The process that created it, to tell an abandoned one from one in use.
+pub const OWNER_LABEL: &str = "dev.xtask.owner-pid";
+
+/// What a scope has created and not yet removed. Global because the signal
+/// handler must find it.
+static CREATED: Mutex<Created> = Mutex::new(Created {
+    program: None,
+    containers: Vec::new(),
+    volumes: Vec::new(),
+    removed: Removed {
+        containers: 0,
+        volumes: 0,
+    },
+    interrupted: false,
+});
+
+struct Created {
+    program: Option<PathBuf>,
+    containers: Vec<String>,
+    volumes: Vec<String>,
+    /// Removed so far, for the report.
+    removed: Removed,
+    /// Set by the signal handler: nothing new may be created.
+    interrupted: bool,
+}
+
+/// Held by the signal handler while it removes everything.
+static CLEANING: Mutex<()> = Mutex::new(());
+
+/// After an interrupt, blocks until the handler has cleaned up and ended
+/// the process.
+fn wait_for_interrupt_cleanup() {
+    if interrupted() {
+        let _wait = CLEANING.lock();
+    }
+}
+
+/// Whether Ctrl+C (or SIGTERM, SIGHUP) has been received.
+pub fn interrupted() -> bool {
+    lock().interrupted
+}
+
+/// Registers a name before it is created, unless the run is being interrupted.
+fn register(name: &str, list: fn(&mut Created) -> &mut Vec<String>) -> anyhow::Result<()> {
+    let mut created = lock();
+    if created.interrupted {
+        bail!("interrupted");
+    }
+    list(&mut created).push(name.to_owned());
+    Ok(())
+}
+
+/// Containers and volumes removed, for the report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub containers: usize,
+    pub volumes: usize,
+}
+
+/// Owns the test containers and volumes of one run.
+pub struct Scope {
+    engine: Engine,
+    prefix: String,
+    sequence: AtomicUsize,
+}
+
+impl Scope {
+    /// Removes leftovers of earlier runs and arms the Ctrl+C handler.
+    pub fn open(engine: &Engine, sh: &Shell, prefix: &str) -> anyhow::Result<(Scope, Removed)> {
+        let swept = sweep_leftovers(engine, sh)?;
+        {
+            let mut created = lock();
+            created.program = Some(engine.program().to_path_buf());
+        }
+        install_interrupt_handler();
+        let scope = Scope {
+            engine: engine.clone(),
+            prefix: format!("{prefix}-{}", std::process::id()),
+            sequence: AtomicUsize::new(0),
+        };
+        Ok((scope, swept))
+    }
+
+    fn unique_name(&self, role: &str) -> String {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{role}-{n}", self.prefix)
+    }
+
+    fn labels() -> Vec<String> {
+        vec![
+            "--label".into(),
+            format!("{TEST_LABEL}=1"),
+            "--label".into(),
+            format!("{OWNER_LABEL}={}", std::process::id()),
+        ]
+    }
+
+    /// Creates a named volume.
+    pub fn volume(&self, sh: &Shell, role: &str) -> anyhow::Result<String> {
+        let name = self.unique_name(role);
+        let mut args = vec!["volume".to_owned(), "create".to_owned()];
+        args.extend(Self::labels());
+        args.push(name.clone());
+        register(&name, |c| &mut c.volumes)?;
+        self.engine
+            .output(sh, &args)
+            .with_context(|| format!("cannot create volume {name}"))?;
+        Ok(name)
+    }
+
+    /// `docker run -d`; the instant returned is taken just before it, so
+    /// start-up figures include everything docker does.
+    pub fn start(&self, sh: &Shell, spec: &RunSpec<'_>) -> anyhow::Result<(Container, Instant)> {
+        let name = self.unique_name(spec.role);
+        let mut args = vec!["run".to_owned(), "--detach".to_owned()];
+        args.extend(Self::labels());
+        args.extend(spec.args(&name));
+        register(&name, |c| &mut c.containers)?;
+        let started = Instant::now();
+        self.engine
+            .output(sh, &args)
+            .with_context(|| format!("cannot start a container of {}", spec.image))?;
+        Ok((Container { name }, started))
+    }
+
+    /// The loopback address docker published the container's `port` on.
+    pub fn published_addr(
+        &self,
+        sh: &Shell,
+        container: &Container,
+        port: u16,
+    ) -> anyhow::Result<SocketAddr> {
+        let text = self
+            .engine
+            .output(sh, ["port", &container.name, &format!("{port}/tcp")])
+            .with_context(|| format!("cannot find the published port of {}", container.name))?;
+        parse_published(&text)
+            .with_context(|| format!("{}: no loopback port in {:?}", container.name, text.trim()))
+    }
+
+    pub fn inspect(&self, sh: &Shell, container: &Container) -> anyhow::Result<ContainerInspect> {
+        let text = self
+            .engine
+            .output(sh, ["container", "inspect", &container.name])
+            .with_context(|| format!("cannot inspect {}", container.name))?;
+        parse_container_inspect(&text)
+    }
+
+    /// `docker stop -t <grace>` and how long it took.
+    pub fn stop(
+        &self,
+        sh: &Shell,
+        container: &Container,
+        grace: Duration,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        self.engine
+            .output(
+                sh,
+                ["stop", "-t", &grace.as_secs().to_string(), &container.name],
+            )
+            .with_context(|| format!("cannot stop {}", container.name))?;
+        Ok(started.elapsed())
+    }
+
+    /// `docker stop` without waiting for it, for stopping under load.
+    pub fn stop_in_background(
+        &self,
+        container: &Container,
+        grace: Duration,
+    ) -> anyhow::Result<duct::Handle> {
+        duct::cmd(
+            self.engine.program(),
+            ["stop", "-t", &grace.as_secs().to_string(), &container.name],
+        )
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .start()
+        .with_context(|| format!("cannot run docker stop {}", container.name))
+    }
+
+    /// Waits for the container to exit, checking every `poll`, up to `bound`.
+    pub fn wait_exit(
+        &self,
+        sh: &Shell,
+        container: &Container,
+        bound: Duration,
+    ) -> anyhow::Result<ContainerInspect> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let inspect = self.inspect(sh, container)?;
+            if !inspect.state.running {
+                return Ok(inspect);
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still running after {:?}", container.name, bound);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines the container wrote, to explain a failure.
+    pub fn logs_tail(&self, sh: &Shell, container: &Container, lines: usize) -> String {
+        let output = sh
+            .cmd(self.engine.program())
+            .args(["logs", "--tail", &lines.to_string(), &container.name])
+            .quiet()
+            .ignore_status()
+            .output();
+        match output {
+            Ok(output) => {
+                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&output.stderr));
+                text.trim().to_owned()
+            }
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Removes one container now rather than at the end.
+    pub fn remove(&self, container: Container) {
+        let Container { name } = container;
+        remove_containers(self.engine.program(), std::slice::from_ref(&name));
+        let mut created = lock();
+        created.containers.retain(|c| c != &name);
+        created.removed.containers += 1;
+    }
+
+    /// Removes everything now; returns all this scope removed, and what
+    /// the engine still holds of it (nothing, unless removal failed).
+    pub fn close(self, sh: &Shell) -> (Removed, Vec<String>) {
+        wait_for_interrupt_cleanup();
+        remove_all();
+        let removed = lock().removed;
+        let left = self.still_present(sh);
+        (removed, left)
+    }
+
+    fn still_present(&self, sh: &Shell) -> Vec<String> {
+        let filter = format!("label={OWNER_LABEL}={}", std::process::id());
+        let mut left = Vec::new();
+        for args in [
+            [
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                filter.as_str(),
+                "--format",
+                "{{.Names}}",
+            ],
+            [
+                "volume",
+                "ls",
+                "--quiet",
+                "--filter",
+                filter.as_str(),
+                "--format",
+                "{{.Name}}",
+            ],
+        ] {
+            match self.engine.output(sh, args) {
+                Ok(text) => left.extend(text.lines().map(str::to_owned)),
+                Err(error) => left.push(format!("(cannot list: {error})")),
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        wait_for_interrupt_cleanup();
+        remove_all();
+    }
+}
+
+/// A running or exited test container.
+#[derive(Debug)]
+pub struct Container {
+    pub name: String,
+}
+
+/// How a test container runs.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    pub image: &'a str,
+    /// Part of the name, to tell the containers of one run apart.
+    pub role: &'a str,
+    pub hardening: &'a Hardening,
+    /// A named volume and where it is mounted.
+    pub volume: Option<(&'a str, &'a str)>,
+    /// A directory the image declares a VOLUME for, to cover with a tmpfs
+    /// when no named volume goes there: docker would otherwise create an
+    /// anonymous volume, which cannot be labelled and so could be left behind.
+    pub scratch: Option<&'a str>,
+    /// A container port to publish on a free loopback port.
+    pub publish: Option<u16>,
+    pub network: Network,
+    pub env: Vec<(String, String)>,
+    pub health: Option<HealthOverride>,
+    pub entrypoint: Option<&'a str>,
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// The default bridge.
+    Bridge,
+    None,
+    /// The host's network namespace, to reach a listener on the host's loopback.
+    Host,
+}
+
+/// The production settings a test container runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hardening {
+    /// `--memory`, e.g. `256m`.
+    pub memory: String,
+    /// `--cpus`, e.g. `1`.
+    pub cpus: String,
+    pub pids_limit: u32,
+    /// Size of the tmpfs on /tmp, e.g. `16m`.
+    pub tmp_size: String,
+}
+
+/// Run-time overrides of the image's HEALTHCHECK timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthOverride {
+    pub interval: Duration,
+    pub start_period: Duration,
+}
+
+impl RunSpec<'_> {
+    /// Arguments after `docker run --detach <labels>`.
+    pub fn args(&self, name: &str) -> Vec<String> {
+        let h = self.hardening;
+        let mut args: Vec<String> = [
+            "--name",
+            name,
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--tmpfs",
+            &format!("/tmp:rw,noexec,nosuid,nodev,size={}", h.tmp_size),
+            "--memory",
+            &h.memory,
+            "--cpus",
+            &h.cpus,
+            "--pids-limit",
+            &h.pids_limit.to_string(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if let Some((volume, target)) = self.volume {
+            args.push("--mount".into());
+            args.push(format!("type=volume,src={volume},dst={target}"));
+        }
+        if let Some(scratch) = self.scratch {
+            args.push("--tmpfs".into());
+            args.push(format!("{scratch}:rw,noexec,nosuid,nodev,size=1m"));
+        }
+        match self.network {
+            Network::Bridge => {}
+            Network::None => args.extend(["--network".into(), "none".into()]),
+            Network::Host => args.extend(["--network".into(), "host".into()]),
+        }
+        if let Some(port) = self.publish {
+            args.push("--publish".into());
+            args.push(format!("127.0.0.1::{port}"));
+        }
+        for (key, value) in &self.env {
+            args.push("--env".into());
+            args.push(format!("{key}={value}"));
+        }
+        if let Some(health) = self.health {
+            args.push(format!(
+                "--health-interval={}ms",
+                health.interval.as_millis()
+            ));
+            args.push(format!(
+                "--health-start-period={}ms",
+                health.start_period.as_millis()
+            ));
+        }
+        if let Some(entrypoint) = self.entrypoint {
+            args.push("--entrypoint".into());
+            args.push(entrypoint.into());
+        }
+        args.push(self.image.into());
+        args.extend(self.command.iter().cloned());
+        args
+    }
+}
+
+/// The fields of `docker container inspect` the checks use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInspect {
+    pub state: State,
+    pub host_config: HostConfig,
+    pub config: ContainerConfig,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct State {
+    pub running: bool,
+    pub exit_code: i64,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    pub status: String,
+    #[serde(default)]
+    pub log: Vec<HealthProbe>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthProbe {
+    pub exit_code: i64,
+    #[serde(default)]
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    #[serde(default)]
+    pub cap_drop: Option<Vec<String>>,
+    #[serde(default)]
+    pub security_opt: Option<Vec<String>>,
+    #[serde(default)]
+    pub tmpfs: Option<HashMap<String, String>>,
+    #[serde(default)]
+    pub memory: i64,
+    #[serde(default)]
+    pub nano_cpus: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default)]
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Mount {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub destination: String,
+    #[serde(default, rename = "RW")]
+    pub rw: bool,
+}
+
+impl State {
+    /// How long the process ran, from the engine's own timestamps.
+    pub fn ran_for(&self) -> Option<Duration> {
+        let started = parse_timestamp(&self.started_at)?;
+        let finished = parse_timestamp(&self.finished_at)?;
+        finished.checked_sub(started)
+    }
+
+    pub fn health_status(&self) -> Option<&str> {
+        self.health.as_ref().map(|h| h.status.as_str())
+    }
+}
+
+impl ContainerInspect {
+    /// What keeps the container from running as production should: every
+    /// setting that is missing, in words.
+    pub fn hardening_gaps(&self, data_dir: &str) -> Vec<String> {
+        let host = &self.host_config;
+        let mut gaps = Vec::new();
+        if !host.readonly_rootfs {
+            gaps.push("root filesystem is writable".to_owned());
+        }
+        if !host
+            .cap_drop
+            .iter()
+            .flatten()
+            .any(|c| c.eq_ignore_ascii_case("ALL"))
+        {
+            gaps.push("capabilities not dropped".to_owned());
+        }
+        if !host
+            .security_opt
+            .iter()
+            .flatten()
+            .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true")
+        {
+            gaps.push("no-new-privileges not set".to_owned());
+        }
+        if !host.tmpfs.as_ref().is_some_and(|t| t.contains_key("/tmp")) {
+            gaps.push("no tmpfs on /tmp".to_owned());
+        }
+        if host.memory <= 0 {
+            gaps.push("no memory limit".to_owned());
+        }
+        if host.nano_cpus <= 0 {
+            gaps.push("no CPU limit".to_owned());
+        }
+        let user = self.config.user.split(':').next().unwrap_or_default();
+        if matches!(user, "" | "root" | "0") {
+            gaps.push(format!("runs as root (user {:?})", self.config.user));
+        }
+        if !self
+            .mounts
+            .iter()
+            .any(|m| m.kind == "volume" && m.destination == data_dir && m.rw)
+        {
+            gaps.push(format!("no writable named volume on {data_dir}"));
+        }
+        gaps
+    }
+}
+
+pub fn parse_container_inspect(text: &str) -> anyhow::Result<ContainerInspect> {
+    let all: Vec<ContainerInspect> =
+        serde_json::from_str(text).context("docker container inspect: not the expected JSON")?;
+    all.into_iter()
+        .next()
+        .context("docker container inspect returned no container")
+}
+
+/// `docker port` prints one address a line; the IPv4 loopback one is ours.
+pub fn parse_published(text: &str) -> Option<SocketAddr> {
+    text.lines()
+        .filter_map(|line| line.trim().parse::<SocketAddr>().ok())
+        .find(|addr| addr.ip().is_loopback())
+}
+
+/// An RFC 3339 UTC timestamp as the engine writes them
+/// (`2026-11-22T13:04:32.262356649Z`), as time since the Unix epoch.
+pub fn parse_timestamp(text: &str) -> Option<Duration> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.split('-').map(str::parse::<i64>);
+    let (year, month, day) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut clock = clock.split(':').map(str::parse::<i64>);
+    let (hour, minute, second) = (
+        clock.next()?.ok()?,
+        clock.next()?.ok()?,
+        clock.next()?.ok()?,
+    );
+    let digits: String = fraction.chars().take(9).collect();
+    let nanos: u32 = format!("{digits:0<9}").parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(Duration::new(u64::try_from(seconds).ok()?, nanos))
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Created> {
+    CREATED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn remove_all() -> Removed {
+    let (program, containers, volumes) = {
+        let mut created = lock();
+        (
+            created.program.clone(),
+            std::mem::take(&mut created.containers),
+            std::mem::take(&mut created.volumes),
+        )
+    };
+    let Some(program) = program else {
+        return Removed::default();
+    };
+    remove_containers(&program, &containers);
+    remove_volumes(&program, &volumes);
+    let mut created = lock();
+    created.removed.containers += containers.len();
+    created.removed.volumes += volumes.len();
+    Removed {
+        containers: containers.len(),
+        volumes: volumes.len(),
+    }
+}
+
+fn remove_containers(program: &Path, names: &[String]) {
+    if !names.is_empty() {
+        quietly(program, ["rm", "--force", "--volumes"], names);
+    }
+}
+
+fn remove_volumes(program: &Path, names: &[String]) {
+    if !names.is_empty() {
+        quietly(program, ["volume", "rm", "--force"], names);
+    }
+}
+
+/// Cleanup must not fail the run or print noise: what it cannot remove the
+/// next run's sweep removes.
+fn quietly<const N: usize>(program: &Path, verb: [&str; N], names: &[String]) {
+    let _ = Command::new(program)
+        .args(verb)
+        .args(names)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn install_interrupt_handler() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                // Held until the process exits: the main thread waits on it
+                // rather than exiting under the cleanup's feet.
+                let _cleaning = CLEANING.lock();
+                lock().interrupted = true;
+                eprintln!("interrupted: removing test containers and volumes");
+                remove_all();
+                remove_owned_by_this_process();
+                std::process::exit(128 + signal);
+            }
+        });
+    });
+}
+
+/// Catches what a `docker run` racing with the interrupt created after the
+/// names it had registered were removed.
+fn remove_owned_by_this_process() {
+    let Some(program) = lock().program.clone() else {
+        return;
+    };
+    let filter = format!("label={OWNER_LABEL}={}", std::process::id());
+    let list = |args: &[&str]| -> Vec<String> {
+        Command::new(&program)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    remove_containers(
+        &program,
+        &list(&["ps", "--all", "--quiet", "--filter", &filter]),
+    );
+    remove_volumes(
+        &program,
+        &list(&["volume", "ls", "--quiet", "--filter", &filter]),
+    );
+}
+
+/// Removes containers and volumes whose creating process is gone.
+fn sweep_leftovers(engine: &Engine, sh: &Shell) -> anyhow::Result<Removed> {
+    let filter = format!("label={TEST_LABEL}");
+    let format = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
+    let containers = engine
+        .output(
+            sh,
+            ["ps", "--all", "--filter", &filter, "--format", &format],
+        )
+        .context("cannot list earlier test containers")?;
+    let volume_format = format!("{{{{.Name}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
+    let volumes = engine
+        .output(
+            sh,
+            [
+                "volume",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                &volume_format,
+            ],
+        )
+        .context("cannot list earlier test volumes")?;
+    let containers = abandoned(&containers, process_is_running);
+    let volumes = abandoned(&volumes, process_is_running);
+    remove_containers(engine.program(), &containers);
+    remove_volumes(engine.program(), &volumes);
+    Ok(Removed {
+        containers: containers.len(),
+        volumes: volumes.len(),
+    })
+}
+
+/// Names from `name<TAB>owner pid` lines whose owner is not running.
+pub fn abandoned(listing: &str, is_running: impl Fn(u32) -> bool) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let (name, owner) = line.split_once('\t').unwrap_or((line, ""));
+            let name = name.trim();
+            if name.is_empty() {
+                return None;
+            }
+            let alive = owner.trim().parse::<u32>().is_ok_and(&is_running);
+            (!alive).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// Whether `pid` is a running xtask, other than this one.
+fn process_is_running(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "xtask")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STARTING: &str = include_str!("../fixtures/container-starting.json");
+    const HEALTHY: &str = include_str!("../fixtures/container-healthy.json");
+    const EXITED: &str = include_str!("../fixtures/container-exited.json");
+
+    fn hardening() -> Hardening {
+        Hardening {
+            memory: "256m".into(),
+            cpus: "1".into(),
+            pids_limit: 128,
+            tmp_size: "16m".into(),
+        }
+    }
+
+    fn spec(hardening: &Hardening) -> RunSpec<'_> {
+        RunSpec {
+            image: "server:1",
+            role: "start",
+            hardening,
+            volume: Some(("vol", "/data")),
+            scratch: None,
+            publish: Some(8080),
+            network: Network::Bridge,
+            env: vec![("SHUTDOWN_TIMEOUT".into(), "2s".into())],
+            health: Some(HealthOverride {
+                interval: Duration::from_millis(500),
+                start_period: Duration::from_secs(10),
+            }),
+            entrypoint: None,
+            command: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn containers_run_hardened() {
+        let hardening = hardening();
+        let args = spec(&hardening).args("c1");
+        let joined = args.join(" ");
+        for expected in [
+            "--read-only",
+            "--cap-drop ALL",
+            "--security-opt no-new-privileges",
+            "--tmpfs /tmp:rw,noexec,nosuid,nodev,size=16m",
+            "--memory 256m",
+            "--cpus 1",
+            "--pids-limit 128",
+            "--mount type=volume,src=vol,dst=/data",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "{expected} missing from {joined}"
+            );
+        }
+    }
+
+    #[test]
+    fn ports_are_published_on_loopback_only() {
+        let hardening = hardening();
+        let args = spec(&hardening).args("c1");
+        let at = args.iter().position(|a| a == "--publish").unwrap();
+        assert_eq!(args[at + 1], "127.0.0.1::8080");
+    }
+
+    #[test]
+    fn the_image_comes_after_the_options_and_before_its_arguments() {
+        let hardening = hardening();
+        let mut spec = spec(&hardening);
+        spec.entrypoint = Some("/usr/local/bin/server");
+        spec.command = vec!["--health-check".into()];
+        let args = spec.args("c1");
+        assert_eq!(&args[args.len() - 2..], ["server:1", "--health-check"]);
+        assert!(args.contains(&"--health-interval=500ms".to_owned()));
+        assert!(args.contains(&"--health-start-period=10000ms".to_owned()));
+    }
+
+    #[test]
+    fn a_real_hardened_container_has_no_gaps() {
+        let inspect = parse_container_inspect(HEALTHY).unwrap();
+        assert_eq!(inspect.hardening_gaps("/data"), Vec::<String>::new());
+        assert_eq!(inspect.state.health_status(), Some("healthy"));
+        assert!(inspect.state.running);
+    }
+
+    #[test]
+    fn every_missing_setting_is_named() {
+        let mut inspect = parse_container_inspect(HEALTHY).unwrap();
+        inspect.host_config = HostConfig::default();
+        inspect.config.user = String::new();
+        inspect.mounts.clear();
+        let gaps = inspect.hardening_gaps("/data");
+        assert_eq!(gaps.len(), 8, "{gaps:?}");
+        assert!(gaps.iter().any(|g| g.starts_with("runs as root")));
+    }
+
+    #[test]
+    fn a_starting_container_is_not_healthy_yet() {
+        let inspect = parse_container_inspect(STARTING).unwrap();
+        assert_eq!(inspect.state.health_status(), Some("starting"));
+    }
+
+    #[test]
+    fn an_exited_container_reports_its_code_and_run_time() {
+        let inspect = parse_container_inspect(EXITED).unwrap();
+        assert!(!inspect.state.running);
+        assert_eq!(inspect.state.exit_code, 0);
+        assert!(!inspect.state.oom_killed);
+        let ran = inspect.state.ran_for().unwrap();
+        assert!(
+            ran > Duration::from_millis(100) && ran < Duration::from_mins(1),
+            "{ran:?}"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_read_to_the_nanosecond() {
+        assert_eq!(
+            parse_timestamp("1970-01-02T00:00:01.5Z"),
+            Some(Duration::new(86_401, 500_000_000))
+        );
+        let a = parse_timestamp("2026-11-22T13:04:32.262356649Z").unwrap();
+        let b = parse_timestamp("2026-11-22T13:04:34.906074682Z").unwrap();
+        assert_eq!(b.checked_sub(a), Some(Duration::new(2, 643_718_033)));
+        assert_eq!(parse_timestamp("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn the_loopback_address_is_picked_from_docker_port() {
+        assert_eq!(
+            parse_published("127.0.0.1:32769\n"),
+            Some("127.0.0.1:32769".parse().unwrap())
+        );
+        assert_eq!(parse_published("0.0.0.0:1\n[::]:1\n"), None);
+    }
+
+    #[test]
+    fn only_resources_of_processes_that_are_gone_are_leftovers() {
+        let listing = "a\t100\nb\t200\nc\t\n\n";
+        let gone = abandoned(listing, |pid| pid == 200);
+        assert_eq!(gone, ["a", "c"]);
+    }
+}

@@ -1,0 +1,603 @@
+//! Traffic for proving a drain: slow uploads whose bodies are still arriving
+//! when the stop signal goes out, a steady stream of short writes through
+//! it, and a readiness probe watching the server change its answer.
+//!
+//! Threads and blocking sockets: every loop is bounded in count and time.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::loopback_http::{Client, Failure, Started};
+
+/// The rest of a slow upload's body goes out in this many pieces.
+const PIECES: usize = 5;
+
+/// How much traffic, and when.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub slow_uploads: usize,
+    /// Bytes of each slow upload's body; half goes before the signal.
+    pub upload_bytes: usize,
+    pub short_workers: usize,
+    /// Pause between one worker's short requests.
+    pub short_pause: Duration,
+    /// Pause between the two halves of a short request's body, so that
+    /// short requests are in flight most of the time, the signal's moment
+    /// included.
+    pub short_body_pause: Duration,
+    /// How long after the signal the slow uploads send nothing more, so the
+    /// drain is seen with their bodies still incomplete.
+    pub hold_after_signal: Duration,
+    /// Over how long the rest of each body then goes out.
+    pub trickle: Duration,
+    /// Bounds on the whole run.
+    pub max_requests: usize,
+    pub max_duration: Duration,
+    pub probe_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    SlowUpload,
+    Short,
+}
+
+/// One write and what became of it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub kind: Kind,
+    pub title: String,
+    pub body: String,
+    /// When it was sent and when it ended, since the load started.
+    pub sent_at: Duration,
+    pub ended_at: Duration,
+    pub result: Result<Answer, Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The stored note's id, when the answer carried one.
+    pub id: Option<String>,
+}
+
+/// One readiness answer after the signal: `None` when nothing answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub since_signal: Duration,
+    pub status: Option<u16>,
+}
+
+struct Shared {
+    started: Instant,
+    signal_at: OnceLock<Instant>,
+    stop: AtomicBool,
+    requests: AtomicUsize,
+}
+
+impl Shared {
+    fn out_of_bounds(&self, plan: &Plan) -> bool {
+        self.stop.load(Ordering::SeqCst)
+            || self.started.elapsed() > plan.max_duration
+            || self.requests.load(Ordering::SeqCst) >= plan.max_requests
+    }
+}
+
+/// Traffic under way.
+pub struct Load {
+    shared: Arc<Shared>,
+    uploads: Vec<JoinHandle<Record>>,
+    shorts: Vec<JoinHandle<Vec<Record>>>,
+    prober: JoinHandle<Vec<Probe>>,
+}
+
+/// What the traffic saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub records: Vec<Record>,
+    pub probes: Vec<Probe>,
+    /// When the signal went out, since the load started.
+    pub signal_at: Option<Duration>,
+}
+
+impl Load {
+    /// Starts the slow uploads and returns once each has been taken by the
+    /// server and half sent (or has failed), then starts the short stream.
+    pub fn start(
+        client: Client,
+        plan: &Plan,
+        tag: &str,
+        notes_path: &str,
+        ready_path: &str,
+    ) -> Load {
+        let shared = Arc::new(Shared {
+            started: Instant::now(),
+            signal_at: OnceLock::new(),
+            stop: AtomicBool::new(false),
+            requests: AtomicUsize::new(0),
+        });
+        let (opened, opened_rx) = mpsc::channel::<()>();
+        let uploads = (0..plan.slow_uploads)
+            .map(|i| {
+                let (shared, plan, opened) = (Arc::clone(&shared), plan.clone(), opened.clone());
+                let title = format!("{tag}-slow-{i}");
+                let path = notes_path.to_owned();
+                thread::spawn(move || slow_upload(client, &path, &plan, &shared, &title, &opened))
+            })
+            .collect();
+        drop(opened);
+        // Every upload reports once, opened or failed; the bound only guards
+        // against a server that never answers.
+        let deadline = Instant::now() + client.timeout * 2;
+        for _ in 0..plan.slow_uploads {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if opened_rx.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+        let shorts = (0..plan.short_workers)
+            .map(|worker| {
+                let (shared, plan) = (Arc::clone(&shared), plan.clone());
+                let tag = format!("{tag}-short-{worker}");
+                let path = notes_path.to_owned();
+                // Staggered, so that the streams are not all between two
+                // requests at the same moment.
+                let stagger = plan.short_body_pause * u32::try_from(worker).unwrap_or(0)
+                    / u32::try_from(plan.short_workers).unwrap_or(1);
+                thread::spawn(move || {
+                    thread::sleep(stagger);
+                    short_stream(client, &path, &plan, &shared, &tag)
+                })
+            })
+            .collect();
+        let prober = {
+            let (shared, plan) = (Arc::clone(&shared), plan.clone());
+            let path = ready_path.to_owned();
+            thread::spawn(move || probe_readiness(client, &path, &plan, &shared))
+        };
+        Load {
+            shared,
+            uploads,
+            shorts,
+            prober,
+        }
+    }
+
+    /// Marks the moment the stop signal went out.
+    pub fn signal_sent(&self) {
+        let _ = self.shared.signal_at.set(Instant::now());
+    }
+
+    /// Stops the short stream and the probe, waits for everything, and
+    /// returns what was seen.
+    pub fn finish(self) -> Seen {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let mut records: Vec<Record> = self
+            .uploads
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .collect();
+        for short in self.shorts {
+            records.extend(short.join().unwrap_or_default());
+        }
+        let probes = self.prober.join().unwrap_or_default();
+        let started = self.shared.started;
+        Seen {
+            records,
+            probes,
+            signal_at: self.shared.signal_at.get().map(|at| *at - started),
+        }
+    }
+}
+
+fn note_json(title: &str, body: &str) -> String {
+    serde_json::json!({ "title": title, "body": body }).to_string()
+}
+
+fn answer(response: &crate::loopback_http::Response) -> Answer {
+    let id = response.json().and_then(|v| match &v["id"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    Answer {
+        status: response.status,
+        id,
+    }
+}
+
+fn slow_upload(
+    client: Client,
+    path: &str,
+    plan: &Plan,
+    shared: &Shared,
+    title: &str,
+    opened: &mpsc::Sender<()>,
+) -> Record {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    // The body is padded to the planned size around a fixed title.
+    let padding = plan.upload_bytes.saturating_sub(note_json(title, "").len());
+    let body = "x".repeat(padding);
+    let json = note_json(title, &body);
+    let sent_at = shared.started.elapsed();
+    let record = |result| Record {
+        kind: Kind::SlowUpload,
+        title: title.to_owned(),
+        body: body.clone(),
+        sent_at,
+        ended_at: shared.started.elapsed(),
+        result,
+    };
+    let mut upload = match client.begin_upload(path, "application/json", json.len()) {
+        Ok(Started::Continue(upload)) => upload,
+        Ok(Started::Answered(response)) => {
+            let _ = opened.send(());
+            return record(Ok(answer(&response)));
+        }
+        Err(failure) => {
+            let _ = opened.send(());
+            return record(Err(failure));
+        }
+    };
+    let bytes = json.as_bytes();
+    let half = bytes.len() / 2;
+    let first = upload.send(&bytes[..half]);
+    let _ = opened.send(());
+    if let Err(failure) = first {
+        return record(Err(failure));
+    }
+    // Hold the rest until the signal has gone out, and a while after.
+    while shared.signal_at.get().is_none() && !shared.out_of_bounds(plan) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    thread::sleep(plan.hold_after_signal);
+    let rest = &bytes[half..];
+    let piece = rest.len().div_ceil(PIECES).max(1);
+    let pause = plan.trickle / u32::try_from(PIECES).unwrap_or(1);
+    for chunk in rest.chunks(piece) {
+        if let Err(failure) = upload.send(chunk) {
+            return record(Err(failure));
+        }
+        thread::sleep(pause);
+    }
+    record(upload.finish().map(|r| answer(&r)))
+}
+
+fn short_stream(
+    client: Client,
+    path: &str,
+    plan: &Plan,
+    shared: &Shared,
+    tag: &str,
+) -> Vec<Record> {
+    let mut records = Vec::new();
+    for n in 0.. {
+        if shared.out_of_bounds(plan) {
+            break;
+        }
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        let title = format!("{tag}-{n}");
+        let body = "short".to_owned();
+        let sent_at = shared.started.elapsed();
+        let result = post_in_two_parts(
+            client,
+            path,
+            &note_json(&title, &body),
+            plan.short_body_pause,
+        );
+        records.push(Record {
+            kind: Kind::Short,
+            title,
+            body,
+            sent_at,
+            ended_at: shared.started.elapsed(),
+            result,
+        });
+        thread::sleep(plan.short_pause);
+    }
+    records
+}
+
+fn post_in_two_parts(
+    client: Client,
+    path: &str,
+    json: &str,
+    pause: Duration,
+) -> Result<Answer, Failure> {
+    let mut upload = match client.begin_upload(path, "application/json", json.len())? {
+        Started::Continue(upload) => upload,
+        Started::Answered(response) => return Ok(answer(&response)),
+    };
+    let (first, second) = json.as_bytes().split_at(json.len() / 2);
+    upload.send(first)?;
+    thread::sleep(pause);
+    upload.send(second)?;
+    upload.finish().map(|r| answer(&r))
+}
+
+fn probe_readiness(client: Client, path: &str, plan: &Plan, shared: &Shared) -> Vec<Probe> {
+    let mut probes = Vec::new();
+    let signal_at = loop {
+        if let Some(at) = shared.signal_at.get() {
+            break *at;
+        }
+        if shared.out_of_bounds(plan) {
+            return probes;
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    while !shared.stop.load(Ordering::SeqCst) && shared.started.elapsed() < plan.max_duration {
+        let status = client.get(path).ok().map(|r| r.status);
+        probes.push(Probe {
+            since_signal: signal_at.elapsed(),
+            status,
+        });
+        thread::sleep(plan.probe_interval);
+    }
+    probes
+}
+
+/// The fate of every write, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub sent: usize,
+    /// Answered 2xx.
+    pub completed: usize,
+    /// Sent after the signal and answered 503: refused, not lost.
+    pub refused_while_draining: usize,
+    /// Sent after the signal and never taken by the server (it had stopped
+    /// accepting): the client knows to retry.
+    pub not_accepted_after_signal: usize,
+    /// Taken by the server, or sent before the signal, and never answered.
+    pub dropped: usize,
+    /// Answered with a status no drain should produce.
+    pub wrong_status: usize,
+    /// Sent before the signal and still unanswered when it went out.
+    pub in_flight_at_signal: usize,
+    /// Of those, answered 2xx.
+    pub in_flight_completed: usize,
+    /// Why the first few dropped or wrong ones failed.
+    pub examples: Vec<String>,
+}
+
+/// Counts what became of each write. A failure counts as dropped when the
+/// server had shown it had the request, or when it went out before the
+/// signal (a running server must answer it).
+pub fn tally(records: &[Record], signal_at: Option<Duration>) -> Tally {
+    const EXAMPLES: usize = 3;
+    let mut tally = Tally {
+        sent: records.len(),
+        ..Tally::default()
+    };
+    let before_signal = |r: &Record| signal_at.is_none_or(|at| r.sent_at < at);
+    for record in records {
+        let before = before_signal(record);
+        let in_flight = signal_at.is_some_and(|at| record.sent_at < at && record.ended_at >= at);
+        if in_flight {
+            tally.in_flight_at_signal += 1;
+        }
+        let mut problem = None;
+        match &record.result {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                tally.completed += 1;
+                if in_flight {
+                    tally.in_flight_completed += 1;
+                }
+            }
+            Ok(answer) if answer.status == 503 && !before => tally.refused_while_draining += 1,
+            Ok(answer) => {
+                tally.wrong_status += 1;
+                problem = Some(format!("{}: status {}", record.title, answer.status));
+            }
+            Err(failure) if failure.accepted || before => {
+                tally.dropped += 1;
+                problem = Some(format!("{}: {}", record.title, failure.reason));
+            }
+            Err(_) => tally.not_accepted_after_signal += 1,
+        }
+        if let Some(problem) = problem
+            && tally.examples.len() < EXAMPLES
+        {
+            tally.examples.push(problem);
+        }
+    }
+    tally
+}
+
+/// A write the server acknowledged with 201 and an id: it must survive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acknowledged {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+}
+
+pub fn acknowledged(records: &[Record]) -> Vec<Acknowledged> {
+    records
+        .iter()
+        .filter_map(|r| match &r.result {
+            Ok(Answer {
+                status: 201,
+                id: Some(id),
+            }) => Some(Acknowledged {
+                id: id.clone(),
+                title: r.title.clone(),
+                body: r.body.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether readiness turned to 503 during the drain and stayed there:
+/// `Ok(what was seen)` or `Err(what was seen instead)`.
+pub fn readiness_verdict(probes: &[Probe]) -> Result<String, String> {
+    let first_503 = probes.iter().position(|p| p.status == Some(503));
+    let summary = summarize_probes(probes);
+    let Some(first) = first_503 else {
+        return Err(format!("no 503 after the signal ({summary})"));
+    };
+    if let Some(back) = probes[first..].iter().find(|p| p.status == Some(200)) {
+        return Err(format!(
+            "200 again {} ms after the signal ({summary})",
+            back.since_signal.as_millis()
+        ));
+    }
+    Ok(summary)
+}
+
+/// Consecutive equal answers as runs: `503 ×12 from +4 ms, none ×3 from +620 ms`.
+pub fn summarize_probes(probes: &[Probe]) -> String {
+    if probes.is_empty() {
+        return "no probes".to_owned();
+    }
+    let mut runs: Vec<(Option<u16>, usize, Duration)> = Vec::new();
+    for probe in probes {
+        match runs.last_mut() {
+            Some((status, count, _)) if *status == probe.status => *count += 1,
+            _ => runs.push((probe.status, 1, probe.since_signal)),
+        }
+    }
+    runs.iter()
+        .map(|(status, count, from)| {
+            let status = status.map_or("no answer".to_owned(), |s| s.to_string());
+            format!("{status} ×{count} from +{} ms", from.as_millis())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A write that took 150 ms.
+    fn record(kind: Kind, sent_ms: u64, result: Result<Answer, Failure>) -> Record {
+        Record {
+            kind,
+            title: format!("t{sent_ms}"),
+            body: "b".into(),
+            sent_at: ms(sent_ms),
+            ended_at: ms(sent_ms + 150),
+            result,
+        }
+    }
+
+    #[allow(clippy::unnecessary_wraps)] // a result, like a record's
+    fn ok(status: u16, id: Option<&str>) -> Result<Answer, Failure> {
+        Ok(Answer {
+            status,
+            id: id.map(str::to_owned),
+        })
+    }
+
+    fn failed(accepted: bool) -> Result<Answer, Failure> {
+        Err(Failure {
+            accepted,
+            reason: "connection closed without an answer".into(),
+        })
+    }
+
+    #[test]
+    fn answered_writes_are_completed() {
+        let tally = tally(
+            &[record(Kind::SlowUpload, 10, ok(201, Some("1")))],
+            Some(ms(100)),
+        );
+        assert_eq!(tally.completed, 1);
+        assert_eq!(tally.in_flight_at_signal, 1);
+        assert_eq!(tally.in_flight_completed, 1);
+        assert_eq!(tally.dropped, 0);
+    }
+
+    #[test]
+    fn a_write_answered_before_the_signal_was_not_in_flight() {
+        let tally = tally(&[record(Kind::Short, 10, ok(201, None))], Some(ms(500)));
+        assert_eq!(tally.in_flight_at_signal, 0);
+        assert_eq!(tally.completed, 1);
+    }
+
+    #[test]
+    fn a_write_the_server_took_and_never_answered_is_dropped() {
+        let tally = tally(&[record(Kind::Short, 200, failed(true))], Some(ms(100)));
+        assert_eq!(tally.dropped, 1);
+        assert_eq!(tally.examples.len(), 1);
+    }
+
+    #[test]
+    fn a_write_sent_before_the_signal_and_never_answered_is_dropped() {
+        let tally = tally(&[record(Kind::Short, 50, failed(false))], Some(ms(100)));
+        assert_eq!(tally.dropped, 1);
+    }
+
+    #[test]
+    fn a_write_refused_after_the_listener_closed_is_not_dropped() {
+        let tally = tally(&[record(Kind::Short, 200, failed(false))], Some(ms(100)));
+        assert_eq!(tally.dropped, 0);
+        assert_eq!(tally.not_accepted_after_signal, 1);
+    }
+
+    #[test]
+    fn a_503_during_the_drain_is_a_refusal_but_before_it_is_wrong() {
+        let during = tally(&[record(Kind::Short, 200, ok(503, None))], Some(ms(100)));
+        assert_eq!(during.refused_while_draining, 1);
+        let before = tally(&[record(Kind::Short, 50, ok(503, None))], Some(ms(100)));
+        assert_eq!(before.wrong_status, 1);
+    }
+
+    #[test]
+    fn only_201s_with_an_id_are_acknowledged() {
+        let records = [
+            record(Kind::Short, 1, ok(201, Some("7"))),
+            record(Kind::Short, 2, ok(201, None)),
+            record(Kind::Short, 3, ok(503, None)),
+        ];
+        let acknowledged = acknowledged(&records);
+        assert_eq!(acknowledged.len(), 1);
+        assert_eq!(acknowledged[0].id, "7");
+    }
+
+    fn probe(at: u64, status: Option<u16>) -> Probe {
+        Probe {
+            since_signal: ms(at),
+            status,
+        }
+    }
+
+    #[test]
+    fn readiness_that_turns_503_and_then_goes_away_passes() {
+        let probes = [
+            probe(1, Some(200)),
+            probe(20, Some(503)),
+            probe(40, Some(503)),
+            probe(60, None),
+        ];
+        let seen = readiness_verdict(&probes).unwrap();
+        assert_eq!(
+            seen,
+            "200 ×1 from +1 ms, 503 ×2 from +20 ms, no answer ×1 from +60 ms"
+        );
+    }
+
+    #[test]
+    fn readiness_that_never_says_503_fails() {
+        let error = readiness_verdict(&[probe(1, Some(200)), probe(20, None)]).unwrap_err();
+        assert!(error.starts_with("no 503"), "{error}");
+    }
+
+    #[test]
+    fn readiness_that_flips_back_to_200_fails() {
+        let probes = [probe(1, Some(503)), probe(20, Some(200))];
+        let error = readiness_verdict(&probes).unwrap_err();
+        assert!(error.starts_with("200 again 20 ms"), "{error}");
+    }
+}
