@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::report::Table;
+use crate::report::{Table, truncate};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -94,7 +94,7 @@ pub fn failure_line(checks: &[Check]) -> Option<String> {
                 "{} (expected {}, got {})",
                 c.name,
                 c.expected,
-                c.actual.as_deref().unwrap_or(&c.measured)
+                truncate(c.actual.as_deref().unwrap_or(&c.measured), 160)
             )
         })
         .collect();

@@ -317,7 +317,7 @@ pub struct RunSpec<'a> {
     /// A directory the image declares a VOLUME for, to cover with a tmpfs
     /// when no named volume goes there: docker would otherwise create an
     /// anonymous volume, which cannot be labelled and so could be left behind.
-    pub scratch: Option<&'a str>,
+    pub scratch: Vec<&'a str>,
     /// A container port to publish on a free loopback port.
     pub publish: Option<u16>,
     pub network: Network,
@@ -383,7 +383,7 @@ impl RunSpec<'_> {
             args.push("--mount".into());
             args.push(format!("type=volume,src={volume},dst={target}"));
         }
-        if let Some(scratch) = self.scratch {
+        for scratch in &self.scratch {
             args.push("--tmpfs".into());
             args.push(format!("{scratch}:rw,noexec,nosuid,nodev,size=1m"));
         }
@@ -787,7 +787,7 @@ mod tests {
             role: "start",
             hardening,
             volume: Some(("vol", "/data")),
-            scratch: None,
+            scratch: vec!["/cache"],
             publish: Some(8080),
             network: Network::Bridge,
             env: vec![("SHUTDOWN_TIMEOUT".into(), "2s".into())],
@@ -814,6 +814,7 @@ mod tests {
             "--cpus 1",
             "--pids-limit 128",
             "--mount type=volume,src=vol,dst=/data",
+            "--tmpfs /cache:rw,noexec,nosuid,nodev,size=1m",
         ] {
             assert!(
                 joined.contains(expected),

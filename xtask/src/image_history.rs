@@ -99,6 +99,9 @@ pub struct ImageConfig {
     pub user: String,
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// Mount points the image declares with VOLUME.
+    #[serde(default)]
+    pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Durations are nanoseconds, as the engine stores them; 0 means the default.
@@ -270,6 +273,8 @@ mod tests {
         assert!(image.size > 10_000_000);
         assert_eq!(image.root_fs.layers.len(), 4);
         assert_eq!(image.config.user, "65532:65532");
+        let volumes = image.config.volumes.unwrap();
+        assert_eq!(volumes.keys().collect::<Vec<_>>(), ["/data"]);
         let health = image.config.healthcheck.unwrap();
         assert_eq!(health.interval, 10_000_000_000);
         assert_eq!(health.timeout, 3_000_000_000);
