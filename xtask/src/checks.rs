@@ -60,13 +60,16 @@ impl Check {
     }
 }
 
+/// Longer figures are cut in the table; `--json` has them whole.
+const MEASURED_WIDTH: usize = 64;
+
 /// The table of checks, then each failure's expected and actual.
 pub fn render(checks: &[Check]) -> String {
     let mut table = Table::new(&["check", "measured", "expected", "result"]);
     for check in checks {
         table.row([
             check.name.clone(),
-            check.measured.clone(),
+            truncate(&check.measured, MEASURED_WIDTH),
             check.expected.clone(),
             if check.passed { "pass" } else { "FAIL" }.to_owned(),
         ]);

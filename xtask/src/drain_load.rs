@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::loopback_http::{Client, Failure, Started};
+use crate::loopback_http::{Client, Failure, HeldRequest, Started};
 
 /// The rest of a slow upload's body goes out in this many pieces.
 const PIECES: usize = 5;
@@ -38,6 +38,12 @@ pub struct Plan {
     pub max_requests: usize,
     pub max_duration: Duration,
     pub probe_interval: Duration,
+    /// Readiness requests started before the signal and completed during
+    /// the drain, one every `held_probe_spacing`. A server that closes its
+    /// listener at the signal can only be asked on connections it already
+    /// has; these show what it answers them.
+    pub held_probes: usize,
+    pub held_probe_spacing: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,6 +77,9 @@ pub struct Answer {
 pub struct Probe {
     pub since_signal: Duration,
     pub status: Option<u16>,
+    /// Asked on a connection opened before the signal (see
+    /// [`Plan::held_probes`]) rather than on a new one.
+    pub held: bool,
 }
 
 struct Shared {
@@ -94,6 +103,7 @@ pub struct Load {
     uploads: Vec<JoinHandle<Record>>,
     shorts: Vec<JoinHandle<Vec<Record>>>,
     prober: JoinHandle<Vec<Probe>>,
+    held: Vec<JoinHandle<Option<Probe>>>,
 }
 
 /// What the traffic saw.
@@ -160,11 +170,22 @@ impl Load {
             let path = ready_path.to_owned();
             thread::spawn(move || probe_readiness(client, &path, &plan, &shared))
         };
+        let held = (1..=plan.held_probes)
+            .filter_map(|slot| {
+                let request = client.hold_get(ready_path).ok()?;
+                let (shared, plan) = (Arc::clone(&shared), plan.clone());
+                let delay = plan.held_probe_spacing * u32::try_from(slot).unwrap_or(1);
+                Some(thread::spawn(move || {
+                    held_probe(request, delay, &plan, &shared)
+                }))
+            })
+            .collect();
         Load {
             shared,
             uploads,
             shorts,
             prober,
+            held,
         }
     }
 
@@ -185,7 +206,13 @@ impl Load {
         for short in self.shorts {
             records.extend(short.join().unwrap_or_default());
         }
-        let probes = self.prober.join().unwrap_or_default();
+        let mut probes = self.prober.join().unwrap_or_default();
+        probes.extend(
+            self.held
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten()),
+        );
+        probes.sort_by_key(|p| p.since_signal);
         let started = self.shared.started;
         Seen {
             records,
@@ -336,10 +363,37 @@ fn probe_readiness(client: Client, path: &str, plan: &Plan, shared: &Shared) -> 
         probes.push(Probe {
             since_signal: signal_at.elapsed(),
             status,
+            held: false,
         });
         thread::sleep(plan.probe_interval);
     }
     probes
+}
+
+/// Completes a held readiness request `delay` after the signal.
+fn held_probe(
+    request: HeldRequest,
+    delay: Duration,
+    plan: &Plan,
+    shared: &Shared,
+) -> Option<Probe> {
+    let signal_at = loop {
+        if let Some(at) = shared.signal_at.get() {
+            break *at;
+        }
+        if shared.out_of_bounds(plan) {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    thread::sleep(delay.saturating_sub(signal_at.elapsed()));
+    let since_signal = signal_at.elapsed();
+    let status = request.complete().ok().map(|r| r.status);
+    Some(Probe {
+        since_signal,
+        status,
+        held: true,
+    })
 }
 
 /// The fate of every write, counted.
@@ -438,7 +492,13 @@ pub fn acknowledged(records: &[Record]) -> Vec<Acknowledged> {
 /// `Ok(what was seen)` or `Err(what was seen instead)`.
 pub fn readiness_verdict(probes: &[Probe]) -> Result<String, String> {
     let first_503 = probes.iter().position(|p| p.status == Some(503));
-    let summary = summarize_probes(probes);
+    let held: Vec<Probe> = probes.iter().filter(|p| p.held).copied().collect();
+    let fresh: Vec<Probe> = probes.iter().filter(|p| !p.held).copied().collect();
+    let summary = format!(
+        "on open connections: {}; on new ones: {}",
+        summarize_probes(&held),
+        summarize_probes(&fresh)
+    );
     let Some(first) = first_503 else {
         return Err(format!("no 503 after the signal ({summary})"));
     };
@@ -454,7 +514,7 @@ pub fn readiness_verdict(probes: &[Probe]) -> Result<String, String> {
 /// Consecutive equal answers as runs: `503 ×12 from +4 ms, none ×3 from +620 ms`.
 pub fn summarize_probes(probes: &[Probe]) -> String {
     if probes.is_empty() {
-        return "no probes".to_owned();
+        return "none".to_owned();
     }
     let mut runs: Vec<(Option<u16>, usize, Duration)> = Vec::new();
     for probe in probes {
@@ -570,6 +630,14 @@ mod tests {
         Probe {
             since_signal: ms(at),
             status,
+            held: false,
+        }
+    }
+
+    fn held(at: u64, status: Option<u16>) -> Probe {
+        Probe {
+            held: true,
+            ..probe(at, status)
         }
     }
 
@@ -584,7 +652,23 @@ mod tests {
         let seen = readiness_verdict(&probes).unwrap();
         assert_eq!(
             seen,
-            "200 ×1 from +1 ms, 503 ×2 from +20 ms, no answer ×1 from +60 ms"
+            "on open connections: none; on new ones: 200 ×1 from +1 ms, 503 ×2 from +20 ms, no answer ×1 from +60 ms"
+        );
+    }
+
+    #[test]
+    fn a_503_on_a_connection_opened_before_the_signal_counts() {
+        let probes = [
+            probe(1, Some(200)),
+            probe(30, None),
+            held(200, Some(503)),
+            probe(210, None),
+            held(400, Some(503)),
+        ];
+        let seen = readiness_verdict(&probes).unwrap();
+        assert_eq!(
+            seen,
+            "on open connections: 503 ×2 from +200 ms; on new ones: 200 ×1 from +1 ms, no answer ×2 from +30 ms"
         );
     }
 

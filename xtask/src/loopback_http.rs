@@ -90,6 +90,19 @@ impl Client {
         read_final(&mut reader, false)
     }
 
+    /// Starts a GET and holds it just short of complete.
+    pub fn hold_get(&self, path: &str) -> Result<HeldRequest, Failure> {
+        let mut stream = self.connect()?;
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        stream
+            .write_all(head.as_bytes())
+            .map_err(|e| Failure::before_acceptance("sending the request head", &e))?;
+        Ok(HeldRequest { stream })
+    }
+
     /// A POST of a JSON body, sent once the server has taken the request.
     pub fn post_json(&self, path: &str, body: &str) -> Result<Response, Failure> {
         match self.begin_upload(path, "application/json", body.len())? {
@@ -150,6 +163,23 @@ impl Client {
         };
         configure().map_err(|e| Failure::before_acceptance("configuring the socket", &e))?;
         Ok(stream)
+    }
+}
+
+/// A GET whose head has gone out but for its final blank line: the server
+/// has the connection and the start of a request, which it cannot answer
+/// until [`HeldRequest::complete`] sends the rest.
+pub struct HeldRequest {
+    stream: TcpStream,
+}
+
+impl HeldRequest {
+    /// Ends the head and waits for the answer.
+    pub fn complete(mut self) -> Result<Response, Failure> {
+        self.stream
+            .write_all(b"\r\n")
+            .map_err(|e| Failure::before_acceptance("ending the request head", &e))?;
+        read_final(&mut BufReader::new(self.stream), false)
     }
 }
 
@@ -443,6 +473,37 @@ mod tests {
             Ok(response) => assert_eq!(response.status, 503),
             Err(failure) => panic!("{failure:?}"),
         }
+    }
+
+    #[test]
+    fn a_held_request_is_answered_once_completed() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                head.push_str(&line);
+                line.clear();
+            }
+            let mut writer = stream;
+            writer
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            head
+        });
+        let held = Client::new(addr, Duration::from_secs(5))
+            .hold_get("/ready")
+            .unwrap();
+        assert_eq!(held.complete().unwrap().status, 503);
+        assert!(
+            server
+                .join()
+                .unwrap()
+                .starts_with("GET /ready HTTP/1.1\r\n")
+        );
     }
 
     #[test]

@@ -590,6 +590,8 @@ impl<'a> Test<'a> {
             max_requests: 5_000,
             max_duration: shutdown_timeout + STOP_MARGIN + Duration::from_secs(10),
             probe_interval: Duration::from_millis(25),
+            held_probes: 4,
+            held_probe_spacing: Duration::from_millis(200),
         };
         progress(&format!(
             "opening {} slow uploads and {} streams of short writes",
@@ -675,7 +677,7 @@ impl<'a> Test<'a> {
             Check::judge(
                 "drain: readiness answers 503",
                 ready_ok,
-                report::truncate(&ready_seen, 70),
+                ready_seen.clone(),
                 "503 while draining, not 200 again",
             )
             .because(ready_seen),
@@ -889,11 +891,7 @@ impl<'a> Test<'a> {
             Check::judge(
                 name,
                 passed,
-                format!(
-                    "exit {code} after {}: {}",
-                    human(ran),
-                    report::truncate(reason, 60)
-                ),
+                format!("exit {code} after {}: {}", human(ran), reason),
                 format!("exit 1 within {} with a reason", human(timeout)),
             )
             .because(actual),
