@@ -112,9 +112,12 @@ name (--db-pool-size overrides DB_POOL_SIZE).
 0 when it answers 200, 1 otherwise.";
 
 impl Command {
-    /// Reads the process's own arguments and environment.
+    /// Reads the process's own arguments and environment. Text that is not
+    /// UTF-8 is taken lossily, so it fails validation instead of panicking.
     pub fn from_process() -> Result<Self, ConfigError> {
-        Self::parse(std::env::args().skip(1), |name| std::env::var(name).ok())
+        Self::parse(process_args(), |name| {
+            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+        })
     }
 
     /// `args` excludes the program name; `env` looks a variable up.
@@ -150,10 +153,17 @@ impl Command {
     }
 }
 
+/// The process's arguments, without the program name.
+fn process_args() -> impl Iterator<Item = String> {
+    std::env::args_os()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+}
+
 /// True when the arguments ask for the health probe, whose failures must use
 /// exit status 1: Docker reserves 2 for itself.
-pub fn wants_health_check(args: &[String]) -> bool {
-    args.iter().any(|arg| arg == "--health-check")
+pub fn wants_health_check() -> bool {
+    process_args().any(|arg| arg == "--health-check")
 }
 
 impl Database {
@@ -343,6 +353,11 @@ impl Lookup<'_> {
 
 fn parse_database_url(raw: &Raw) -> Result<Database, ConfigError> {
     let url = raw.value.as_str();
+    // The error line goes to logs: it must not carry the password.
+    let raw = &Raw {
+        name: raw.name.clone(),
+        value: redact_password(url),
+    };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| raw.invalid(format!("a valid PostgreSQL URL ({error})")))?;
@@ -363,6 +378,22 @@ fn parse_database_url(raw: &Raw) -> Result<Database, ConfigError> {
         return Ok(Database::Sqlite(options));
     }
     Err(raw.invalid("sqlite://PATH, postgres://… or postgresql://…"))
+}
+
+/// `scheme://user:secret@host/…` becomes `scheme://user:***@host/…`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let Some((user, _password)) = userinfo.split_once(':') else {
+        return url.to_owned();
+    };
+    format!("{scheme}://{user}:***@{host}{path}")
 }
 
 /// Parses `500ms`, `10s` or `2m`. A unit is required: a bare `30` would be
@@ -510,6 +541,33 @@ mod tests {
             &[("DATABASE_URL", "postgres://u@db/app?sslmode=require")],
         );
         assert!(message.contains("no TLS support"), "{message}");
+    }
+
+    #[test]
+    fn a_database_password_never_appears_in_an_error() {
+        let message = error(
+            &[],
+            &[(
+                "DATABASE_URL",
+                "postgres://app:s3cret@db:5432/app?sslmode=verify-full",
+            )],
+        );
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(
+            message.contains("postgres://app:***@db:5432/app?sslmode=verify-full"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn urls_without_a_password_are_left_alone() {
+        for url in [
+            "sqlite://data/x.db",
+            "postgres://app@db/app",
+            "postgres://db/a@b",
+        ] {
+            assert_eq!(redact_password(url), url);
+        }
     }
 
     #[test]

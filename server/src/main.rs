@@ -39,8 +39,7 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error}");
-            let args: Vec<String> = std::env::args().collect();
-            if config::wants_health_check(&args) {
+            if config::wants_health_check() {
                 ExitCode::FAILURE
             } else {
                 ExitCode::from(EXIT_BAD_CONFIG)
@@ -98,6 +97,9 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         version = health::VERSION,
         listen_addr = %listen_addr,
         database = config.database.kind(),
+        db_pool_size = config.db_pool_size,
+        body_limit = config.body_limit,
+        shutdown_timeout_ms = u64::try_from(config.shutdown_timeout.as_millis()).unwrap_or(u64::MAX),
         startup_ms = tenths_of_millis(started.elapsed()),
         "ready"
     );

@@ -82,7 +82,7 @@ fn metrics_count_requests_by_route_template_and_status() {
 }
 
 #[test]
-fn the_ready_line_reports_version_address_database_and_start_time() {
+fn the_ready_line_reports_version_address_database_settings_and_start_time() {
     let dir = TempDir::new("obs-startup");
     let server = Launch::new(dir.path()).start();
     let ready = server
@@ -92,6 +92,9 @@ fn the_ready_line_reports_version_address_database_and_start_time() {
     assert_eq!(ready["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(ready["listen_addr"], server.addr().to_string());
     assert_eq!(ready["database"], "sqlite");
+    assert_eq!(ready["db_pool_size"], 5);
+    assert_eq!(ready["body_limit"], 65536);
+    assert_eq!(ready["shutdown_timeout_ms"], 30000);
     assert!(ready["startup_ms"].as_f64().is_some_and(|ms| ms > 0.0));
 }
 
