@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Launch, Server, TempDir, eventually, expect_exit, http};
+use common::{Launch, Server, TempDir, eventually, expect_exit, http, send_signal};
 
 const NOTE: &[u8] = br#"{"title": "in flight", "body": "sent in two halves, around a SIGTERM"}"#;
 
@@ -169,6 +169,50 @@ fn a_second_signal_exits_at_once() {
     assert!(
         server
             .wait_for_log("second signal", Duration::ZERO)
+            .is_some()
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_when_it_runs_as_pid_1() {
+    // PID 1 of a PID namespace, as in a container: the kernel gives it no
+    // default action for SIGTERM, so only an installed handler makes it stop.
+    let can_unshare = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !can_unshare {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED sigterm_stops_the_server_when_it_runs_as_pid_1: \
+             `unshare --pid` is not permitted here (needs root)"
+        );
+        return;
+    }
+    let dir = TempDir::new("shutdown-pid1");
+    let mut server = Launch::new(dir.path())
+        .wrapped_in(&["unshare", "--pid", "--fork", "--kill-child"])
+        .start();
+    let children = format!("/proc/{0}/task/{0}/children", server.pid());
+    let pid: u32 = std::fs::read_to_string(&children)
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .expect("the server's pid outside its namespace");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    assert!(
+        status
+            .lines()
+            .any(|line| line.starts_with("NSpid:") && line.ends_with("\t1")),
+        "the server is not PID 1 in its namespace:\n{status}"
+    );
+
+    send_signal(pid, "TERM");
+    // unshare exits with the status of the process it ran.
+    let exit = expect_exit(&mut server, Duration::from_secs(5));
+    assert_eq!(exit.code(), Some(0), "{}", server.output());
+    assert!(
+        server
+            .wait_for_log("stopped cleanly", Duration::ZERO)
             .is_some()
     );
 }

@@ -111,6 +111,8 @@ pub struct Launch {
     dir: PathBuf,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    /// A program (with its arguments) that runs the server, e.g. `unshare`.
+    wrapper: Vec<String>,
 }
 
 impl Launch {
@@ -125,7 +127,14 @@ impl Launch {
                 ("LOG_FORMAT".into(), "json".into()),
             ],
             args: Vec::new(),
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Runs the server under `wrapper`, which must exec or fork it.
+    pub fn wrapped_in(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|arg| (*arg).to_owned()).collect();
+        self
     }
 
     pub fn args(mut self, args: &[&str]) -> Self {
@@ -163,7 +172,15 @@ impl Launch {
 
     /// Starts the server without waiting for anything.
     pub fn spawn(self) -> Server {
-        let mut child = Command::new(SERVER)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(SERVER);
+                command
+            }
+            None => Command::new(SERVER),
+        };
+        let mut child = command
             .args(&self.args)
             .current_dir(&self.dir)
             .env_clear()
@@ -211,12 +228,7 @@ impl Server {
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} {} failed", self.pid());
+        send_signal(self.pid(), name);
     }
 
     /// The exit status, if the process ends within `timeout`.
@@ -285,6 +297,16 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Sends a signal by name (`TERM`, `INT`, `KILL`) to `pid` with kill(1).
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// Asserts the process exits within `timeout` and returns its status, once
