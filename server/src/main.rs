@@ -99,7 +99,7 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         database = config.database.kind(),
         db_pool_size = config.db_pool_size,
         body_limit = config.body_limit,
-        shutdown_timeout_ms = u64::try_from(config.shutdown_timeout.as_millis()).unwrap_or(u64::MAX),
+        shutdown_timeout_ms = shutdown::millis(config.shutdown_timeout),
         startup_ms = tenths_of_millis(started.elapsed()),
         "ready"
     );
