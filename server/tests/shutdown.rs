@@ -75,6 +75,40 @@ fn sigterm_during_an_upload_lets_it_finish_then_exits_0() {
 }
 
 #[test]
+fn readiness_answers_503_while_draining() {
+    let dir = TempDir::new("shutdown-readiness");
+    let mut server = Launch::new(dir.path()).start();
+    let (mut upload, rest) = start_upload(&server);
+    // New connections are refused once draining starts, so the probe's
+    // connection is opened before the signal, its head left one line short:
+    // a request the server has begun to read is served, not dropped.
+    let mut probe = http::connect(server.addr());
+    let head = http::head("GET", "/ready", &[], 0);
+    let (started, last_line) = head.split_at(head.len() - 2);
+    probe.write_all(started.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+
+    server.signal("TERM");
+    assert!(
+        server
+            .wait_for_log("shutting down", Duration::from_secs(5))
+            .is_some()
+    );
+    probe.write_all(last_line.as_bytes()).unwrap();
+    let readiness = http::read_response(&mut probe).expect("a readiness answer");
+    assert_eq!(readiness.status, 503, "{}", readiness.text());
+    let body = readiness.json();
+    assert_eq!(body["status"], "fail");
+    assert_eq!(body["checks"]["server:draining"][0]["status"], "fail");
+
+    upload.write_all(rest).unwrap();
+    let response = http::read_response(&mut upload).expect("a response to the upload");
+    assert_eq!(response.status, 201, "{}", response.text());
+    let status = expect_exit(&mut server, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+}
+
+#[test]
 fn an_idle_keep_alive_connection_does_not_delay_shutdown() {
     let dir = TempDir::new("shutdown-keepalive");
     let mut server = Launch::new(dir.path()).start();
