@@ -222,7 +222,11 @@ pub fn problems(measurement: &Measurement, budget: &Budget) -> Vec<Problem> {
 /// The one line an over-budget run ends with: each figure over, by how
 /// much, and where the bytes are.
 pub fn verdict(measurement: &Measurement, problems: &[Problem]) -> String {
-    let mut largest: Vec<&Layer> = measurement.layers.iter().collect();
+    let mut largest: Vec<&Layer> = measurement
+        .layers
+        .iter()
+        .filter(|l| l.size_bytes > 0)
+        .collect();
     largest.sort_by_key(|l| std::cmp::Reverse(l.size_bytes));
     let largest: Vec<String> = largest
         .iter()
