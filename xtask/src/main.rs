@@ -1,7 +1,16 @@
 //! `cargo xtask`: builds, measures and proves the server's container image.
 
+mod apt;
+mod conformance;
+mod docker;
 mod flags;
+mod git;
+mod image;
+mod image_report;
 mod metadata;
+mod offline;
+mod setup;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,10 +36,9 @@ fn run() -> anyhow::Result<()> {
     sh.change_dir(&root);
     let metadata = metadata::Metadata::load(&root)?;
     match cli.command {
-        flags::Command::Setup(_)
-        | flags::Command::Image(_)
-        | flags::Command::SizeCheck(_)
-        | flags::Command::ShutdownTest(_) => {
+        flags::Command::Setup(setup) => setup.run(&sh),
+        flags::Command::Image(image) => image.run(&sh, &metadata),
+        flags::Command::SizeCheck(_) | flags::Command::ShutdownTest(_) => {
             anyhow::bail!("not built yet for {}", metadata.package)
         }
     }
