@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
+use crate::output;
+
 /// The keyring Debian's archive is signed with, from `debian-archive-keyring`.
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -54,8 +56,7 @@ impl ForeignSuite {
         }
         sh.write_file(self.dir.join("sources.list"), self.sources_list())?;
         let options = self.options();
-        cmd!(sh, "apt-get {options...} update")
-            .run()
+        output::run_to_stderr(cmd!(sh, "apt-get {options...} update"))
             .with_context(|| format!("cannot fetch Debian {}'s package lists", self.suite))
     }
 
@@ -65,8 +66,7 @@ impl ForeignSuite {
         let options = self.options();
         {
             let _dir = sh.push_dir(&debs);
-            cmd!(sh, "apt-get {options...} download {package}")
-                .run()
+            output::run_to_stderr(cmd!(sh, "apt-get {options...} download {package}"))
                 .with_context(|| format!("cannot download {package} from Debian {}", self.suite))?;
         }
         newest_deb(&debs, package)

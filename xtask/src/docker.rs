@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::Context;
 use serde::Deserialize;
 use xshell::Shell;
 
+use crate::output;
 use crate::tools::{self, Builder, BuilderKind, Tool};
 
 /// A docker client whose engine answers.
@@ -28,7 +28,7 @@ impl Docker {
         let engine = tools::probe(sh, Tool::DockerEngine);
         if let Some(reason) = engine.missing {
             anyhow::bail!(
-                "the docker engine is {reason}: start it with `{}` (it starts dockerd when it is stopped)",
+                "the docker engine does not answer: {reason} (`{}` starts dockerd when it is stopped)",
                 tools::SETUP
             );
         }
@@ -207,27 +207,17 @@ pub fn build_args(kind: BuilderKind, request: &BuildRequest) -> anyhow::Result<V
     Ok(args)
 }
 
-/// Runs a build, its progress on stderr (so that stdout stays free for
-/// `--json`), and returns the new image's id.
+/// Runs a build, all its output on stderr (stdout stays free for `--json`),
+/// and returns the new image's id.
 pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::Result<String> {
     let args = build_args(builder.kind, request)?;
-    let mut command = Command::new(&builder.client);
-    command
-        .args(&args)
-        .current_dir(sh.current_dir())
-        .stdin(Stdio::null())
-        .stdout(std::io::stderr());
+    let client = &builder.client;
+    let mut command = xshell::cmd!(sh, "{client} {args...}");
     if builder.kind == BuilderKind::BuiltIn {
-        command.env("DOCKER_BUILDKIT", "1");
+        command = command.env("DOCKER_BUILDKIT", "1");
     }
-    let shown: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
-    eprintln!("$ {} {}", builder.client.display(), shown.join(" "));
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {}", builder.client.display()))?;
-    if !status.success() {
-        anyhow::bail!("the image build failed ({status}); BuildKit's output above says where");
-    }
+    output::run_to_stderr(command)
+        .context("the image build failed; BuildKit's output above says where")?;
     let id = sh.read_file(&request.iidfile).with_context(|| {
         format!(
             "the build wrote no image id to {}",

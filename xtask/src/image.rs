@@ -14,6 +14,7 @@ use crate::git::{self, Revision};
 use crate::image_report::ImageReport;
 use crate::metadata::Metadata;
 use crate::offline;
+use crate::output;
 use crate::tools::{self, Tool};
 
 impl flags::Image {
@@ -85,12 +86,9 @@ impl flags::Image {
         };
         let path = report.save(&root)?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            output::print_json(&report)?;
         } else {
-            print!(
-                "{}",
-                summary(&report, path.strip_prefix(&root).unwrap_or(&path))
-            );
+            output::print(&summary(&report, path.strip_prefix(&root).unwrap_or(&path)))?;
         }
         if !report.violations.is_empty() {
             anyhow::bail!(

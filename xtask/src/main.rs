@@ -9,6 +9,7 @@ mod image;
 mod image_report;
 mod metadata;
 mod offline;
+mod output;
 mod setup;
 mod tools;
 

@@ -22,6 +22,7 @@ use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use crate::docker::Docker;
+use crate::output;
 use crate::tools::{self, Tool};
 
 /// The Debian release of both bases; the binary must run where it was built.
@@ -116,8 +117,7 @@ fn runtime_base(
     let hook = write_hook(work, "runtime-hook.sh", RUNTIME_HOOK)?;
     let tarball = work.join("runtime.tar");
     let args = runtime_mmdebstrap_args(&hook, &tarball);
-    cmd!(sh, "{mmdebstrap} {args...}")
-        .run()
+    output::run_to_stderr(cmd!(sh, "{mmdebstrap} {args...}"))
         .context("cannot make the runtime base's root filesystem with mmdebstrap")?;
     import(sh, docker, &tarball, RUNTIME_CHANGES, &reference)
 }
@@ -184,13 +184,14 @@ fn builder_base(
     let include = format!("--include={packages}");
     let mut customize = OsString::from("--customize-hook=");
     customize.push(&hook);
-    cmd!(
-        sh,
-        "{mmdebstrap} --variant=apt {include} --skip=output/dev {customize} {SUITE} {tarball}"
+    output::run_to_stderr(
+        cmd!(
+            sh,
+            "{mmdebstrap} --variant=apt {include} --skip=output/dev {customize} {SUITE} {tarball}"
+        )
+        .env("RUST_SYSROOT", sysroot.trim())
+        .env("CARGO_CHEF", &chef.path),
     )
-    .env("RUST_SYSROOT", sysroot.trim())
-    .env("CARGO_CHEF", &chef.path)
-    .run()
     .context("cannot make the builder base's root filesystem with mmdebstrap")?;
     import(sh, docker, &tarball, BUILDER_CHANGES, &reference)
 }
@@ -224,12 +225,10 @@ fn vendor_image(
     let config = vendor_config(&printed, &format!("{VENDOR_MOUNT}/vendor"))?;
     sh.write_file(dir.join("config.toml"), config)?;
     let tarball = work.join("vendor.tar");
-    cmd!(
+    output::run_to_stderr(cmd!(
         sh,
         "tar --owner=0 --group=0 --numeric-owner -C {dir} -cf {tarball} ."
-    )
-    .quiet()
-    .run()
+    ))
     .context("cannot pack the vendored crates")?;
     sh.remove_path(&dir)?;
     import(sh, docker, &tarball, &[], &reference)

