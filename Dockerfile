@@ -48,8 +48,9 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     cargo chef cook --locked --profile "${PROFILE}" --bin server --recipe-path recipe.json
 
 FROM cook AS build
-# `cargo xtask image --optimize` sets PROFILE=size and UPX=true.
-ARG UPX=false
+# `cargo xtask image --optimize` sets PROFILE=size and UPX_PACK=true. (Not
+# `UPX`: upx reads its default options from that environment variable.)
+ARG UPX_PACK=false
 COPY . .
 # The profile `release` writes to target/release, `size` to target/size.
 # UPX comes from the builder; the official Rust images lack it, so it is
@@ -62,7 +63,7 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     && echo "server binary: $(wc -c </out/server) bytes as built" \
     && strip /out/server \
     && echo "server binary: $(wc -c </out/server) bytes stripped" \
-    && if [ "${UPX}" = true ]; then \
+    && if [ "${UPX_PACK}" = true ]; then \
          command -v upx >/dev/null \
          || { apt-get update && apt-get install -y --no-install-recommends upx-ucl=4.2.4-1.1; }; \
          upx --best --no-progress /out/server \

@@ -146,7 +146,7 @@ impl flags::Image {
         })
     }
 
-    /// The Dockerfile's build arguments: profile, UPX, OCI labels, and for
+    /// The Dockerfile's build arguments: profile, UPX packing, OCI labels, and for
     /// offline builds the stand-in images.
     fn build_args(
         &self,
@@ -157,7 +157,7 @@ impl flags::Image {
     ) -> Vec<(String, String)> {
         let mut args = vec![
             ("PROFILE", self.profile().to_owned()),
-            ("UPX", self.optimize.to_string()),
+            ("UPX_PACK", self.optimize.to_string()),
             ("SOURCE", metadata.repository.clone().unwrap_or_default()),
             ("REVISION", revision.describe(&revision.commit)),
             ("VERSION", metadata.version.clone()),
@@ -383,7 +383,7 @@ mod tests {
     fn the_default_build_uses_the_release_profile_without_upx() {
         let args = build_args_of(&flags(false, false));
         assert_eq!(arg(&args, "PROFILE"), Some("release"));
-        assert_eq!(arg(&args, "UPX"), Some("false"));
+        assert_eq!(arg(&args, "UPX_PACK"), Some("false"));
         assert_eq!(
             arg(&args, "BUILDER_IMAGE"),
             None,
@@ -395,7 +395,7 @@ mod tests {
     fn optimize_selects_the_size_profile_and_upx() {
         let args = build_args_of(&flags(true, false));
         assert_eq!(arg(&args, "PROFILE"), Some("size"));
-        assert_eq!(arg(&args, "UPX"), Some("true"));
+        assert_eq!(arg(&args, "UPX_PACK"), Some("true"));
     }
 
     #[test]
