@@ -58,7 +58,11 @@ impl flags::Image {
             iidfile: work.join("image.iid"),
         };
         let start = Instant::now();
-        let image_id = docker::build(sh, &builder, &request)?;
+        let built = docker::build(sh, &builder, &request);
+        if built.is_err() && !self.offline {
+            eprintln!("hint: the base images come from a registry; without one, use --offline");
+        }
+        let image_id = built?;
         let duration_secs = start.elapsed().as_secs_f64();
 
         let image = docker.inspect_image(sh, &image_id)?;
