@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::output;
+use crate::process;
 
 /// The keyring Debian's archive is signed with, from `debian-archive-keyring`.
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -56,7 +56,7 @@ impl ForeignSuite {
         }
         sh.write_file(self.dir.join("sources.list"), self.sources_list())?;
         let options = self.options();
-        output::run_to_stderr(cmd!(sh, "apt-get {options...} update"))
+        process::run(cmd!(sh, "apt-get {options...} update"))
             .with_context(|| format!("cannot fetch Debian {}'s package lists", self.suite))
     }
 
@@ -66,7 +66,7 @@ impl ForeignSuite {
         let options = self.options();
         {
             let _dir = sh.push_dir(&debs);
-            output::run_to_stderr(cmd!(sh, "apt-get {options...} download {package}"))
+            process::run(cmd!(sh, "apt-get {options...} download {package}"))
                 .with_context(|| format!("cannot download {package} from Debian {}", self.suite))?;
         }
         newest_deb(&debs, package)

@@ -12,7 +12,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use xshell::Shell;
 
-use crate::output;
+use crate::process;
 use crate::tools::{self, Builder, BuilderKind, Tool};
 
 /// A docker client whose engine answers.
@@ -35,12 +35,14 @@ impl Docker {
         Ok(Docker { client })
     }
 
-    fn run<I, S>(&self, sh: &Shell, args: I) -> anyhow::Result<String>
+    /// Runs the client quietly and returns its output.
+    fn read<I, S>(&self, sh: &Shell, args: I) -> anyhow::Result<String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        tools::run_quiet(sh, &self.client, args)
+        let client = &self.client;
+        process::read(xshell::cmd!(sh, "{client}").args(args))
     }
 
     /// Whether the engine has an image under this name or id.
@@ -59,7 +61,7 @@ impl Docker {
 
     pub fn inspect_image(&self, sh: &Shell, reference: &str) -> anyhow::Result<ImageInspect> {
         let json = self
-            .run(sh, ["image", "inspect", reference])
+            .read(sh, ["image", "inspect", reference])
             .with_context(|| format!("cannot inspect image {reference}"))?;
         ImageInspect::parse(&json)
             .with_context(|| format!("cannot read the inspection of {reference}"))
@@ -82,14 +84,14 @@ impl Docker {
         args.push(tarball.into());
         args.push(tag.into());
         let id = self
-            .run(sh, args)
+            .read(sh, args)
             .with_context(|| format!("cannot import {} as {tag}", tarball.display()))?;
         Ok(id.trim().to_owned())
     }
 
     /// The `repository:tag` names the engine has for one repository.
     pub fn tags_of(&self, sh: &Shell, repository: &str) -> anyhow::Result<Vec<String>> {
-        let listing = self.run(
+        let listing = self.read(
             sh,
             [
                 "image",
@@ -104,7 +106,7 @@ impl Docker {
 
     /// Removes a tag (the image too, when nothing else uses it).
     pub fn remove_image(&self, sh: &Shell, reference: &str) -> anyhow::Result<()> {
-        self.run(sh, ["image", "rm", reference])
+        self.read(sh, ["image", "rm", reference])
             .with_context(|| format!("cannot remove image {reference}"))?;
         Ok(())
     }
@@ -113,14 +115,14 @@ impl Docker {
     /// container created (never started) from it.
     pub fn image_paths(&self, sh: &Shell, reference: &str) -> anyhow::Result<Vec<String>> {
         let container = self
-            .run(sh, ["create", "--entrypoint", "/", reference])
+            .read(sh, ["create", "--entrypoint", "/", reference])
             .with_context(|| format!("cannot create a container from {reference}"))?;
         let container = container.trim();
         let listing = duct::cmd!(&self.client, "export", container)
             .pipe(duct::cmd!("tar", "-t"))
             .stderr_null()
             .read();
-        let removed = self.run(sh, ["rm", container]);
+        let removed = self.read(sh, ["rm", container]);
         let listing = listing.with_context(|| format!("cannot list the files of {reference}"))?;
         removed?;
         Ok(parse_tar_listing(&listing))
@@ -216,8 +218,7 @@ pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::R
     if builder.kind == BuilderKind::BuiltIn {
         command = command.env("DOCKER_BUILDKIT", "1");
     }
-    output::run_to_stderr(command)
-        .context("the image build failed; BuildKit's output above says where")?;
+    process::run(command).context("the image build failed; BuildKit's output above says where")?;
     let id = sh.read_file(&request.iidfile).with_context(|| {
         format!(
             "the build wrote no image id to {}",

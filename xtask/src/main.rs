@@ -10,6 +10,7 @@ mod image_report;
 mod metadata;
 mod offline;
 mod output;
+mod process;
 mod setup;
 mod tools;
 

@@ -22,7 +22,7 @@ use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use crate::docker::Docker;
-use crate::output;
+use crate::process;
 use crate::tools::{self, Tool};
 
 /// The Debian release of both bases; the binary must run where it was built.
@@ -117,7 +117,7 @@ fn runtime_base(
     let hook = write_hook(work, "runtime-hook.sh", RUNTIME_HOOK)?;
     let tarball = work.join("runtime.tar");
     let args = runtime_mmdebstrap_args(&hook, &tarball);
-    output::run_to_stderr(cmd!(sh, "{mmdebstrap} {args...}"))
+    process::run(cmd!(sh, "{mmdebstrap} {args...}"))
         .context("cannot make the runtime base's root filesystem with mmdebstrap")?;
     import(sh, docker, &tarball, RUNTIME_CHANGES, &reference)
 }
@@ -184,7 +184,7 @@ fn builder_base(
     let include = format!("--include={packages}");
     let mut customize = OsString::from("--customize-hook=");
     customize.push(&hook);
-    output::run_to_stderr(
+    process::run(
         cmd!(
             sh,
             "{mmdebstrap} --variant=apt {include} --skip=output/dev {customize} {SUITE} {tarball}"
@@ -225,7 +225,7 @@ fn vendor_image(
     let config = vendor_config(&printed, &format!("{VENDOR_MOUNT}/vendor"))?;
     sh.write_file(dir.join("config.toml"), config)?;
     let tarball = work.join("vendor.tar");
-    output::run_to_stderr(cmd!(
+    process::run(cmd!(
         sh,
         "tar --owner=0 --group=0 --numeric-owner -C {dir} -cf {tarball} ."
     ))

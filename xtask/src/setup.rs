@@ -16,6 +16,7 @@ use xshell::{Shell, cmd};
 use crate::apt::ForeignSuite;
 use crate::flags;
 use crate::output;
+use crate::process;
 use crate::tools::{self, Probe, Tool};
 
 /// How long a freshly started dockerd may take to answer.
@@ -193,8 +194,8 @@ fn check_can_install(steps: &[Step]) -> anyhow::Result<()> {
 fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
     match step {
         Step::Apt(packages) => {
-            output::run_to_stderr(cmd!(sh, "apt-get update"))?;
-            output::run_to_stderr(
+            process::run(cmd!(sh, "apt-get update"))?;
+            process::run(
                 cmd!(sh, "apt-get install -y {packages...}")
                     .env("DEBIAN_FRONTEND", "noninteractive"),
             )
@@ -210,11 +211,11 @@ fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
                 .iter()
                 .find_map(|name| tools::find_program(name))
                 .context("no pip on PATH: install python3-pip (or use a Python you manage)")?;
-            output::run_to_stderr(cmd!(sh, "{pip} install {package}"))
+            process::run(cmd!(sh, "{pip} install {package}"))
         }
         Step::Cargo(package) => {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            output::run_to_stderr(cmd!(sh, "{cargo} install {package} --locked"))
+            process::run(cmd!(sh, "{cargo} install {package} --locked"))
         }
     }
 }
@@ -285,7 +286,7 @@ fn install_buildx(sh: &Shell, apt_dir: &Path, plugins: &Path) -> anyhow::Result<
     let deb = trixie.download(sh, "docker-buildx")?;
     let unpacked = apt_dir.join("docker-buildx");
     sh.remove_path(&unpacked)?;
-    output::run_to_stderr(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
+    process::run(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
     let plugin = unpacked.join("usr/libexec/docker/cli-plugins/docker-buildx");
     sh.create_dir(plugins)?;
     let target = plugins.join("docker-buildx");

@@ -2,13 +2,13 @@
 //! when one is missing, how to install it. Commands ask here instead of
 //! looking for programs themselves.
 
-use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Serialize;
 use xshell::{Shell, cmd};
+
+use crate::process;
 
 /// What a user is told to run when something is missing.
 pub const SETUP: &str = "cargo xtask setup";
@@ -194,20 +194,7 @@ fn versioned(sh: &Shell, program: &str, args: &[&str]) -> Result<Found, String> 
 
 /// Runs `program args` and reads a version number from what it prints.
 fn run_for_version(sh: &Shell, program: &Path, args: &[&str]) -> Result<String, String> {
-    let output = cmd!(sh, "{program} {args...}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .map_err(|error| format!("cannot run {}: {error}", program.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "`{} {}` failed: {}",
-            program.display(),
-            args.join(" "),
-            last_line(&String::from_utf8_lossy(&output.stderr))
-        ));
-    }
+    let text = process::read(cmd!(sh, "{program} {args...}")).map_err(|error| error.to_string())?;
     version_in(&text).ok_or_else(|| format!("no version in the output of {}", program.display()))
 }
 
@@ -231,7 +218,7 @@ fn docker_engine(sh: &Shell) -> Result<Found, String> {
             detail: None,
         })
     } else {
-        Err(last_line(&String::from_utf8_lossy(&output.stderr)))
+        Err(process::last_line(&String::from_utf8_lossy(&output.stderr)))
     }
 }
 
@@ -372,44 +359,6 @@ pub fn version_in(text: &str) -> Option<String> {
     })
 }
 
-/// The last non-empty line of a program's error output, for one-line errors.
-pub fn last_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("no output")
-        .to_owned()
-}
-
-/// Runs a program found by [`find_program`], failing with one line that
-/// names it and quotes its error.
-pub fn run_quiet<I, S>(sh: &Shell, program: &Path, args: I) -> anyhow::Result<String>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    let shown: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let output = cmd!(sh, "{program} {args...}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .with_context(|| format!("cannot run {}", program.display()))?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "`{} {}` failed: {}",
-            program.display(),
-            shown.join(" "),
-            last_line(&String::from_utf8_lossy(&output.stderr))
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,14 +404,6 @@ mod tests {
         assert!(!has_builtin_buildkit("23.0.0"));
         assert!(!has_builtin_buildkit("28.2.2"));
         assert!(!has_builtin_buildkit("unknown"));
-    }
-
-    #[test]
-    fn the_last_line_of_an_error_is_what_a_user_sees() {
-        let stderr = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. \
-                      Is the docker daemon running?\n\n";
-        assert!(last_line(stderr).starts_with("Cannot connect"));
-        assert_eq!(last_line(""), "no output");
     }
 
     #[test]
