@@ -1,3 +1,112 @@
-fn main() {
-    println!("server: not built yet");
+//! The notes service: read the configuration, open the store, serve, and
+//! shut down gracefully on SIGTERM or SIGINT.
+
+mod config;
+mod error;
+mod health;
+mod logging;
+mod metrics;
+mod probe;
+mod routes;
+mod shutdown;
+mod state;
+mod storage;
+#[cfg(test)]
+mod testing;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use config::{Command, Config};
+use state::AppState;
+use storage::Storage;
+
+/// Exit status for a bad setting or argument.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    match Command::from_process() {
+        Ok(Command::Serve(config)) => serve(*config, started),
+        Ok(Command::HealthCheck(listen_addr)) => probe::run(listen_addr),
+        Ok(Command::Help) => {
+            println!("{}", config::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("server {}", health::VERSION);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            if config::wants_health_check() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        }
+    }
+}
+
+fn serve(config: Config, started: Instant) -> ExitCode {
+    logging::init(config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(config, started));
+    // Whatever is still running was abandoned on purpose: do not wait for it.
+    runtime.shutdown_background();
+    code
+}
+
+async fn run(config: Config, started: Instant) -> ExitCode {
+    // First, so that a signal during start-up is not lost.
+    let signals = match shutdown::Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let storage = match Storage::connect(&config.database, config.db_pool_size).await {
+        Ok(storage) => storage,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cannot open the database");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, listen_addr = %config.listen_addr, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listen_addr = listener.local_addr().unwrap_or(config.listen_addr);
+
+    let state = AppState::new(storage);
+    let app = routes::router(state.clone(), config.body_limit);
+    tracing::info!(
+        version = health::VERSION,
+        listen_addr = %listen_addr,
+        database = config.database.kind(),
+        db_pool_size = config.db_pool_size,
+        body_limit = config.body_limit,
+        shutdown_timeout_ms = shutdown::millis(config.shutdown_timeout),
+        startup_ms = tenths_of_millis(started.elapsed()),
+        "ready"
+    );
+    shutdown::serve(listener, app, &state, signals, config.shutdown_timeout).await
+}
+
+/// Milliseconds rounded to a tenth: finer digits in a log line are noise.
+fn tenths_of_millis(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }

@@ -1,0 +1,156 @@
+//! Graceful shutdown. On SIGTERM or SIGINT: readiness turns 503 at once, the
+//! listener closes, idle keep-alive connections close, in-flight requests
+//! run to completion, the pool closes, exit 0. `SHUTDOWN_TIMEOUT` bounds the
+//! drain (hyper has no deadline of its own, hyper#3188); when it passes, or
+//! on a second signal, the process exits non-zero at once.
+
+use std::future::IntoFuture;
+use std::io;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
+
+use crate::state::AppState;
+
+/// Set once a shutdown has begun; readiness reads it.
+#[derive(Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// SIGTERM and SIGINT handlers. Installed explicitly because the kernel gives
+/// PID 1 no default action for SIGTERM: without a handler, a container's
+/// `docker stop` would be ignored until it escalates to SIGKILL.
+pub struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Received {
+    Terminate,
+    Interrupt,
+}
+
+impl Received {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Terminate => "SIGTERM",
+            Self::Interrupt => "SIGINT",
+        }
+    }
+
+    /// The shell's convention for "killed by this signal": 128 + its number.
+    fn exit_code(self) -> ExitCode {
+        match self {
+            Self::Terminate => ExitCode::from(128 + 15),
+            Self::Interrupt => ExitCode::from(128 + 2),
+        }
+    }
+}
+
+impl Signals {
+    pub fn install() -> io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> Received {
+        tokio::select! {
+            _ = self.terminate.recv() => Received::Terminate,
+            _ = self.interrupt.recv() => Received::Interrupt,
+        }
+    }
+}
+
+/// Serves until a signal, then drains within `timeout`.
+///
+/// Exit status: 0 after a complete drain, 1 when the deadline passed first,
+/// 128 + signal number when a second signal cut the drain short.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    state: &AppState,
+    mut signals: Signals,
+    timeout: Duration,
+) -> ExitCode {
+    let (begin_drain, drain_requested) = oneshot::channel::<()>();
+    let serving = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = drain_requested.await;
+        })
+        .into_future();
+    let mut serving = std::pin::pin!(serving);
+
+    let first = tokio::select! {
+        result = &mut serving => {
+            // Only an accept loop failure ends serving before a signal.
+            tracing::error!(error = ?result.err(), "server stopped without a signal");
+            return ExitCode::FAILURE;
+        }
+        received = signals.recv() => received,
+    };
+    let signalled = Instant::now();
+    state.draining.start();
+    tracing::info!(
+        signal = first.name(),
+        in_flight = state.metrics.in_flight(),
+        timeout_ms = millis(timeout),
+        "shutting down: draining in-flight requests"
+    );
+    let _ = begin_drain.send(());
+
+    let drain = async {
+        let outcome = serving.await;
+        state.storage.close().await;
+        outcome
+    };
+    tokio::select! {
+        outcome = drain => match outcome {
+            Ok(()) => {
+                tracing::info!(drain_ms = millis(signalled.elapsed()), "stopped cleanly");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                tracing::error!(%error, "server failed while draining");
+                ExitCode::FAILURE
+            }
+        },
+        () = tokio::time::sleep(timeout) => {
+            tracing::error!(
+                abandoned = state.metrics.in_flight(),
+                timeout_ms = millis(timeout),
+                "shutdown deadline passed: abandoning in-flight requests"
+            );
+            ExitCode::FAILURE
+        }
+        second = signals.recv() => {
+            tracing::warn!(
+                signal = second.name(),
+                abandoned = state.metrics.in_flight(),
+                "second signal: exiting at once"
+            );
+            second.exit_code()
+        }
+    }
+}
+
+pub fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
