@@ -109,17 +109,14 @@ fn runtime_base(
         "{repository}/runtime:{}",
         content_key(&[SUITE, &packages, &changes, RUNTIME_HOOK])
     );
-    if docker.image_exists(sh, &reference)? {
-        return Ok(reference);
-    }
-    eprintln!("making the runtime base {reference} from Debian {SUITE} packages");
-    let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
-    let hook = write_hook(work, "runtime-hook.sh", RUNTIME_HOOK)?;
-    let tarball = work.join("runtime.tar");
-    let args = runtime_mmdebstrap_args(&hook, &tarball);
-    process::run(cmd!(sh, "{mmdebstrap} {args...}"))
-        .context("cannot make the runtime base's root filesystem with mmdebstrap")?;
-    import(sh, docker, &tarball, RUNTIME_CHANGES, &reference)
+    ensure(sh, docker, work, &reference, RUNTIME_CHANGES, |tarball| {
+        eprintln!("making the runtime base {reference} from Debian {SUITE} packages");
+        let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
+        let hook = write_hook(work, "runtime-hook.sh", RUNTIME_HOOK)?;
+        let args = runtime_mmdebstrap_args(&hook, tarball);
+        process::run(cmd!(sh, "{mmdebstrap} {args...}"))
+            .context("cannot make the runtime base's root filesystem with mmdebstrap")
+    })
 }
 
 /// Unpacks the packages without running their maintainer scripts, as
@@ -149,51 +146,41 @@ fn builder_base(
     repository: &str,
 ) -> anyhow::Result<String> {
     // Run from the workspace root, rustc is the toolchain rust-toolchain.toml pins.
-    let rustc = cmd!(sh, "rustc -vV")
-        .quiet()
-        .read()
-        .context("cannot run the workspace's rustc")?;
+    let rustc = process::read(cmd!(sh, "rustc -vV"))?;
     let chef = tools::require(sh, Tool::CargoChef)?;
     let packages = BUILDER_PACKAGES.join(",");
     let changes = BUILDER_CHANGES.join("\n");
-    let reference = format!(
-        "{repository}/builder:{}",
-        content_key(&[
-            SUITE,
-            &packages,
-            &changes,
-            BUILDER_HOOK,
-            &rustc,
-            &chef.version
-        ])
-    );
-    if docker.image_exists(sh, &reference)? {
-        return Ok(reference);
-    }
-    let sysroot = cmd!(sh, "rustc --print sysroot")
-        .quiet()
-        .read()
-        .context("cannot find the workspace's Rust toolchain")?;
-    eprintln!(
-        "making the builder base {reference}: Debian {SUITE}, the toolchain in {sysroot}, cargo-chef {}",
-        chef.version
-    );
-    let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
-    let hook = write_hook(work, "builder-hook.sh", BUILDER_HOOK)?;
-    let tarball = work.join("builder.tar");
-    let include = format!("--include={packages}");
-    let mut customize = OsString::from("--customize-hook=");
-    customize.push(&hook);
-    process::run(
-        cmd!(
-            sh,
-            "{mmdebstrap} --variant=apt {include} --skip=output/dev {customize} {SUITE} {tarball}"
+    let key = content_key(&[
+        SUITE,
+        &packages,
+        &changes,
+        BUILDER_HOOK,
+        &rustc,
+        &chef.version,
+    ]);
+    let reference = format!("{repository}/builder:{key}");
+    ensure(sh, docker, work, &reference, BUILDER_CHANGES, |tarball| {
+        let sysroot = process::read(cmd!(sh, "rustc --print sysroot"))?;
+        let sysroot = sysroot.trim();
+        eprintln!(
+            "making the builder base {reference}: Debian {SUITE}, the toolchain in {sysroot}, cargo-chef {}",
+            chef.version
+        );
+        let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
+        let hook = write_hook(work, "builder-hook.sh", BUILDER_HOOK)?;
+        let include = format!("--include={packages}");
+        let mut customize = OsString::from("--customize-hook=");
+        customize.push(&hook);
+        process::run(
+            cmd!(
+                sh,
+                "{mmdebstrap} --variant=apt {include} --skip=output/dev {customize} {SUITE} {tarball}"
+            )
+            .env("RUST_SYSROOT", sysroot)
+            .env("CARGO_CHEF", &chef.path),
         )
-        .env("RUST_SYSROOT", sysroot.trim())
-        .env("CARGO_CHEF", &chef.path),
-    )
-    .context("cannot make the builder base's root filesystem with mmdebstrap")?;
-    import(sh, docker, &tarball, BUILDER_CHANGES, &reference)
+        .context("cannot make the builder base's root filesystem with mmdebstrap")
+    })
 }
 
 fn vendor_image(
@@ -211,43 +198,49 @@ fn vendor_image(
         "{repository}/vendor:{}",
         content_key(&[VENDOR_MOUNT, &lock])
     );
-    if docker.image_exists(sh, &reference)? {
-        return Ok(reference);
-    }
-    eprintln!("making the vendor image {reference} from Cargo.lock");
-    let dir = work.join("vendor");
-    sh.remove_path(&dir)?;
-    let sources = dir.join("vendor");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let printed = cmd!(sh, "{cargo} vendor --locked {sources}")
-        .read()
-        .context("cannot vendor the crates of Cargo.lock")?;
-    let config = vendor_config(&printed, &format!("{VENDOR_MOUNT}/vendor"))?;
-    sh.write_file(dir.join("config.toml"), config)?;
-    let tarball = work.join("vendor.tar");
-    process::run(cmd!(
-        sh,
-        "tar --owner=0 --group=0 --numeric-owner -C {dir} -cf {tarball} ."
-    ))
-    .context("cannot pack the vendored crates")?;
-    sh.remove_path(&dir)?;
-    import(sh, docker, &tarball, &[], &reference)
+    ensure(sh, docker, work, &reference, &[], |tarball| {
+        eprintln!("making the vendor image {reference} from Cargo.lock");
+        let dir = work.join("vendor");
+        sh.remove_path(&dir)?;
+        let sources = dir.join("vendor");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let printed = cmd!(sh, "{cargo} vendor --locked {sources}")
+            .read()
+            .context("cannot vendor the crates of Cargo.lock")?;
+        let config = vendor_config(&printed, &format!("{VENDOR_MOUNT}/vendor"))?;
+        sh.write_file(dir.join("config.toml"), config)?;
+        process::run(cmd!(
+            sh,
+            "tar --owner=0 --group=0 --numeric-owner -C {dir} -cf {tarball} ."
+        ))
+        .context("cannot pack the vendored crates")?;
+        sh.remove_path(&dir)?;
+        Ok(())
+    })
 }
 
-/// Imports a root filesystem, deletes the tarball and untags the stand-ins
-/// this one replaces.
-fn import(
+/// Names the stand-in `reference` when the engine has it. Otherwise `make`
+/// writes its root filesystem as a tarball, which is imported under that name
+/// (with `changes`, Dockerfile instructions such as `ENV`), and the stand-ins
+/// it replaces are untagged.
+fn ensure(
     sh: &Shell,
     docker: &Docker,
-    tarball: &Path,
-    changes: &[&str],
+    work: &Path,
     reference: &str,
+    changes: &[&str],
+    make: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
-    docker.import(sh, tarball, changes, reference)?;
-    sh.remove_path(tarball)?;
-    let repository = reference
+    if docker.image_exists(sh, reference)? {
+        return Ok(reference.to_owned());
+    }
+    let (repository, key) = reference
         .rsplit_once(':')
-        .map_or(reference, |(name, _)| name);
+        .with_context(|| format!("{reference} has no tag"))?;
+    let tarball = work.join(format!("{key}.tar"));
+    make(&tarball)?;
+    docker.import(sh, &tarball, changes, reference)?;
+    sh.remove_path(&tarball)?;
     for stale in docker
         .tags_of(sh, repository)?
         .into_iter()
