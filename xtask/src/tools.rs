@@ -277,13 +277,20 @@ pub struct Builder {
 
 impl fmt::Display for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} ({})",
-            self.client.display(),
-            self.version,
-            self.kind
-        )
+        match self.kind {
+            BuilderKind::Buildx => write!(
+                f,
+                "buildx plugin {} of {}",
+                self.version,
+                self.client.display()
+            ),
+            BuilderKind::BuiltIn => write!(
+                f,
+                "built-in BuildKit of {} {}",
+                self.client.display(),
+                self.version
+            ),
+        }
     }
 }
 
@@ -404,6 +411,28 @@ mod tests {
         assert!(!has_builtin_buildkit("23.0.0"));
         assert!(!has_builtin_buildkit("28.2.2"));
         assert!(!has_builtin_buildkit("unknown"));
+    }
+
+    #[test]
+    fn a_builder_names_the_version_of_what_builds() {
+        let buildx = Builder {
+            kind: BuilderKind::Buildx,
+            client: "/usr/local/bin/docker".into(),
+            version: "0.13.1+ds1".into(),
+        };
+        assert_eq!(
+            buildx.to_string(),
+            "buildx plugin 0.13.1+ds1 of /usr/local/bin/docker"
+        );
+        let built_in = Builder {
+            kind: BuilderKind::BuiltIn,
+            client: "/usr/bin/docker".into(),
+            version: "20.10.24+dfsg1".into(),
+        };
+        assert_eq!(
+            built_in.to_string(),
+            "built-in BuildKit of /usr/bin/docker 20.10.24+dfsg1"
+        );
     }
 
     #[test]
