@@ -19,8 +19,8 @@ pub struct ImageReport {
     pub layers: usize,
     /// Wall time of the image build itself.
     pub duration_secs: f64,
-    /// Wall time spent making the offline base and vendor images (0 when
-    /// they were up to date, absent for online builds).
+    /// Wall time spent checking, and when out of date making, the offline
+    /// base and vendor images (absent for online builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_prepare_secs: Option<f64>,
     /// Built with the `size` profile and UPX.
