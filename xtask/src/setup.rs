@@ -319,7 +319,9 @@ fn dockerd_running() -> bool {
     std::fs::read_to_string("/var/run/docker.pid")
         .ok()
         .and_then(|pid| pid.trim().parse::<u32>().ok())
-        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        // The pid file outlives a killed daemon, and its pid may be reused.
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+        .is_some_and(|name| name.trim() == "dockerd")
 }
 
 fn is_root() -> bool {
