@@ -1,19 +1,30 @@
 //! `cargo xtask`: builds, measures and proves the server's container image.
 
+mod apt;
 mod built_image;
 mod checks;
+mod conformance;
 mod container;
+mod docker;
 mod drain_load;
 mod engine;
 mod flags;
+mod git;
+mod image;
 mod image_history;
+mod image_report;
 mod loopback_http;
 mod metadata;
+mod offline;
+mod output;
+mod process;
 mod report;
 mod saved_image;
+mod setup;
 mod shutdown_test;
 mod size_check;
 mod tar_stream;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,11 +50,10 @@ fn run() -> anyhow::Result<()> {
     sh.change_dir(&root);
     let metadata = metadata::Metadata::load(&root)?;
     match cli.command {
+        flags::Command::Setup(setup) => setup.run(&sh),
+        flags::Command::Image(image) => image.run(&sh, &metadata),
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata),
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata),
-        flags::Command::Setup(_) | flags::Command::Image(_) => {
-            anyhow::bail!("not built yet for {}", metadata.package)
-        }
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Metadata {
     /// The workspace version, from `[workspace.package]`.
     #[serde(skip)]
     pub version: String,
+    /// The source repository's URL, from `[workspace.package]`.
+    #[serde(skip)]
+    pub repository: Option<String>,
     #[serde(default)]
     pub budget: Budget,
 }
@@ -65,6 +68,7 @@ struct Workspace {
 #[derive(Deserialize)]
 struct WorkspacePackage {
     version: String,
+    repository: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -86,7 +90,19 @@ impl Metadata {
         let manifest: Manifest = toml::from_str(manifest)?;
         let mut metadata = manifest.workspace.metadata.xtask;
         metadata.version = manifest.workspace.package.version;
+        metadata.repository = manifest.workspace.package.repository;
         Ok(metadata)
+    }
+
+    /// The tags `cargo xtask image` gives a build: `<image>:<version>` and
+    /// `<image>:sha-<revision>`. The optimized build gets an `-optimized`
+    /// suffix on both, so that the two builds of one revision can coexist.
+    pub fn default_tags(&self, revision: &str, optimize: bool) -> Vec<String> {
+        let suffix = if optimize { "-optimized" } else { "" };
+        vec![
+            format!("{}:{}{suffix}", self.image, self.version),
+            format!("{}:sha-{revision}{suffix}", self.image),
+        ]
     }
 }
 
@@ -102,6 +118,24 @@ mod tests {
         assert_eq!(metadata.port, 8080);
         assert!(metadata.budget.max_image_mb > 0.0);
         assert!(!metadata.version.is_empty());
+    }
+
+    #[test]
+    fn default_tags_name_the_version_and_the_revision() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut metadata = Metadata::load(root).unwrap();
+        metadata.version = "1.2.3".into();
+        assert_eq!(
+            metadata.default_tags("abc1234", false),
+            ["server:1.2.3", "server:sha-abc1234"]
+        );
+        assert_eq!(
+            metadata.default_tags("abc1234-dirty", true),
+            [
+                "server:1.2.3-optimized",
+                "server:sha-abc1234-dirty-optimized"
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,126 @@
+//! The source revision an image is built from.
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// The full commit id of HEAD.
+    pub commit: String,
+    /// The abbreviated commit id, as git abbreviates it.
+    pub short: String,
+    /// Whether the work tree differs from HEAD (untracked files included).
+    pub dirty: bool,
+    /// HEAD's commit time, seconds since the Unix epoch.
+    pub commit_time: i64,
+}
+
+impl Revision {
+    pub fn read(sh: &Shell) -> anyhow::Result<Revision> {
+        let head = cmd!(sh, "git log -1 --format=%H%x20%h%x20%ct")
+            .quiet()
+            .read()
+            .context("cannot read the git revision (is this a git checkout with a commit?)")?;
+        let status = cmd!(sh, "git status --porcelain")
+            .quiet()
+            .read()
+            .context("cannot read the git status")?;
+        Revision::parse(&head, &status)
+    }
+
+    fn parse(head: &str, status: &str) -> anyhow::Result<Revision> {
+        let mut words = head.split_whitespace();
+        let (Some(commit), Some(short), Some(time)) = (words.next(), words.next(), words.next())
+        else {
+            anyhow::bail!("unexpected `git log` output: {head:?}");
+        };
+        Ok(Revision {
+            commit: commit.to_owned(),
+            short: short.to_owned(),
+            dirty: !status.trim().is_empty(),
+            commit_time: time
+                .parse()
+                .with_context(|| format!("unexpected commit time {time:?}"))?,
+        })
+    }
+
+    /// The revision as the image records it: a work tree with changes is
+    /// marked, as `git describe --dirty` does.
+    pub fn describe(&self, id: &str) -> String {
+        if self.dirty {
+            format!("{id}-dirty")
+        } else {
+            id.to_owned()
+        }
+    }
+}
+
+/// Formats seconds since the Unix epoch as an RFC 3339 UTC timestamp.
+pub fn rfc3339_utc(epoch: i64) -> String {
+    let days = epoch.div_euclid(86_400);
+    let seconds = epoch.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
+}
+
+/// Howard Hinnant's `civil_from_days`: the proleptic Gregorian date of a day
+/// number counted from 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_head_and_a_clean_tree() {
+        let revision = Revision::parse("0123456789abcdef 0123456 1700000000\n", "").unwrap();
+        assert_eq!(revision.short, "0123456");
+        assert!(!revision.dirty);
+        assert_eq!(revision.describe("0123456"), "0123456");
+    }
+
+    #[test]
+    fn any_change_marks_the_tree_dirty() {
+        let revision = Revision::parse(
+            "0123456789abcdef 0123456 1700000000",
+            " M server/src/main.rs\n",
+        )
+        .unwrap();
+        assert!(revision.dirty);
+        assert_eq!(revision.describe("sha-0123456"), "sha-0123456-dirty");
+    }
+
+    #[test]
+    fn garbage_from_git_is_an_error() {
+        assert!(Revision::parse("fatal: not a git repository", "").is_err());
+    }
+
+    #[test]
+    fn formats_timestamps_as_rfc3339_utc() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}

@@ -1,0 +1,456 @@
+//! `cargo xtask image`: builds the container image from the root Dockerfile
+//! with BuildKit, and records what it built in `target/xtask/image.json`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use xshell::Shell;
+
+use crate::conformance::{self, Expectations};
+use crate::docker::{self, BuildRequest, Docker};
+use crate::flags;
+use crate::git::{self, Revision};
+use crate::image_report::ImageReport;
+use crate::metadata::Metadata;
+use crate::offline;
+use crate::output;
+use crate::tools::{self, Tool};
+
+impl flags::Image {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<()> {
+        let root = sh.current_dir();
+        let docker = Docker::connect(sh)?;
+        let builder = tools::buildkit(sh).map_err(|reason| {
+            anyhow::anyhow!(
+                "no BuildKit builder: {reason}; run `{}`, or install it by hand: {}",
+                tools::SETUP,
+                Tool::BuildKit.install_hint()
+            )
+        })?;
+        if self.offline {
+            check_offline_platform(self.platform.as_deref())?;
+        }
+
+        let revision = Revision::read(sh)?;
+        let tags = if self.tags.is_empty() {
+            metadata.default_tags(&revision.describe(&revision.short), self.optimize)
+        } else {
+            self.tags.clone()
+        };
+        let created = git::rfc3339_utc(source_date_epoch(&revision)?);
+        let bases = self.bases(sh, &docker, &root, metadata)?;
+        let build_args = self.build_args(metadata, &revision, &created, &bases);
+
+        let work = root.join("target/xtask");
+        sh.create_dir(&work)
+            .with_context(|| format!("cannot create {}", work.display()))?;
+        let request = BuildRequest {
+            context: ".".into(),
+            dockerfile: "Dockerfile".into(),
+            tags: tags.clone(),
+            build_args,
+            no_cache: self.no_cache,
+            network_none: self.offline,
+            platform: self.platform.clone(),
+            cache_from: self.cache_from.clone(),
+            cache_to: self.cache_to.clone(),
+            iidfile: work.join("image.iid"),
+        };
+        let start = Instant::now();
+        let built = docker::build(sh, &builder, &request);
+        if built.is_err() && !self.offline {
+            eprintln!("hint: the base images come from a registry; without one, use --offline");
+        }
+        let image_id = built?;
+        let duration_secs = start.elapsed().as_secs_f64();
+
+        let image = docker.inspect_image(sh, &image_id)?;
+        let paths = docker.image_paths(sh, &image_id)?;
+        let violations = conformance::violations(&image, &paths, &Expectations::of(metadata));
+        let report = ImageReport {
+            image_id,
+            tags,
+            size_bytes: image.size,
+            layers: image.layer_count(),
+            duration_secs,
+            offline_prepare_secs: bases.prepare_secs,
+            optimize: self.optimize,
+            offline: self.offline,
+            profile: self.profile().to_owned(),
+            version: metadata.version.clone(),
+            revision: revision.describe(&revision.commit),
+            created,
+            builder_image: bases.builder,
+            runtime_image: bases.runtime,
+            vendor_image: bases.vendor,
+            platform: self.platform,
+            builder: builder.to_string(),
+            violations,
+        };
+        let path = report.save(&root)?;
+        if self.json {
+            output::print_json(&report)?;
+        } else {
+            output::print(&summary(&report, path.strip_prefix(&root).unwrap_or(&path)))?;
+        }
+        if !report.violations.is_empty() {
+            anyhow::bail!(
+                "{} does not conform: {}",
+                report.image_id,
+                report.violations.join("; ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The base images of one build.
+#[derive(Debug, Clone)]
+struct Bases {
+    builder: String,
+    runtime: String,
+    vendor: Option<String>,
+    /// Time spent making offline stand-ins; `None` for online builds.
+    prepare_secs: Option<f64>,
+}
+
+impl flags::Image {
+    /// `--optimize` builds with the workspace's size-tuned profile.
+    fn profile(&self) -> &'static str {
+        if self.optimize { "size" } else { "release" }
+    }
+
+    /// The Dockerfile's defaults online; local stand-ins offline.
+    fn bases(
+        &self,
+        sh: &Shell,
+        docker: &Docker,
+        root: &Path,
+        metadata: &Metadata,
+    ) -> anyhow::Result<Bases> {
+        if self.offline {
+            let stand_ins = offline::prepare(sh, docker, root, &metadata.image)?;
+            return Ok(Bases {
+                builder: stand_ins.builder,
+                runtime: stand_ins.runtime,
+                vendor: Some(stand_ins.vendor),
+                prepare_secs: Some(stand_ins.prepare_secs),
+            });
+        }
+        let path = root.join("Dockerfile");
+        let dockerfile = sh
+            .read_file(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Bases {
+            builder: arg_default(&dockerfile, "BUILDER_IMAGE").unwrap_or_default(),
+            runtime: arg_default(&dockerfile, "RUNTIME_IMAGE").unwrap_or_default(),
+            vendor: None,
+            prepare_secs: None,
+        })
+    }
+
+    /// The Dockerfile's build arguments: profile, UPX packing, OCI labels, and for
+    /// offline builds the stand-in images.
+    fn build_args(
+        &self,
+        metadata: &Metadata,
+        revision: &Revision,
+        created: &str,
+        bases: &Bases,
+    ) -> Vec<(String, String)> {
+        let mut args = vec![
+            ("PROFILE", self.profile().to_owned()),
+            ("UPX_PACK", self.optimize.to_string()),
+            ("SOURCE", metadata.repository.clone().unwrap_or_default()),
+            ("REVISION", revision.describe(&revision.commit)),
+            ("VERSION", metadata.version.clone()),
+            ("CREATED", created.to_owned()),
+        ];
+        if self.offline {
+            args.extend([
+                ("BUILDER_IMAGE", bases.builder.clone()),
+                ("RUNTIME_IMAGE", bases.runtime.clone()),
+                ("VENDOR_IMAGE", bases.vendor.clone().unwrap_or_default()),
+            ]);
+        }
+        args.into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect()
+    }
+}
+
+/// The stand-ins are made for the host's architecture only.
+fn check_offline_platform(platform: Option<&str>) -> anyhow::Result<()> {
+    let host = host_platform();
+    match platform {
+        Some(platform) if platform != host => {
+            anyhow::bail!("--offline builds for this host's platform ({host}) only, not {platform}")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// The image's creation time: `SOURCE_DATE_EPOCH` when set, as reproducible
+/// builds agree, otherwise the commit time, so that rebuilding one commit
+/// gives the same configuration.
+fn source_date_epoch(revision: &Revision) -> anyhow::Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")),
+        Err(_) => Ok(revision.commit_time),
+    }
+}
+
+/// The default value of a Dockerfile `ARG name=value`.
+fn arg_default(dockerfile: &str, name: &str) -> Option<String> {
+    dockerfile.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("ARG ")?.trim();
+        let value = rest.strip_prefix(name)?.strip_prefix('=')?;
+        Some(value.trim_matches('"').to_owned())
+    })
+}
+
+fn summary(report: &ImageReport, path: &Path) -> String {
+    #[allow(clippy::cast_precision_loss)] // sizes far below 2^52 bytes
+    let megabytes = report.size_bytes as f64 / 1e6;
+    let prepare = report
+        .offline_prepare_secs
+        .map(|secs| format!(" (offline stand-ins ready in {secs:.1} s)"))
+        .unwrap_or_default();
+    let conformance = if report.violations.is_empty() {
+        "conforms (non-root, health check, SIGTERM, port, no shell, size)"
+    } else {
+        "DOES NOT CONFORM"
+    };
+    format!(
+        "built {}\n  id       {}\n  size     {megabytes:.1} MB ({} bytes)\n  layers   {}\n  build    {:.1} s{prepare}\n  profile  {}{}\n  checks   {conformance}\n  report   {}\n",
+        report.tags.join(" "),
+        report.image_id,
+        report.size_bytes,
+        report.layers,
+        report.duration_secs,
+        report.profile,
+        if report.optimize { " + UPX" } else { "" },
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace_file(name: &str) -> String {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        std::fs::read_to_string(root.join(name)).unwrap()
+    }
+
+    fn metadata() -> Metadata {
+        Metadata::load(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn reads_the_defaults_of_dockerfile_args() {
+        let dockerfile = "ARG A=1\nARG BUILDER_IMAGE=rust:1-slim\nARG EMPTY=\"\"\nARG NONE\n";
+        assert_eq!(
+            arg_default(dockerfile, "BUILDER_IMAGE").as_deref(),
+            Some("rust:1-slim")
+        );
+        assert_eq!(arg_default(dockerfile, "EMPTY").as_deref(), Some(""));
+        assert_eq!(arg_default(dockerfile, "NONE"), None);
+        assert_eq!(arg_default(dockerfile, "BUILDER"), None);
+    }
+
+    #[test]
+    fn the_default_builder_has_the_pinned_toolchain_on_debian_13() {
+        let toolchain: toml::Table =
+            toml::from_str(&workspace_file("rust-toolchain.toml")).unwrap();
+        let channel = toolchain["toolchain"]["channel"].as_str().unwrap();
+        let builder = arg_default(&workspace_file("Dockerfile"), "BUILDER_IMAGE").unwrap();
+        assert_eq!(builder, format!("rust:{channel}-slim-trixie"));
+    }
+
+    #[test]
+    fn the_default_runtime_is_distroless_cc_on_debian_13_as_nonroot() {
+        let runtime = arg_default(&workspace_file("Dockerfile"), "RUNTIME_IMAGE").unwrap();
+        assert_eq!(runtime, "gcr.io/distroless/cc-debian13:nonroot");
+    }
+
+    #[test]
+    fn the_dockerfile_builds_and_runs_the_metadata_binary_and_port() {
+        let dockerfile = workspace_file("Dockerfile");
+        let metadata = metadata();
+        assert!(dockerfile.contains(&format!("--bin {}", metadata.binary)));
+        assert!(dockerfile.contains(&format!(
+            "ENTRYPOINT [\"/usr/local/bin/{}\"]",
+            metadata.binary
+        )));
+        assert!(dockerfile.contains(&format!("EXPOSE {}", metadata.port)));
+    }
+
+    #[test]
+    fn the_dockerfile_has_no_syntax_line_to_pull() {
+        let dockerfile = workspace_file("Dockerfile");
+        assert!(!dockerfile.lines().any(|line| line.starts_with("# syntax=")));
+    }
+
+    #[test]
+    fn the_build_context_leaves_out_history_output_and_data() {
+        let dockerignore = workspace_file(".dockerignore");
+        let rules: Vec<&str> = dockerignore
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .collect();
+        assert_eq!(rules.first(), Some(&"*"), "everything is excluded first");
+        for kept_out in ["target", ".git", "data", "xtask/src", "rust-toolchain.toml"] {
+            assert!(
+                !rules.iter().any(|rule| rule
+                    .strip_prefix('!')
+                    .is_some_and(|r| r.starts_with(kept_out))),
+                "{kept_out} is let back in"
+            );
+        }
+    }
+
+    #[test]
+    fn hadolint_finds_nothing_at_warning_level() {
+        let sh = Shell::new().unwrap();
+        let hadolint = match tools::require(&sh, Tool::Hadolint) {
+            Ok(found) => found.path,
+            Err(error) => panic!("{error:#}"),
+        };
+        let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile");
+        let output = xshell::cmd!(sh, "{hadolint} --failure-threshold warning {dockerfile}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "hadolint:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn flags(optimize: bool, offline: bool) -> flags::Image {
+        flags::Image {
+            tags: vec![],
+            optimize,
+            no_cache: false,
+            platform: None,
+            cache_from: vec![],
+            cache_to: vec![],
+            offline,
+            json: false,
+        }
+    }
+
+    fn bases() -> Bases {
+        Bases {
+            builder: "server-offline/builder:1".into(),
+            runtime: "server-offline/runtime:2".into(),
+            vendor: Some("server-offline/vendor:3".into()),
+            prepare_secs: Some(0.1),
+        }
+    }
+
+    fn build_args_of(image: &flags::Image) -> Vec<(String, String)> {
+        let revision = Revision {
+            commit: "cd8af26aaaa".into(),
+            short: "cd8af26".into(),
+            dirty: false,
+            commit_time: 0,
+        };
+        image.build_args(&metadata(), &revision, "1970-01-01T00:00:00Z", &bases())
+    }
+
+    fn arg<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        args.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn the_default_build_uses_the_release_profile_without_upx() {
+        let args = build_args_of(&flags(false, false));
+        assert_eq!(arg(&args, "PROFILE"), Some("release"));
+        assert_eq!(arg(&args, "UPX_PACK"), Some("false"));
+        assert_eq!(
+            arg(&args, "BUILDER_IMAGE"),
+            None,
+            "online keeps the Dockerfile's"
+        );
+    }
+
+    #[test]
+    fn optimize_selects_the_size_profile_and_upx() {
+        let args = build_args_of(&flags(true, false));
+        assert_eq!(arg(&args, "PROFILE"), Some("size"));
+        assert_eq!(arg(&args, "UPX_PACK"), Some("true"));
+    }
+
+    #[test]
+    fn offline_points_all_three_images_at_the_stand_ins() {
+        let args = build_args_of(&flags(false, true));
+        assert_eq!(
+            arg(&args, "BUILDER_IMAGE"),
+            Some("server-offline/builder:1")
+        );
+        assert_eq!(
+            arg(&args, "RUNTIME_IMAGE"),
+            Some("server-offline/runtime:2")
+        );
+        assert_eq!(arg(&args, "VENDOR_IMAGE"), Some("server-offline/vendor:3"));
+    }
+
+    #[test]
+    fn the_labels_name_source_revision_version_and_time() {
+        let args = build_args_of(&flags(false, false));
+        assert_eq!(arg(&args, "REVISION"), Some("cd8af26aaaa"));
+        assert_eq!(arg(&args, "VERSION"), Some(metadata().version.as_str()));
+        assert_eq!(arg(&args, "CREATED"), Some("1970-01-01T00:00:00Z"));
+        assert!(arg(&args, "SOURCE").is_some_and(|s| s.starts_with("https://")));
+    }
+
+    #[test]
+    fn offline_builds_refuse_a_foreign_platform() {
+        assert!(check_offline_platform(None).is_ok());
+        assert!(check_offline_platform(Some(&host_platform())).is_ok());
+        let error = check_offline_platform(Some("linux/s390x")).unwrap_err();
+        assert!(error.to_string().contains("linux/s390x"), "{error}");
+    }
+
+    #[test]
+    fn the_summary_names_id_size_layers_and_duration() {
+        let report = ImageReport {
+            optimize: true,
+            profile: "size".into(),
+            duration_secs: 3.94,
+            offline_prepare_secs: None,
+            ..crate::image_report::tests::example()
+        };
+        let text = summary(&report, Path::new("target/xtask/image.json"));
+        for part in [
+            "sha256:53dc",
+            "27.6 MB",
+            "layers   3",
+            "3.9 s",
+            "size + UPX",
+        ] {
+            assert!(text.contains(part), "{part} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `target/xtask/image.json`: what the last `cargo xtask image` built. Other
+//! commands read it to find the image when none is named.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// One build's result. Fields are added, never renamed or removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageReport {
+    /// The engine's image id, `sha256:…`.
+    pub image_id: String,
+    /// Every tag given to the image; the first is the one to use.
+    pub tags: Vec<String>,
+    /// Unpacked size of all layers, as `docker image inspect` reports it.
+    pub size_bytes: u64,
+    /// Number of filesystem layers.
+    pub layers: usize,
+    /// Wall time of the image build itself.
+    pub duration_secs: f64,
+    /// Wall time spent checking, and when out of date making, the offline
+    /// base and vendor images (absent for online builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_prepare_secs: Option<f64>,
+    /// Built with the `size` profile and UPX.
+    pub optimize: bool,
+    /// Built from local stand-ins with the network off.
+    pub offline: bool,
+    /// The cargo profile the server was built with.
+    pub profile: String,
+    /// The workspace version.
+    pub version: String,
+    /// The full commit id, `-dirty` when the work tree had changes.
+    pub revision: String,
+    /// The image's `org.opencontainers.image.created`.
+    pub created: String,
+    /// The base images the build used.
+    pub builder_image: String,
+    pub runtime_image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The BuildKit client that ran the build.
+    pub builder: String,
+    /// How the image falls short of what it must be (see `conformance.rs`);
+    /// empty when it conforms.
+    #[serde(default)]
+    pub violations: Vec<String>,
+}
+
+impl ImageReport {
+    pub fn path(root: &Path) -> PathBuf {
+        root.join("target/xtask/image.json")
+    }
+
+    /// The first tag, or the id when the image has none.
+    #[allow(dead_code)] // for the commands that test the last build
+    pub fn reference(&self) -> &str {
+        self.tags.first().unwrap_or(&self.image_id)
+    }
+
+    /// Reads the last build's report.
+    #[allow(dead_code)] // for the commands that test the last build
+    pub fn load(root: &Path) -> anyhow::Result<ImageReport> {
+        let path = ImageReport::path(root);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "no image built yet ({} is missing): run `cargo xtask image` or name one with --image",
+                path.display()
+            ),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+    }
+
+    pub fn save(&self, root: &Path) -> anyhow::Result<PathBuf> {
+        let path = ImageReport::path(root);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn example() -> ImageReport {
+        ImageReport {
+            image_id: "sha256:53dc".into(),
+            tags: vec!["server:0.1.0".into(), "server:sha-cd8af26".into()],
+            size_bytes: 27_553_803,
+            layers: 3,
+            duration_secs: 3.9,
+            offline_prepare_secs: Some(0.4),
+            optimize: false,
+            offline: true,
+            profile: "release".into(),
+            version: "0.1.0".into(),
+            revision: "cd8af26".into(),
+            created: "2026-11-22T12:00:00Z".into(),
+            builder_image: "server-offline/builder:1".into(),
+            runtime_image: "server-offline/runtime:1".into(),
+            vendor_image: Some("server-offline/vendor:1".into()),
+            platform: None,
+            builder: "docker buildx".into(),
+            violations: vec![],
+        }
+    }
+
+    #[test]
+    fn survives_a_round_trip_through_its_file() {
+        let dir = std::env::temp_dir().join(format!("xtask-report-{}", std::process::id()));
+        let report = example();
+        let path = report.save(&dir).unwrap();
+        assert!(path.ends_with("target/xtask/image.json"));
+        assert_eq!(ImageReport::load(&dir).unwrap(), report);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_the_fields_other_commands_read() {
+        let json = serde_json::to_value(example()).unwrap();
+        for field in [
+            "image_id",
+            "tags",
+            "size_bytes",
+            "layers",
+            "duration_secs",
+            "optimize",
+            "offline",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing from {json}");
+        }
+    }
+
+    #[test]
+    fn a_missing_report_says_how_to_make_one() {
+        let error = ImageReport::load(Path::new("/nonexistent")).unwrap_err();
+        assert!(error.to_string().contains("cargo xtask image"), "{error}");
+    }
+
+    #[test]
+    fn the_first_tag_names_the_image() {
+        assert_eq!(example().reference(), "server:0.1.0");
+        let untagged = ImageReport {
+            tags: vec![],
+            ..example()
+        };
+        assert_eq!(untagged.reference(), "sha256:53dc");
+    }
+}

