@@ -25,6 +25,8 @@ use crate::flags;
 use crate::image_history::{self, ImageInspect};
 use crate::loopback_http::{Client, Failure, Started};
 use crate::metadata::Metadata;
+use crate::output;
+use crate::process;
 use crate::report::{self, duration as human};
 
 /// Names of everything the test creates start with this.
@@ -125,12 +127,9 @@ impl flags::ShutdownTest {
                 "figures": figures,
                 "passed": checks.iter().all(|c| c.passed),
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            output::print_json(&json)?;
         } else {
-            print!(
-                "{}",
-                self.render(&name, &image, &hardening, &checks, &figures)
-            );
+            output::print(&self.render(&name, &image, &hardening, &checks, &figures))?;
         }
         match checks::failure_line(&checks) {
             Some(line) => bail!("shutdown-test of {name}: {line}"),
@@ -998,7 +997,7 @@ fn wait_bounded(handle: &duct::Handle, bound: Duration) -> anyhow::Result<()> {
             if !output.status.success() {
                 bail!(
                     "docker stop: {}",
-                    crate::engine::last_error_line(&String::from_utf8_lossy(&output.stderr))
+                    process::last_line(&String::from_utf8_lossy(&output.stderr))
                 );
             }
             return Ok(());

@@ -11,6 +11,7 @@ use crate::engine::Engine;
 use crate::flags;
 use crate::image_history::{self, Layer};
 use crate::metadata::{Budget, Metadata};
+use crate::output;
 use crate::report::{self, Table};
 use crate::saved_image::SavedImage;
 
@@ -32,9 +33,9 @@ impl flags::SizeCheck {
                 "problems": problems.iter().map(Problem::message).collect::<Vec<_>>(),
                 "passed": problems.is_empty(),
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            output::print_json(&json)?;
         } else {
-            print!("{}", render(&measurement, &budget, &problems));
+            output::print(&render(&measurement, &budget, &problems))?;
         }
         if !problems.is_empty() {
             bail!("{}", verdict(&measurement, &problems));
