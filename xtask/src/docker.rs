@@ -122,7 +122,9 @@ impl Docker {
             .pipe(duct::cmd!("tar", "-t"))
             .stderr_null()
             .read();
-        let removed = self.read(sh, ["rm", container]);
+        // `--volumes`: the image declares a VOLUME, whose anonymous volume
+        // would otherwise outlive the container.
+        let removed = self.read(sh, ["rm", "--volumes", container]);
         let listing = listing.with_context(|| format!("cannot list the files of {reference}"))?;
         removed?;
         Ok(parse_tar_listing(&listing))
