@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use xshell::Shell;
 
-use crate::engine::Engine;
+use crate::docker::Docker;
 
 /// Marks every container and volume a test creates.
 pub const TEST_LABEL: &str = "dev.xtask.shutdown-test";
@@ -82,22 +82,22 @@ pub struct Removed {
 
 /// Owns the test containers and volumes of one run.
 pub struct Scope {
-    engine: Engine,
+    docker: Docker,
     prefix: String,
     sequence: AtomicUsize,
 }
 
 impl Scope {
     /// Removes leftovers of earlier runs and arms the Ctrl+C handler.
-    pub fn open(engine: &Engine, sh: &Shell, prefix: &str) -> anyhow::Result<(Scope, Removed)> {
-        let swept = sweep_leftovers(engine, sh)?;
+    pub fn open(docker: &Docker, sh: &Shell, prefix: &str) -> anyhow::Result<(Scope, Removed)> {
+        let swept = sweep_leftovers(docker, sh)?;
         {
             let mut created = lock();
-            created.program = Some(engine.program().to_path_buf());
+            created.program = Some(docker.program().to_path_buf());
         }
         install_interrupt_handler();
         let scope = Scope {
-            engine: engine.clone(),
+            docker: docker.clone(),
             prefix: format!("{prefix}-{}", std::process::id()),
             sequence: AtomicUsize::new(0),
         };
@@ -125,7 +125,7 @@ impl Scope {
         args.extend(Self::labels());
         args.push(name.clone());
         register(&name, |c| &mut c.volumes)?;
-        self.engine
+        self.docker
             .output(sh, &args)
             .with_context(|| format!("cannot create volume {name}"))?;
         Ok(name)
@@ -140,7 +140,7 @@ impl Scope {
         args.extend(spec.args(&name));
         register(&name, |c| &mut c.containers)?;
         let started = Instant::now();
-        self.engine
+        self.docker
             .output(sh, &args)
             .with_context(|| format!("cannot start a container of {}", spec.image))?;
         Ok((Container { name }, started))
@@ -154,7 +154,7 @@ impl Scope {
         port: u16,
     ) -> anyhow::Result<SocketAddr> {
         let text = self
-            .engine
+            .docker
             .output(sh, ["port", &container.name, &format!("{port}/tcp")])
             .with_context(|| format!("cannot find the published port of {}", container.name))?;
         parse_published(&text)
@@ -163,7 +163,7 @@ impl Scope {
 
     pub fn inspect(&self, sh: &Shell, container: &Container) -> anyhow::Result<ContainerInspect> {
         let text = self
-            .engine
+            .docker
             .output(sh, ["container", "inspect", &container.name])
             .with_context(|| format!("cannot inspect {}", container.name))?;
         parse_container_inspect(&text)
@@ -177,7 +177,7 @@ impl Scope {
         grace: Duration,
     ) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        self.engine
+        self.docker
             .output(
                 sh,
                 ["stop", "-t", &grace.as_secs().to_string(), &container.name],
@@ -193,7 +193,7 @@ impl Scope {
         grace: Duration,
     ) -> anyhow::Result<duct::Handle> {
         duct::cmd(
-            self.engine.program(),
+            self.docker.program(),
             ["stop", "-t", &grace.as_secs().to_string(), &container.name],
         )
         .stdout_null()
@@ -226,7 +226,7 @@ impl Scope {
     /// The last lines the container wrote, to explain a failure.
     pub fn logs_tail(&self, sh: &Shell, container: &Container, lines: usize) -> String {
         let output = sh
-            .cmd(self.engine.program())
+            .cmd(self.docker.program())
             .args(["logs", "--tail", &lines.to_string(), &container.name])
             .quiet()
             .ignore_status()
@@ -244,7 +244,7 @@ impl Scope {
     /// Removes one container now rather than at the end.
     pub fn remove(&self, container: Container) {
         let Container { name } = container;
-        remove_containers(self.engine.program(), std::slice::from_ref(&name));
+        remove_containers(self.docker.program(), std::slice::from_ref(&name));
         let mut created = lock();
         created.containers.retain(|c| c != &name);
         created.removed.containers += 1;
@@ -283,7 +283,7 @@ impl Scope {
                 "{{.Name}}",
             ],
         ] {
-            match self.engine.output(sh, args) {
+            match self.docker.output(sh, args) {
                 Ok(text) => left.extend(text.lines().map(str::to_owned)),
                 Err(error) => left.push(format!("(cannot list: {error})")),
             }
@@ -707,17 +707,17 @@ fn remove_owned_by_this_process() {
 }
 
 /// Removes containers and volumes whose creating process is gone.
-fn sweep_leftovers(engine: &Engine, sh: &Shell) -> anyhow::Result<Removed> {
+fn sweep_leftovers(docker: &Docker, sh: &Shell) -> anyhow::Result<Removed> {
     let filter = format!("label={TEST_LABEL}");
     let format = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
-    let containers = engine
+    let containers = docker
         .output(
             sh,
             ["ps", "--all", "--filter", &filter, "--format", &format],
         )
         .context("cannot list earlier test containers")?;
     let volume_format = format!("{{{{.Name}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
-    let volumes = engine
+    let volumes = docker
         .output(
             sh,
             [
@@ -732,8 +732,8 @@ fn sweep_leftovers(engine: &Engine, sh: &Shell) -> anyhow::Result<Removed> {
         .context("cannot list earlier test volumes")?;
     let containers = abandoned(&containers, process_is_running);
     let volumes = abandoned(&volumes, process_is_running);
-    remove_containers(engine.program(), &containers);
-    remove_volumes(engine.program(), &volumes);
+    remove_containers(docker.program(), &containers);
+    remove_volumes(docker.program(), &volumes);
     Ok(Removed {
         containers: containers.len(),
         volumes: volumes.len(),

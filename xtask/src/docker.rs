@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use serde::Deserialize;
 use xshell::Shell;
 
@@ -35,14 +35,20 @@ impl Docker {
         Ok(Docker { client })
     }
 
-    /// Runs the client quietly and returns its output.
-    fn read<I, S>(&self, sh: &Shell, args: I) -> anyhow::Result<String>
+    /// The client, for processes that outlive a shell command: streams,
+    /// background stops, cleanup on Ctrl+C.
+    pub fn program(&self) -> &Path {
+        &self.client
+    }
+
+    /// Runs `docker <args>` quietly and returns its standard output; a
+    /// failure is one line ending with docker's own reason.
+    pub fn output<I, S>(&self, sh: &Shell, args: I) -> anyhow::Result<String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let client = &self.client;
-        process::read(xshell::cmd!(sh, "{client}").args(args))
+        process::read(sh.cmd(&self.client).args(args))
     }
 
     /// Whether the engine has an image under this name or id.
@@ -61,10 +67,22 @@ impl Docker {
 
     pub fn inspect_image(&self, sh: &Shell, reference: &str) -> anyhow::Result<ImageInspect> {
         let json = self
-            .read(sh, ["image", "inspect", reference])
+            .output(sh, ["image", "inspect", reference])
             .with_context(|| format!("cannot inspect image {reference}"))?;
         ImageInspect::parse(&json)
             .with_context(|| format!("cannot read the inspection of {reference}"))
+    }
+
+    /// `docker image inspect` as JSON, with a missing image said plainly.
+    pub fn inspect_image_json(&self, sh: &Shell, reference: &str) -> anyhow::Result<String> {
+        self.output(sh, ["image", "inspect", reference])
+            .map_err(|error| {
+                if is_missing_image(&error.to_string()) {
+                    anyhow!("image {reference} not found (build it with `cargo xtask image`)")
+                } else {
+                    error
+                }
+            })
     }
 
     /// Imports a root filesystem tarball as an image and returns its id.
@@ -84,14 +102,14 @@ impl Docker {
         args.push(tarball.into());
         args.push(tag.into());
         let id = self
-            .read(sh, args)
+            .output(sh, args)
             .with_context(|| format!("cannot import {} as {tag}", tarball.display()))?;
         Ok(id.trim().to_owned())
     }
 
     /// The `repository:tag` names the engine has for one repository.
     pub fn tags_of(&self, sh: &Shell, repository: &str) -> anyhow::Result<Vec<String>> {
-        let listing = self.read(
+        let listing = self.output(
             sh,
             [
                 "image",
@@ -106,7 +124,7 @@ impl Docker {
 
     /// Removes a tag (the image too, when nothing else uses it).
     pub fn remove_image(&self, sh: &Shell, reference: &str) -> anyhow::Result<()> {
-        self.read(sh, ["image", "rm", reference])
+        self.output(sh, ["image", "rm", reference])
             .with_context(|| format!("cannot remove image {reference}"))?;
         Ok(())
     }
@@ -115,7 +133,7 @@ impl Docker {
     /// container created (never started) from it.
     pub fn image_paths(&self, sh: &Shell, reference: &str) -> anyhow::Result<Vec<String>> {
         let container = self
-            .read(sh, ["create", "--entrypoint", "/", reference])
+            .output(sh, ["create", "--entrypoint", "/", reference])
             .with_context(|| format!("cannot create a container from {reference}"))?;
         let container = container.trim();
         let listing = duct::cmd!(&self.client, "export", container)
@@ -124,11 +142,16 @@ impl Docker {
             .read();
         // `--volumes`: the image declares a VOLUME, whose anonymous volume
         // would otherwise outlive the container.
-        let removed = self.read(sh, ["rm", "--volumes", container]);
+        let removed = self.output(sh, ["rm", "--volumes", container]);
         let listing = listing.with_context(|| format!("cannot list the files of {reference}"))?;
         removed?;
         Ok(parse_tar_listing(&listing))
     }
+}
+
+/// Engines word it `No such image` or, older ones, `no such image`.
+fn is_missing_image(error: &str) -> bool {
+    error.to_ascii_lowercase().contains("no such image")
 }
 
 /// `tar -t` prints `./etc/passwd` or `etc/passwd`, directories with a
@@ -340,6 +363,16 @@ mod tests {
     #[test]
     fn an_inspection_of_no_image_is_an_error() {
         assert!(ImageInspect::parse("[]").is_err());
+    }
+
+    #[test]
+    fn a_missing_image_is_recognised_in_either_wording() {
+        assert!(is_missing_image(
+            "`docker image inspect nosuch:1` failed: Error response from daemon: no such image: nosuch:1: No such image: nosuch:1"
+        ));
+        assert!(!is_missing_image(
+            "`docker image inspect x` failed: Cannot connect to the Docker daemon"
+        ));
     }
 
     #[test]

@@ -7,7 +7,6 @@ mod conformance;
 mod container;
 mod docker;
 mod drain_load;
-mod engine;
 mod flags;
 mod git;
 mod image;

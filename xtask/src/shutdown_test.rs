@@ -19,8 +19,8 @@ use crate::checks::{self, Check};
 use crate::container::{
     Container, Hardening, HealthOverride, Network, Removed, RunSpec, Scope, State,
 };
+use crate::docker::Docker;
 use crate::drain_load::{self, Acknowledged, Load, Plan, Tally};
-use crate::engine::Engine;
 use crate::flags;
 use crate::image_history::{self, ImageInspect};
 use crate::loopback_http::{Client, Failure, Started};
@@ -60,10 +60,11 @@ impl flags::ShutdownTest {
             bail!("--shutdown-timeout and --deadline must be at least 1s");
         }
         let image_ref = built_image::resolve(&sh.current_dir(), self.image.as_deref())?;
-        let engine = Engine::connect(sh)?;
-        let image =
-            image_history::parse_image_inspect(&engine.inspect_image(sh, &image_ref.reference)?)?;
-        let (scope, swept) = Scope::open(&engine, sh, PREFIX)?;
+        let docker = Docker::connect(sh)?;
+        let image = image_history::parse_image_inspect(
+            &docker.inspect_image_json(sh, &image_ref.reference)?,
+        )?;
+        let (scope, swept) = Scope::open(&docker, sh, PREFIX)?;
         if swept != Removed::default() {
             progress(&format!(
                 "removed {} containers and {} volumes left by an interrupted run",
