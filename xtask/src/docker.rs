@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow};
 use serde::Deserialize;
 use xshell::Shell;
 
+use crate::image_history;
 use crate::process;
 use crate::tools::{self, Builder, BuilderKind, Tool};
 
@@ -65,24 +66,19 @@ impl Docker {
         Ok(output.status.success())
     }
 
+    /// `docker image inspect`, with a missing image said plainly.
     pub fn inspect_image(&self, sh: &Shell, reference: &str) -> anyhow::Result<ImageInspect> {
         let json = self
             .output(sh, ["image", "inspect", reference])
-            .with_context(|| format!("cannot inspect image {reference}"))?;
-        ImageInspect::parse(&json)
-            .with_context(|| format!("cannot read the inspection of {reference}"))
-    }
-
-    /// `docker image inspect` as JSON, with a missing image said plainly.
-    pub fn inspect_image_json(&self, sh: &Shell, reference: &str) -> anyhow::Result<String> {
-        self.output(sh, ["image", "inspect", reference])
             .map_err(|error| {
                 if is_missing_image(&error.to_string()) {
                     anyhow!("image {reference} not found (build it with `cargo xtask image`)")
                 } else {
-                    error
+                    error.context(format!("cannot inspect image {reference}"))
                 }
-            })
+            })?;
+        ImageInspect::parse(&json)
+            .with_context(|| format!("cannot read the inspection of {reference}"))
     }
 
     /// Imports a root filesystem tarball as an image and returns its id.
@@ -257,6 +253,9 @@ pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::R
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageInspect {
+    pub id: String,
+    #[serde(default)]
+    pub repo_tags: Option<Vec<String>>,
     /// Unpacked size of all layers, in bytes.
     pub size: u64,
     pub config: ImageConfig,
@@ -271,12 +270,13 @@ pub struct ImageConfig {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     pub entrypoint: Option<Vec<String>>,
     pub healthcheck: Option<Healthcheck>,
+    /// Mount points the image declares with VOLUME.
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub stop_signal: Option<String>,
 }
 
-/// Durations are in nanoseconds, as the engine reports them.
+/// Durations are in nanoseconds, as the engine reports them; 0 means the default.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Healthcheck {
@@ -303,6 +303,14 @@ impl ImageInspect {
         }
     }
 
+    /// The image's name for people: its first tag, else its short id.
+    pub fn display_name(&self) -> String {
+        self.repo_tags
+            .as_ref()
+            .and_then(|tags| tags.first().cloned())
+            .unwrap_or_else(|| image_history::short_id(&self.id))
+    }
+
     pub fn layer_count(&self) -> usize {
         self.root_fs.layers.len()
     }
@@ -324,6 +332,8 @@ mod tests {
     use super::*;
 
     const INSPECT: &str = include_str!("../fixtures/image-inspect.json");
+    const TINY_INSPECT: &str = include_str!("../fixtures/tiny-inspect.json");
+    const SERVER_INSPECT: &str = include_str!("../fixtures/server-inspect.json");
 
     #[test]
     fn reads_the_configuration_of_a_built_image() {
@@ -350,6 +360,25 @@ mod tests {
             Some("server")
         );
         assert_eq!(image.label("org.example.missing"), None);
+    }
+
+    #[test]
+    fn inspect_gives_size_layers_user_and_healthcheck() {
+        let image = ImageInspect::parse(SERVER_INSPECT).unwrap();
+        assert!(image.size > 10_000_000);
+        assert_eq!(image.root_fs.layers.len(), 3);
+        assert_eq!(image.config.user, "65532:65532");
+        let volumes = image.config.volumes.unwrap();
+        assert_eq!(volumes.keys().collect::<Vec<_>>(), ["/data"]);
+        let health = image.config.healthcheck.unwrap();
+        assert_eq!(health.interval, 5_000_000_000);
+        assert_eq!(health.timeout, 3_000_000_000);
+    }
+
+    #[test]
+    fn the_display_name_is_the_first_tag() {
+        let image = ImageInspect::parse(TINY_INSPECT).unwrap();
+        assert_eq!(image.display_name(), "xtask-prove/tiny:1");
     }
 
     #[test]

@@ -20,9 +20,10 @@ use crate::container::{
     Container, Hardening, HealthOverride, Network, Removed, RunSpec, Scope, State,
 };
 use crate::docker::Docker;
+use crate::docker::ImageInspect;
 use crate::drain_load::{self, Acknowledged, Load, Plan, Tally};
 use crate::flags;
-use crate::image_history::{self, ImageInspect};
+use crate::image_history;
 use crate::loopback_http::{Client, Failure, Started};
 use crate::metadata::Metadata;
 use crate::output;
@@ -61,9 +62,7 @@ impl flags::ShutdownTest {
         }
         let image_ref = built_image::resolve(&sh.current_dir(), self.image.as_deref())?;
         let docker = Docker::connect(sh)?;
-        let image = image_history::parse_image_inspect(
-            &docker.inspect_image_json(sh, &image_ref.reference)?,
-        )?;
+        let image = docker.inspect_image(sh, &image_ref.reference)?;
         let (scope, swept) = Scope::open(&docker, sh, PREFIX)?;
         if swept != Removed::default() {
             progress(&format!(

@@ -84,8 +84,7 @@ fn measure(
     binary_path: &str,
 ) -> anyhow::Result<Measurement> {
     let reference = image.reference.as_str();
-    let inspect = docker.inspect_image_json(sh, reference)?;
-    let inspect = image_history::parse_image_inspect(&inspect)?;
+    let inspect = docker.inspect_image(sh, reference)?;
     let history = docker
         .output(
             sh,
