@@ -299,6 +299,30 @@ impl Drop for Scope {
     }
 }
 
+/// Waits for a background `docker stop`, up to `bound`.
+pub fn wait_for_stop(handle: &duct::Handle, bound: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + bound;
+    loop {
+        if let Some(output) = handle.try_wait().context("cannot wait for docker stop")? {
+            if !output.status.success() {
+                bail!(
+                    "docker stop: {}",
+                    crate::process::last_line(&String::from_utf8_lossy(&output.stderr))
+                );
+            }
+            return Ok(());
+        }
+        if Instant::now() > until {
+            let _ = handle.kill();
+            bail!(
+                "docker stop did not return within {}",
+                crate::report::duration(bound)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A running or exited test container.
 #[derive(Debug)]
 pub struct Container {

@@ -21,6 +21,7 @@ mod report;
 mod saved_image;
 mod setup;
 mod shutdown_test;
+mod silent_server;
 mod size_check;
 mod tar_stream;
 mod tools;
