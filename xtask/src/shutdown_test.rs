@@ -23,7 +23,7 @@ use crate::drain_load::{self, Acknowledged, Load, Plan, Tally};
 use crate::flags;
 use crate::image_history;
 use crate::loopback_http::{Client, Failure, Started};
-use crate::metadata::Metadata;
+use crate::metadata::{self, Metadata};
 use crate::output;
 use crate::report::{self, duration as human};
 use crate::silent_server::SilentServer;
@@ -111,11 +111,7 @@ impl flags::ShutdownTest {
             )
             .because(format!("still present: {}", left.join(", "))),
         );
-        let name = if image_ref.name == image_ref.reference {
-            image.display_name()
-        } else {
-            image_ref.name.clone()
-        };
+        let name = image_ref.display_name(&image);
         if self.json {
             let json = serde_json::json!({
                 "image": name,
@@ -299,7 +295,7 @@ impl<'a> Test<'a> {
     }
 
     fn binary_path(&self) -> String {
-        format!("/usr/local/bin/{}", self.metadata.binary)
+        metadata::binary_path(&self.metadata.binary)
     }
 
     fn grace(timeout: Duration) -> Duration {

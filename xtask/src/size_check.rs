@@ -10,7 +10,7 @@ use crate::built_image::{self, ImageRef};
 use crate::docker::Docker;
 use crate::flags;
 use crate::image_history::{self, Layer};
-use crate::metadata::{Budget, Metadata};
+use crate::metadata::{self, Budget, Metadata};
 use crate::output;
 use crate::report::{self, Table};
 use crate::saved_image::SavedImage;
@@ -22,7 +22,7 @@ impl flags::SizeCheck {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<()> {
         let image = built_image::resolve(&sh.current_dir(), self.image.as_deref())?;
         let docker = Docker::connect(sh)?;
-        let binary_path = format!("/usr/local/bin/{}", metadata.binary);
+        let binary_path = metadata::binary_path(&metadata.binary);
         let measurement = measure(&docker, sh, &image, &binary_path)?;
         let budget = self.budget(&metadata.budget);
         let problems = problems(&measurement, &budget);
@@ -122,11 +122,7 @@ fn measure(
         layer: file.as_ref().map(|f| f.layer + 1),
     };
     Ok(Measurement {
-        image: if image.name == image.reference {
-            inspect.display_name()
-        } else {
-            image.name.clone()
-        },
+        image: image.display_name(&inspect),
         image_id: inspect.id.clone(),
         unpacked_bytes: inspect.size,
         compressed_bytes: saved.layers.iter().map(|l| l.compressed_bytes).sum(),
