@@ -178,10 +178,7 @@ impl Scope {
     ) -> anyhow::Result<Duration> {
         let started = Instant::now();
         self.docker
-            .output(
-                sh,
-                ["stop", "-t", &grace.as_secs().to_string(), &container.name],
-            )
+            .output(sh, stop_args(container, grace))
             .with_context(|| format!("cannot stop {}", container.name))?;
         Ok(started.elapsed())
     }
@@ -192,18 +189,15 @@ impl Scope {
         container: &Container,
         grace: Duration,
     ) -> anyhow::Result<duct::Handle> {
-        duct::cmd(
-            self.docker.program(),
-            ["stop", "-t", &grace.as_secs().to_string(), &container.name],
-        )
-        .stdout_null()
-        .stderr_capture()
-        .unchecked()
-        .start()
-        .with_context(|| format!("cannot run docker stop {}", container.name))
+        duct::cmd(self.docker.program(), stop_args(container, grace))
+            .stdout_null()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .with_context(|| format!("cannot run docker stop {}", container.name))
     }
 
-    /// Waits for the container to exit, checking every `poll`, up to `bound`.
+    /// Waits for the container to exit, up to `bound`.
     pub fn wait_exit(
         &self,
         sh: &Shell,
@@ -297,6 +291,16 @@ impl Drop for Scope {
         wait_for_interrupt_cleanup();
         remove_all();
     }
+}
+
+/// `docker stop -t <grace>`'s arguments; the engine takes whole seconds.
+fn stop_args(container: &Container, grace: Duration) -> [String; 4] {
+    [
+        "stop".to_owned(),
+        "-t".to_owned(),
+        grace.as_secs().to_string(),
+        container.name.clone(),
+    ]
 }
 
 /// Waits for a background `docker stop`, up to `bound`.
@@ -631,7 +635,7 @@ fn lock() -> std::sync::MutexGuard<'static, Created> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn remove_all() -> Removed {
+fn remove_all() {
     let (program, containers, volumes) = {
         let mut created = lock();
         (
@@ -641,17 +645,13 @@ fn remove_all() -> Removed {
         )
     };
     let Some(program) = program else {
-        return Removed::default();
+        return;
     };
     remove_containers(&program, &containers);
     remove_volumes(&program, &volumes);
     let mut created = lock();
     created.removed.containers += containers.len();
     created.removed.volumes += volumes.len();
-    Removed {
-        containers: containers.len(),
-        volumes: volumes.len(),
-    }
 }
 
 fn remove_containers(program: &Path, names: &[String]) {
