@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::docker::ImageInspect;
 use crate::image_report::ImageReport;
 
 /// An image reference a check passes to docker, and how to name it to people.
@@ -12,6 +13,18 @@ pub struct ImageRef {
     /// moved since cannot swap the image under the check.
     pub reference: String,
     pub name: String,
+}
+
+impl ImageRef {
+    /// The name reports show: the tag the build report gave, else the
+    /// image's first tag (what `--image` named may be an id).
+    pub fn display_name(&self, inspect: &ImageInspect) -> String {
+        if self.name == self.reference {
+            inspect.display_name()
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 /// `--image NAME` wins; otherwise the last build's report under `root`.

@@ -4,7 +4,7 @@
 //! no package manager, and a size within budget.
 
 use crate::docker::ImageInspect;
-use crate::metadata::Metadata;
+use crate::metadata::{self, Metadata};
 
 /// The user and group distroless calls `nonroot`.
 pub const NONROOT: &str = "65532";
@@ -48,7 +48,7 @@ impl Expectations {
     }
 
     fn binary_path(&self) -> String {
-        format!("/usr/local/bin/{}", self.binary)
+        metadata::binary_path(&self.binary)
     }
 }
 

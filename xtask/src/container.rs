@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use xshell::Shell;
 
-use crate::engine::Engine;
+use crate::docker::Docker;
 
 /// Marks every container and volume a test creates.
 pub const TEST_LABEL: &str = "dev.xtask.shutdown-test";
@@ -82,22 +82,22 @@ pub struct Removed {
 
 /// Owns the test containers and volumes of one run.
 pub struct Scope {
-    engine: Engine,
+    docker: Docker,
     prefix: String,
     sequence: AtomicUsize,
 }
 
 impl Scope {
     /// Removes leftovers of earlier runs and arms the Ctrl+C handler.
-    pub fn open(engine: &Engine, sh: &Shell, prefix: &str) -> anyhow::Result<(Scope, Removed)> {
-        let swept = sweep_leftovers(engine, sh)?;
+    pub fn open(docker: &Docker, sh: &Shell, prefix: &str) -> anyhow::Result<(Scope, Removed)> {
+        let swept = sweep_leftovers(docker, sh)?;
         {
             let mut created = lock();
-            created.program = Some(engine.program().to_path_buf());
+            created.program = Some(docker.program().to_path_buf());
         }
         install_interrupt_handler();
         let scope = Scope {
-            engine: engine.clone(),
+            docker: docker.clone(),
             prefix: format!("{prefix}-{}", std::process::id()),
             sequence: AtomicUsize::new(0),
         };
@@ -125,7 +125,7 @@ impl Scope {
         args.extend(Self::labels());
         args.push(name.clone());
         register(&name, |c| &mut c.volumes)?;
-        self.engine
+        self.docker
             .output(sh, &args)
             .with_context(|| format!("cannot create volume {name}"))?;
         Ok(name)
@@ -140,7 +140,7 @@ impl Scope {
         args.extend(spec.args(&name));
         register(&name, |c| &mut c.containers)?;
         let started = Instant::now();
-        self.engine
+        self.docker
             .output(sh, &args)
             .with_context(|| format!("cannot start a container of {}", spec.image))?;
         Ok((Container { name }, started))
@@ -154,7 +154,7 @@ impl Scope {
         port: u16,
     ) -> anyhow::Result<SocketAddr> {
         let text = self
-            .engine
+            .docker
             .output(sh, ["port", &container.name, &format!("{port}/tcp")])
             .with_context(|| format!("cannot find the published port of {}", container.name))?;
         parse_published(&text)
@@ -163,7 +163,7 @@ impl Scope {
 
     pub fn inspect(&self, sh: &Shell, container: &Container) -> anyhow::Result<ContainerInspect> {
         let text = self
-            .engine
+            .docker
             .output(sh, ["container", "inspect", &container.name])
             .with_context(|| format!("cannot inspect {}", container.name))?;
         parse_container_inspect(&text)
@@ -177,11 +177,8 @@ impl Scope {
         grace: Duration,
     ) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        self.engine
-            .output(
-                sh,
-                ["stop", "-t", &grace.as_secs().to_string(), &container.name],
-            )
+        self.docker
+            .output(sh, stop_args(container, grace))
             .with_context(|| format!("cannot stop {}", container.name))?;
         Ok(started.elapsed())
     }
@@ -192,18 +189,15 @@ impl Scope {
         container: &Container,
         grace: Duration,
     ) -> anyhow::Result<duct::Handle> {
-        duct::cmd(
-            self.engine.program(),
-            ["stop", "-t", &grace.as_secs().to_string(), &container.name],
-        )
-        .stdout_null()
-        .stderr_capture()
-        .unchecked()
-        .start()
-        .with_context(|| format!("cannot run docker stop {}", container.name))
+        duct::cmd(self.docker.program(), stop_args(container, grace))
+            .stdout_null()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .with_context(|| format!("cannot run docker stop {}", container.name))
     }
 
-    /// Waits for the container to exit, checking every `poll`, up to `bound`.
+    /// Waits for the container to exit, up to `bound`.
     pub fn wait_exit(
         &self,
         sh: &Shell,
@@ -226,7 +220,7 @@ impl Scope {
     /// The last lines the container wrote, to explain a failure.
     pub fn logs_tail(&self, sh: &Shell, container: &Container, lines: usize) -> String {
         let output = sh
-            .cmd(self.engine.program())
+            .cmd(self.docker.program())
             .args(["logs", "--tail", &lines.to_string(), &container.name])
             .quiet()
             .ignore_status()
@@ -244,7 +238,7 @@ impl Scope {
     /// Removes one container now rather than at the end.
     pub fn remove(&self, container: Container) {
         let Container { name } = container;
-        remove_containers(self.engine.program(), std::slice::from_ref(&name));
+        remove_containers(self.docker.program(), std::slice::from_ref(&name));
         let mut created = lock();
         created.containers.retain(|c| c != &name);
         created.removed.containers += 1;
@@ -283,7 +277,7 @@ impl Scope {
                 "{{.Name}}",
             ],
         ] {
-            match self.engine.output(sh, args) {
+            match self.docker.output(sh, args) {
                 Ok(text) => left.extend(text.lines().map(str::to_owned)),
                 Err(error) => left.push(format!("(cannot list: {error})")),
             }
@@ -296,6 +290,40 @@ impl Drop for Scope {
     fn drop(&mut self) {
         wait_for_interrupt_cleanup();
         remove_all();
+    }
+}
+
+/// `docker stop -t <grace>`'s arguments; the engine takes whole seconds.
+fn stop_args(container: &Container, grace: Duration) -> [String; 4] {
+    [
+        "stop".to_owned(),
+        "-t".to_owned(),
+        grace.as_secs().to_string(),
+        container.name.clone(),
+    ]
+}
+
+/// Waits for a background `docker stop`, up to `bound`.
+pub fn wait_for_stop(handle: &duct::Handle, bound: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + bound;
+    loop {
+        if let Some(output) = handle.try_wait().context("cannot wait for docker stop")? {
+            if !output.status.success() {
+                bail!(
+                    "docker stop: {}",
+                    crate::process::last_line(&String::from_utf8_lossy(&output.stderr))
+                );
+            }
+            return Ok(());
+        }
+        if Instant::now() > until {
+            let _ = handle.kill();
+            bail!(
+                "docker stop did not return within {}",
+                crate::report::duration(bound)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -607,7 +635,7 @@ fn lock() -> std::sync::MutexGuard<'static, Created> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn remove_all() -> Removed {
+fn remove_all() {
     let (program, containers, volumes) = {
         let mut created = lock();
         (
@@ -617,17 +645,13 @@ fn remove_all() -> Removed {
         )
     };
     let Some(program) = program else {
-        return Removed::default();
+        return;
     };
     remove_containers(&program, &containers);
     remove_volumes(&program, &volumes);
     let mut created = lock();
     created.removed.containers += containers.len();
     created.removed.volumes += volumes.len();
-    Removed {
-        containers: containers.len(),
-        volumes: volumes.len(),
-    }
 }
 
 fn remove_containers(program: &Path, names: &[String]) {
@@ -707,17 +731,17 @@ fn remove_owned_by_this_process() {
 }
 
 /// Removes containers and volumes whose creating process is gone.
-fn sweep_leftovers(engine: &Engine, sh: &Shell) -> anyhow::Result<Removed> {
+fn sweep_leftovers(docker: &Docker, sh: &Shell) -> anyhow::Result<Removed> {
     let filter = format!("label={TEST_LABEL}");
     let format = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
-    let containers = engine
+    let containers = docker
         .output(
             sh,
             ["ps", "--all", "--filter", &filter, "--format", &format],
         )
         .context("cannot list earlier test containers")?;
     let volume_format = format!("{{{{.Name}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
-    let volumes = engine
+    let volumes = docker
         .output(
             sh,
             [
@@ -732,8 +756,8 @@ fn sweep_leftovers(engine: &Engine, sh: &Shell) -> anyhow::Result<Removed> {
         .context("cannot list earlier test volumes")?;
     let containers = abandoned(&containers, process_is_running);
     let volumes = abandoned(&volumes, process_is_running);
-    remove_containers(engine.program(), &containers);
-    remove_volumes(engine.program(), &volumes);
+    remove_containers(docker.program(), &containers);
+    remove_volumes(docker.program(), &volumes);
     Ok(Removed {
         containers: containers.len(),
         volumes: volumes.len(),

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use serde::Deserialize;
 use xshell::Shell;
 
+use crate::image_history;
 use crate::process;
 use crate::tools::{self, Builder, BuilderKind, Tool};
 
@@ -35,14 +36,20 @@ impl Docker {
         Ok(Docker { client })
     }
 
-    /// Runs the client quietly and returns its output.
-    fn read<I, S>(&self, sh: &Shell, args: I) -> anyhow::Result<String>
+    /// The client, for processes that outlive a shell command: streams,
+    /// background stops, cleanup on Ctrl+C.
+    pub fn program(&self) -> &Path {
+        &self.client
+    }
+
+    /// Runs `docker <args>` quietly and returns its standard output; a
+    /// failure is one line ending with docker's own reason.
+    pub fn output<I, S>(&self, sh: &Shell, args: I) -> anyhow::Result<String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let client = &self.client;
-        process::read(xshell::cmd!(sh, "{client}").args(args))
+        process::read(sh.cmd(&self.client).args(args))
     }
 
     /// Whether the engine has an image under this name or id.
@@ -59,10 +66,17 @@ impl Docker {
         Ok(output.status.success())
     }
 
+    /// `docker image inspect`, with a missing image said plainly.
     pub fn inspect_image(&self, sh: &Shell, reference: &str) -> anyhow::Result<ImageInspect> {
         let json = self
-            .read(sh, ["image", "inspect", reference])
-            .with_context(|| format!("cannot inspect image {reference}"))?;
+            .output(sh, ["image", "inspect", reference])
+            .map_err(|error| {
+                if is_missing_image(&error.to_string()) {
+                    anyhow!("image {reference} not found (build it with `cargo xtask image`)")
+                } else {
+                    error.context(format!("cannot inspect image {reference}"))
+                }
+            })?;
         ImageInspect::parse(&json)
             .with_context(|| format!("cannot read the inspection of {reference}"))
     }
@@ -84,14 +98,14 @@ impl Docker {
         args.push(tarball.into());
         args.push(tag.into());
         let id = self
-            .read(sh, args)
+            .output(sh, args)
             .with_context(|| format!("cannot import {} as {tag}", tarball.display()))?;
         Ok(id.trim().to_owned())
     }
 
     /// The `repository:tag` names the engine has for one repository.
     pub fn tags_of(&self, sh: &Shell, repository: &str) -> anyhow::Result<Vec<String>> {
-        let listing = self.read(
+        let listing = self.output(
             sh,
             [
                 "image",
@@ -106,7 +120,7 @@ impl Docker {
 
     /// Removes a tag (the image too, when nothing else uses it).
     pub fn remove_image(&self, sh: &Shell, reference: &str) -> anyhow::Result<()> {
-        self.read(sh, ["image", "rm", reference])
+        self.output(sh, ["image", "rm", reference])
             .with_context(|| format!("cannot remove image {reference}"))?;
         Ok(())
     }
@@ -115,7 +129,7 @@ impl Docker {
     /// container created (never started) from it.
     pub fn image_paths(&self, sh: &Shell, reference: &str) -> anyhow::Result<Vec<String>> {
         let container = self
-            .read(sh, ["create", "--entrypoint", "/", reference])
+            .output(sh, ["create", "--entrypoint", "/", reference])
             .with_context(|| format!("cannot create a container from {reference}"))?;
         let container = container.trim();
         let listing = duct::cmd!(&self.client, "export", container)
@@ -124,11 +138,16 @@ impl Docker {
             .read();
         // `--volumes`: the image declares a VOLUME, whose anonymous volume
         // would otherwise outlive the container.
-        let removed = self.read(sh, ["rm", "--volumes", container]);
+        let removed = self.output(sh, ["rm", "--volumes", container]);
         let listing = listing.with_context(|| format!("cannot list the files of {reference}"))?;
         removed?;
         Ok(parse_tar_listing(&listing))
     }
+}
+
+/// Engines word it `No such image` or, older ones, `no such image`.
+fn is_missing_image(error: &str) -> bool {
+    error.to_ascii_lowercase().contains("no such image")
 }
 
 /// `tar -t` prints `./etc/passwd` or `etc/passwd`, directories with a
@@ -234,6 +253,9 @@ pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::R
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageInspect {
+    pub id: String,
+    #[serde(default)]
+    pub repo_tags: Option<Vec<String>>,
     /// Unpacked size of all layers, in bytes.
     pub size: u64,
     pub config: ImageConfig,
@@ -248,12 +270,13 @@ pub struct ImageConfig {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     pub entrypoint: Option<Vec<String>>,
     pub healthcheck: Option<Healthcheck>,
+    /// Mount points the image declares with VOLUME.
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub stop_signal: Option<String>,
 }
 
-/// Durations are in nanoseconds, as the engine reports them.
+/// Durations are in nanoseconds, as the engine reports them; 0 means the default.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Healthcheck {
@@ -280,6 +303,14 @@ impl ImageInspect {
         }
     }
 
+    /// The image's name for people: its first tag, else its short id.
+    pub fn display_name(&self) -> String {
+        self.repo_tags
+            .as_ref()
+            .and_then(|tags| tags.first().cloned())
+            .unwrap_or_else(|| image_history::short_id(&self.id))
+    }
+
     pub fn layer_count(&self) -> usize {
         self.root_fs.layers.len()
     }
@@ -301,6 +332,8 @@ mod tests {
     use super::*;
 
     const INSPECT: &str = include_str!("../fixtures/image-inspect.json");
+    const TINY_INSPECT: &str = include_str!("../fixtures/tiny-inspect.json");
+    const SERVER_INSPECT: &str = include_str!("../fixtures/server-inspect.json");
 
     #[test]
     fn reads_the_configuration_of_a_built_image() {
@@ -330,6 +363,25 @@ mod tests {
     }
 
     #[test]
+    fn inspect_gives_size_layers_user_and_healthcheck() {
+        let image = ImageInspect::parse(SERVER_INSPECT).unwrap();
+        assert!(image.size > 10_000_000);
+        assert_eq!(image.root_fs.layers.len(), 3);
+        assert_eq!(image.config.user, "65532:65532");
+        let volumes = image.config.volumes.unwrap();
+        assert_eq!(volumes.keys().collect::<Vec<_>>(), ["/data"]);
+        let health = image.config.healthcheck.unwrap();
+        assert_eq!(health.interval, 5_000_000_000);
+        assert_eq!(health.timeout, 3_000_000_000);
+    }
+
+    #[test]
+    fn the_display_name_is_the_first_tag() {
+        let image = ImageInspect::parse(TINY_INSPECT).unwrap();
+        assert_eq!(image.display_name(), "xtask-prove/tiny:1");
+    }
+
+    #[test]
     fn an_image_without_configuration_still_parses() {
         let json = r#"[{"Id":"sha256:1","Size":0,"Config":{},"RootFS":{"Type":"layers"}}]"#;
         let image = ImageInspect::parse(json).unwrap();
@@ -340,6 +392,16 @@ mod tests {
     #[test]
     fn an_inspection_of_no_image_is_an_error() {
         assert!(ImageInspect::parse("[]").is_err());
+    }
+
+    #[test]
+    fn a_missing_image_is_recognised_in_either_wording() {
+        assert!(is_missing_image(
+            "`docker image inspect nosuch:1` failed: Error response from daemon: no such image: nosuch:1: No such image: nosuch:1"
+        ));
+        assert!(!is_missing_image(
+            "`docker image inspect x` failed: Cannot connect to the Docker daemon"
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Pure parsing of what the engine says about an image:
-//! `docker history --no-trunc --human=false --format '{{json .}}'` and
-//! `docker image inspect`, and matching history steps to layers.
+//! Pure parsing of what the engine says about an image's history:
+//! `docker history --no-trunc --human=false --format '{{json .}}'`, and
+//! matching history steps to layers.
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -76,69 +76,6 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     };
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((number * scale).round() as u64)
-}
-
-/// The fields of `docker image inspect` the checks use.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageInspect {
-    pub id: String,
-    #[serde(default)]
-    pub repo_tags: Option<Vec<String>>,
-    /// Unpacked size in bytes.
-    pub size: u64,
-    pub config: ImageConfig,
-    #[serde(rename = "RootFS")]
-    pub root_fs: RootFs,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageConfig {
-    #[serde(default)]
-    pub user: String,
-    #[serde(default)]
-    pub healthcheck: Option<Healthcheck>,
-    /// Mount points the image declares with VOLUME.
-    #[serde(default)]
-    pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-}
-
-/// Durations are nanoseconds, as the engine stores them; 0 means the default.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Healthcheck {
-    #[serde(default)]
-    pub interval: u64,
-    #[serde(default)]
-    pub timeout: u64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RootFs {
-    #[serde(default)]
-    pub layers: Vec<String>,
-}
-
-impl ImageInspect {
-    /// The image's name for people: its first tag, else its short id.
-    pub fn display_name(&self) -> String {
-        self.repo_tags
-            .as_ref()
-            .and_then(|tags| tags.first().cloned())
-            .unwrap_or_else(|| short_id(&self.id))
-    }
-}
-
-/// Parses `docker image inspect` (an array of one image).
-pub fn parse_image_inspect(text: &str) -> anyhow::Result<ImageInspect> {
-    let images: Vec<ImageInspect> =
-        serde_json::from_str(text).context("docker image inspect: not the expected JSON")?;
-    images
-        .into_iter()
-        .next()
-        .context("docker image inspect returned no image")
 }
 
 pub fn short_id(id: &str) -> String {
@@ -228,10 +165,8 @@ mod tests {
     use crate::saved_image::SavedImage;
 
     const TINY_HISTORY: &str = include_str!("../fixtures/tiny-history.jsonl");
-    const TINY_INSPECT: &str = include_str!("../fixtures/tiny-inspect.json");
     const TINY_SAVE: &[u8] = include_bytes!("../fixtures/tiny-save.tar");
     const SERVER_HISTORY: &str = include_str!("../fixtures/server-history.jsonl");
-    const SERVER_INSPECT: &str = include_str!("../fixtures/server-inspect.json");
 
     #[test]
     fn history_is_returned_oldest_first() {
@@ -265,25 +200,6 @@ mod tests {
     fn a_line_that_is_not_json_names_its_number() {
         let error = parse_history("{\"Size\":\"1\"}\nnot json\n").unwrap_err();
         assert!(format!("{error:#}").contains("line 2"), "{error:#}");
-    }
-
-    #[test]
-    fn inspect_gives_size_layers_user_and_healthcheck() {
-        let image = parse_image_inspect(SERVER_INSPECT).unwrap();
-        assert!(image.size > 10_000_000);
-        assert_eq!(image.root_fs.layers.len(), 3);
-        assert_eq!(image.config.user, "65532:65532");
-        let volumes = image.config.volumes.unwrap();
-        assert_eq!(volumes.keys().collect::<Vec<_>>(), ["/data"]);
-        let health = image.config.healthcheck.unwrap();
-        assert_eq!(health.interval, 5_000_000_000);
-        assert_eq!(health.timeout, 3_000_000_000);
-    }
-
-    #[test]
-    fn the_display_name_is_the_first_tag() {
-        let image = parse_image_inspect(TINY_INSPECT).unwrap();
-        assert_eq!(image.display_name(), "xtask-prove/tiny:1");
     }
 
     #[test]

@@ -76,6 +76,11 @@ struct WorkspaceMetadata {
     xtask: Metadata,
 }
 
+/// Where the image installs the server's binary.
+pub fn binary_path(binary: &str) -> String {
+    format!("/usr/local/bin/{binary}")
+}
+
 impl Metadata {
     /// Reads the table from the workspace manifest under `root`.
     pub fn load(root: &Path) -> anyhow::Result<Metadata> {

@@ -4,30 +4,29 @@
 //! shutdown deadline, and the health check failing when it should.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use serde::Serialize;
 use xshell::Shell;
 
 use crate::built_image;
 use crate::checks::{self, Check};
 use crate::container::{
-    Container, Hardening, HealthOverride, Network, Removed, RunSpec, Scope, State,
+    self, Container, Hardening, HealthOverride, Network, Removed, RunSpec, Scope, State,
 };
+use crate::docker::Docker;
+use crate::docker::ImageInspect;
 use crate::drain_load::{self, Acknowledged, Load, Plan, Tally};
-use crate::engine::Engine;
 use crate::flags;
-use crate::image_history::{self, ImageInspect};
+use crate::image_history;
 use crate::loopback_http::{Client, Failure, Started};
-use crate::metadata::Metadata;
+use crate::metadata::{self, Metadata};
 use crate::output;
-use crate::process;
 use crate::report::{self, duration as human};
+use crate::silent_server::SilentServer;
 
 /// Names of everything the test creates start with this.
 const PREFIX: &str = "xtask-shutdown-test";
@@ -60,10 +59,9 @@ impl flags::ShutdownTest {
             bail!("--shutdown-timeout and --deadline must be at least 1s");
         }
         let image_ref = built_image::resolve(&sh.current_dir(), self.image.as_deref())?;
-        let engine = Engine::connect(sh)?;
-        let image =
-            image_history::parse_image_inspect(&engine.inspect_image(sh, &image_ref.reference)?)?;
-        let (scope, swept) = Scope::open(&engine, sh, PREFIX)?;
+        let docker = Docker::connect(sh)?;
+        let image = docker.inspect_image(sh, &image_ref.reference)?;
+        let (scope, swept) = Scope::open(&docker, sh, PREFIX)?;
         if swept != Removed::default() {
             progress(&format!(
                 "removed {} containers and {} volumes left by an interrupted run",
@@ -113,11 +111,7 @@ impl flags::ShutdownTest {
             )
             .because(format!("still present: {}", left.join(", "))),
         );
-        let name = if image_ref.name == image_ref.reference {
-            image.display_name()
-        } else {
-            image_ref.name.clone()
-        };
+        let name = image_ref.display_name(&image);
         if self.json {
             let json = serde_json::json!({
                 "image": name,
@@ -301,7 +295,7 @@ impl<'a> Test<'a> {
     }
 
     fn binary_path(&self) -> String {
-        format!("/usr/local/bin/{}", self.metadata.binary)
+        metadata::binary_path(&self.metadata.binary)
     }
 
     fn grace(timeout: Duration) -> Duration {
@@ -614,7 +608,8 @@ impl<'a> Test<'a> {
         let stop = self.scope.stop_in_background(container, grace);
         let signalled = Instant::now();
         load.signal_sent();
-        let stop = stop.and_then(|handle| wait_bounded(&handle, grace + Duration::from_secs(15)));
+        let stop = stop
+            .and_then(|handle| container::wait_for_stop(&handle, grace + Duration::from_secs(15)));
         let latency = signalled.elapsed();
         let seen = load.finish();
         stop?;
@@ -937,76 +932,6 @@ impl<'a> Test<'a> {
         });
         silent.stop();
         ran
-    }
-}
-
-/// Accepts connections on the host's loopback and never answers them.
-struct SilentServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    accepted: Arc<AtomicUsize>,
-    thread: thread::JoinHandle<()>,
-}
-
-impl SilentServer {
-    fn start(bound: Duration) -> anyhow::Result<SilentServer> {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").context("cannot open a loopback listener")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, accepted) = (Arc::clone(&stop), Arc::clone(&accepted));
-            thread::spawn(move || {
-                let until = Instant::now() + bound;
-                let mut held: Vec<TcpStream> = Vec::new();
-                while !stop.load(Ordering::SeqCst) && Instant::now() < until {
-                    if let Ok((stream, _)) = listener.accept() {
-                        accepted.fetch_add(1, Ordering::SeqCst);
-                        held.push(stream);
-                    } else {
-                        thread::sleep(Duration::from_millis(10));
-                    }
-                }
-            })
-        };
-        Ok(SilentServer {
-            addr,
-            stop,
-            accepted,
-            thread,
-        })
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
-    }
-}
-
-/// Waits for a background `docker stop`, up to `bound`.
-fn wait_bounded(handle: &duct::Handle, bound: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + bound;
-    loop {
-        if let Some(output) = handle.try_wait().context("cannot wait for docker stop")? {
-            if !output.status.success() {
-                bail!(
-                    "docker stop: {}",
-                    process::last_line(&String::from_utf8_lossy(&output.stderr))
-                );
-            }
-            return Ok(());
-        }
-        if Instant::now() > until {
-            let _ = handle.kill();
-            bail!("docker stop did not return within {}", human(bound));
-        }
-        thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -7,10 +7,10 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::built_image::{self, ImageRef};
-use crate::engine::Engine;
+use crate::docker::Docker;
 use crate::flags;
 use crate::image_history::{self, Layer};
-use crate::metadata::{Budget, Metadata};
+use crate::metadata::{self, Budget, Metadata};
 use crate::output;
 use crate::report::{self, Table};
 use crate::saved_image::SavedImage;
@@ -21,9 +21,9 @@ const LARGEST_LAYERS_NAMED: usize = 3;
 impl flags::SizeCheck {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<()> {
         let image = built_image::resolve(&sh.current_dir(), self.image.as_deref())?;
-        let engine = Engine::connect(sh)?;
-        let binary_path = format!("/usr/local/bin/{}", metadata.binary);
-        let measurement = measure(&engine, sh, &image, &binary_path)?;
+        let docker = Docker::connect(sh)?;
+        let binary_path = metadata::binary_path(&metadata.binary);
+        let measurement = measure(&docker, sh, &image, &binary_path)?;
         let budget = self.budget(&metadata.budget);
         let problems = problems(&measurement, &budget);
         if self.json {
@@ -78,15 +78,14 @@ pub struct Binary {
 }
 
 fn measure(
-    engine: &Engine,
+    docker: &Docker,
     sh: &Shell,
     image: &ImageRef,
     binary_path: &str,
 ) -> anyhow::Result<Measurement> {
     let reference = image.reference.as_str();
-    let inspect = engine.inspect_image(sh, reference)?;
-    let inspect = image_history::parse_image_inspect(&inspect)?;
-    let history = engine
+    let inspect = docker.inspect_image(sh, reference)?;
+    let history = docker
         .output(
             sh,
             [
@@ -100,7 +99,7 @@ fn measure(
         )
         .with_context(|| format!("cannot read the history of {}", image.name))?;
     let rows = image_history::parse_history(&history)?;
-    let saved = save(engine, reference)
+    let saved = save(docker, reference)
         .with_context(|| format!("cannot measure the layers of {}", image.name))?;
     if saved.layers.len() != inspect.root_fs.layers.len() {
         bail!(
@@ -123,11 +122,7 @@ fn measure(
         layer: file.as_ref().map(|f| f.layer + 1),
     };
     Ok(Measurement {
-        image: if image.name == image.reference {
-            inspect.display_name()
-        } else {
-            image.name.clone()
-        },
+        image: image.display_name(&inspect),
         image_id: inspect.id.clone(),
         unpacked_bytes: inspect.size,
         compressed_bytes: saved.layers.iter().map(|l| l.compressed_bytes).sum(),
@@ -138,8 +133,8 @@ fn measure(
 }
 
 /// Streams `docker save` through the reader: the archive is never written out.
-fn save(engine: &Engine, reference: &str) -> anyhow::Result<SavedImage> {
-    let reader = duct::cmd(engine.program(), ["save", reference])
+fn save(docker: &Docker, reference: &str) -> anyhow::Result<SavedImage> {
+    let reader = duct::cmd(docker.program(), ["save", reference])
         .stderr_null()
         .reader()
         .context("cannot run docker save")?;
