@@ -30,22 +30,31 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     command -v cargo-chef >/dev/null \
     || cargo install --locked cargo-chef --version "${CARGO_CHEF_VERSION}"
 
-# The recipe lists only what the server's build depends on (`--bin server`), so
-# changes to the xtask never reach the cook stage.
+# What is built: `cargo xtask image` passes `package` and `binary` from
+# `[workspace.metadata.xtask]`.
+ARG PACKAGE=server
+ARG BINARY=server
+
+# The recipe lists only what the binary's build depends on, so changes to the
+# xtask never reach the cook stage.
 FROM chef AS planner
+ARG BINARY
 COPY . .
 RUN --mount=type=bind,from=vendor,target=/.cargo \
-    cargo chef prepare --recipe-path recipe.json --bin server
+    cargo chef prepare --recipe-path recipe.json --bin "${BINARY}"
 
 # Exactly the flags of the build stage below, so that it recompiles nothing
 # but the server itself.
 FROM chef AS cook
+ARG PACKAGE
+ARG BINARY
 ARG PROFILE=release
 COPY --from=planner /app/recipe.json recipe.json
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    cargo chef cook --locked --profile "${PROFILE}" --bin server --recipe-path recipe.json
+    cargo chef cook --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
+        --recipe-path recipe.json
 
 FROM cook AS build
 # `cargo xtask image --optimize` sets PROFILE=size and UPX_PACK=true. (Not
@@ -58,8 +67,8 @@ COPY . .
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    cargo build --locked --profile "${PROFILE}" --bin server \
-    && install -D -m 0755 "target/${PROFILE}/server" /out/server \
+    cargo build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
+    && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/server \
     && echo "server binary: $(wc -c </out/server) bytes as built" \
     && strip /out/server \
     && echo "server binary: $(wc -c </out/server) bytes stripped" \
@@ -72,7 +81,8 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     && mkdir -p /out/data
 
 FROM ${RUNTIME_IMAGE}
-COPY --from=build /out/server /usr/local/bin/server
+ARG BINARY
+COPY --from=build /out/server /usr/local/bin/${BINARY}
 # The SQLite database lives in a volume owned by the runtime user. The runtime
 # has no shell to create it, so the directory comes from the build stage.
 COPY --from=build --chown=65532:65532 /out/data /data
@@ -81,6 +91,8 @@ ENV DATABASE_URL=sqlite:///data/server.db
 USER 65532:65532
 EXPOSE 8080
 STOPSIGNAL SIGTERM
+# The exec form takes no build arguments, so these two name the binary
+# literally; a test holds them to the manifest's `binary`.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/server", "--health-check"]
 ENTRYPOINT ["/usr/local/bin/server"]

@@ -150,7 +150,7 @@ impl flags::Image {
         })
     }
 
-    /// The Dockerfile's build arguments: profile, UPX packing, OCI labels, and for
+    /// The Dockerfile's build arguments: what to build, profile, UPX packing, OCI labels, and for
     /// offline builds the stand-in images.
     fn build_args(
         &self,
@@ -160,6 +160,8 @@ impl flags::Image {
         bases: &Bases,
     ) -> Vec<(String, String)> {
         let mut args = vec![
+            ("PACKAGE", metadata.package.clone()),
+            ("BINARY", metadata.binary.clone()),
             ("PROFILE", self.profile().to_owned()),
             ("UPX_PACK", self.optimize.to_string()),
             ("SOURCE", metadata.repository.clone().unwrap_or_default()),
@@ -291,11 +293,17 @@ mod tests {
     fn the_dockerfile_builds_and_runs_the_metadata_binary_and_port() {
         let dockerfile = workspace_file("Dockerfile");
         let metadata = metadata();
-        assert!(dockerfile.contains(&format!("--bin {}", metadata.binary)));
-        assert!(dockerfile.contains(&format!(
-            "ENTRYPOINT [\"/usr/local/bin/{}\"]",
-            metadata.binary
-        )));
+        assert_eq!(
+            arg_default(&dockerfile, "PACKAGE").as_deref(),
+            Some(metadata.package.as_str())
+        );
+        assert_eq!(
+            arg_default(&dockerfile, "BINARY").as_deref(),
+            Some(metadata.binary.as_str())
+        );
+        let binary = format!("/usr/local/bin/{}", metadata.binary);
+        assert!(dockerfile.contains(&format!("ENTRYPOINT [\"{binary}\"]")));
+        assert!(dockerfile.contains(&format!("CMD [\"{binary}\", \"--health-check\"]")));
         assert!(dockerfile.contains(&format!("EXPOSE {}", metadata.port)));
     }
 
@@ -381,6 +389,13 @@ mod tests {
         args.iter()
             .find(|(n, _)| n == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn the_build_names_the_metadata_package_and_binary() {
+        let args = build_args_of(&flags(false, false));
+        assert_eq!(arg(&args, "PACKAGE"), Some("server"));
+        assert_eq!(arg(&args, "BINARY"), Some("server"));
     }
 
     #[test]

@@ -56,13 +56,11 @@ impl ImageReport {
     }
 
     /// The first tag, or the id when the image has none.
-    #[allow(dead_code)] // for the commands that test the last build
     pub fn reference(&self) -> &str {
         self.tags.first().unwrap_or(&self.image_id)
     }
 
     /// Reads the last build's report.
-    #[allow(dead_code)] // for the commands that test the last build
     pub fn load(root: &Path) -> anyhow::Result<ImageReport> {
         let path = ImageReport::path(root);
         let text = match std::fs::read_to_string(&path) {

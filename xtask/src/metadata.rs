@@ -1,8 +1,5 @@
 //! `[workspace.metadata.xtask]`: what the xtask builds and the budgets it holds it to.
 
-// Fields are read by the commands as they land.
-#![allow(dead_code)]
-
 use std::path::Path;
 
 use anyhow::Context;

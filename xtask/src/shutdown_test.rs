@@ -455,6 +455,7 @@ impl<'a> Test<'a> {
             human(ready),
             format!("< {}", human(READY_WITHIN)),
         ));
+        self.check_liveness(addr);
         // A health check that never turns healthy fails its check; the
         // rest of the lifecycle can still be proved.
         let healthy = "docker reports healthy";
@@ -493,6 +494,22 @@ impl<'a> Test<'a> {
         self.durability(addr, &acknowledged);
         self.scope.remove(third);
         Ok(())
+    }
+
+    /// The liveness path, which orchestrators probe, answers 200.
+    fn check_liveness(&mut self, addr: SocketAddr) {
+        let path = &self.metadata.health_path;
+        let expected = format!("200 from {path}");
+        let check = match Client::new(addr, Duration::from_secs(1)).get(path) {
+            Ok(response) => Check::judge(
+                "liveness",
+                response.status == 200,
+                format!("status {}", response.status),
+                expected,
+            ),
+            Err(failure) => Check::judge("liveness", false, failure.reason, expected),
+        };
+        self.push(check);
     }
 
     fn check_hardening(&mut self, container: &Container) -> anyhow::Result<()> {
