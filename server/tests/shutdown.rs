@@ -37,6 +37,19 @@ fn start_upload(server: &Server) -> (TcpStream, &'static [u8]) {
     (upload, rest)
 }
 
+/// The process exits 0 within 5 s, having logged a complete drain.
+fn expect_clean_stop(server: &mut Server) {
+    let status = expect_exit(server, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    assert!(
+        server
+            .wait_for_log("stopped cleanly", Duration::ZERO)
+            .is_some(),
+        "no `stopped cleanly` line\n{}",
+        server.output()
+    );
+}
+
 fn refuses_connections(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
 }
@@ -61,13 +74,7 @@ fn sigterm_during_an_upload_lets_it_finish_then_exits_0() {
     assert_eq!(response.status, 201, "{}", response.text());
     let note = response.json();
 
-    let status = expect_exit(&mut server, Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0), "{}", server.output());
-    assert!(
-        server
-            .wait_for_log("stopped cleanly", Duration::ZERO)
-            .is_some()
-    );
+    expect_clean_stop(&mut server);
 
     let restarted = Launch::new(dir.path()).start();
     let path = format!("/api/v1/notes/{}", note["id"]);
@@ -104,8 +111,7 @@ fn readiness_answers_503_while_draining() {
     upload.write_all(rest).unwrap();
     let response = http::read_response(&mut upload).expect("a response to the upload");
     assert_eq!(response.status, 201, "{}", response.text());
-    let status = expect_exit(&mut server, Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0), "{}", server.output());
+    expect_clean_stop(&mut server);
 }
 
 #[test]
@@ -242,11 +248,5 @@ fn sigterm_stops_the_server_when_it_runs_as_pid_1() {
 
     send_signal(pid, "TERM");
     // unshare exits with the status of the process it ran.
-    let exit = expect_exit(&mut server, Duration::from_secs(5));
-    assert_eq!(exit.code(), Some(0), "{}", server.output());
-    assert!(
-        server
-            .wait_for_log("stopped cleanly", Duration::ZERO)
-            .is_some()
-    );
+    expect_clean_stop(&mut server);
 }
