@@ -3,13 +3,13 @@
 //! drain under load that loses nothing, durability across restarts, the
 //! shutdown deadline, and the health check failing when it should.
 
-use std::fmt::Write as _;
+mod summary;
+
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use serde::Serialize;
 use xshell::Shell;
 
 use crate::built_image;
@@ -19,14 +19,14 @@ use crate::container::{
 };
 use crate::docker::Docker;
 use crate::docker::ImageInspect;
-use crate::drain_load::{self, Acknowledged, Load, Plan, Tally};
+use crate::drain_load::{self, Acknowledged, Load, Plan};
 use crate::flags;
-use crate::image_history;
 use crate::loopback_http::{Client, Failure, Started};
 use crate::metadata::{self, Metadata};
 use crate::output;
 use crate::report::{self, duration as human};
 use crate::silent_server::SilentServer;
+use summary::Figures;
 
 /// Names of everything the test creates start with this.
 const PREFIX: &str = "xtask-shutdown-test";
@@ -137,96 +137,6 @@ impl flags::ShutdownTest {
             start_period: self.health_start_period,
         }
     }
-
-    fn settings_json(&self, hardening: &Hardening, image: &ImageInspect) -> serde_json::Value {
-        let health = image.config.healthcheck.clone().unwrap_or_default();
-        serde_json::json!({
-            "hardening": {
-                "read_only": true,
-                "cap_drop": "ALL",
-                "no_new_privileges": true,
-                "user": image.config.user,
-                "tmpfs": "/tmp",
-                "volume": DATA_DIR,
-                "memory": hardening.memory,
-                "cpus": hardening.cpus,
-                "pids_limit": hardening.pids_limit,
-            },
-            "healthcheck_overridden_at_run_time": {
-                "interval_ms": report::millis(self.health_interval),
-                "start_period_ms": report::millis(self.health_start_period),
-                "image_interval_ms": health.interval / 1_000_000,
-                "image_timeout_ms": health.timeout / 1_000_000,
-            },
-            "shutdown_timeout_ms": report::millis(self.shutdown_timeout),
-            "deadline_ms": report::millis(self.deadline),
-            "slow_uploads": self.slow_uploads,
-            "short_clients": self.short_clients,
-        })
-    }
-
-    fn render(
-        &self,
-        name: &str,
-        image: &ImageInspect,
-        hardening: &Hardening,
-        checks: &[Check],
-        figures: &Figures,
-    ) -> String {
-        let health = image.config.healthcheck.clone().unwrap_or_default();
-        let mut out = format!(
-            "image {name} ({})\nrun as: --read-only --cap-drop ALL --security-opt no-new-privileges, user {}, tmpfs /tmp, volume {DATA_DIR}, --memory {} --cpus {}\n",
-            image_history::short_id(&image.id),
-            if image.config.user.is_empty() {
-                "(root)"
-            } else {
-                &image.config.user
-            },
-            hardening.memory,
-            hardening.cpus,
-        );
-        let _ = write!(
-            out,
-            "HEALTHCHECK timing overridden at run time: --health-interval={} --health-start-period={} (the image's: interval {}, timeout {})\n\n",
-            human(self.health_interval),
-            human(self.health_start_period),
-            human(Duration::from_nanos(health.interval)),
-            human(Duration::from_nanos(health.timeout)),
-        );
-        out.push_str(&checks::render(checks));
-        if let Some(tally) = &figures.requests {
-            let _ = write!(
-                out,
-                "\nrequests through the drain: {} sent, {} completed, {} refused with 503, {} not accepted after SIGTERM, {} dropped\n",
-                tally.sent,
-                tally.completed,
-                tally.refused_while_draining,
-                tally.not_accepted_after_signal,
-                tally.dropped
-            );
-        }
-        out
-    }
-}
-
-/// The figures behind the checks, for `--json` and the report.
-#[derive(Debug, Default, Serialize)]
-struct Figures {
-    /// Each start, in order: first start, restart for the drain, restart to verify.
-    start_to_ready_ms: Vec<u64>,
-    start_to_healthy_ms: Option<u64>,
-    stop_idle_ms: Option<u64>,
-    stop_under_load_ms: Option<u64>,
-    deadline_stop_ms: Option<u64>,
-    deadline_exit_code: Option<i64>,
-    requests: Option<Tally>,
-    requests_dropped: Option<usize>,
-    acknowledged_writes: usize,
-    writes_found_after_restart: Option<usize>,
-    health_check_without_server_ms: Option<u64>,
-    health_check_silent_server_ms: Option<u64>,
-    removed_containers: usize,
-    removed_volumes: usize,
 }
 
 struct Test<'a> {
