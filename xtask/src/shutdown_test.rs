@@ -112,18 +112,19 @@ impl flags::ShutdownTest {
             .because(format!("still present: {}", left.join(", "))),
         );
         let name = image_ref.display_name(&image);
+        let health = image.config.healthcheck.clone().unwrap_or_default();
         if self.json {
             let json = serde_json::json!({
                 "image": name,
                 "image_id": image.id,
-                "settings": self.settings_json(&hardening, &image),
+                "settings": self.settings_json(&hardening, &image, &health),
                 "checks": checks,
                 "figures": figures,
                 "passed": checks.iter().all(|c| c.passed),
             });
             output::print_json(&json)?;
         } else {
-            output::print(&self.render(&name, &image, &hardening, &checks, &figures))?;
+            output::print(&self.render(&name, &image, &health, &hardening, &checks, &figures))?;
         }
         match checks::failure_line(&checks) {
             Some(line) => bail!("shutdown-test of {name}: {line}"),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::DATA_DIR;
 use crate::checks::{self, Check};
 use crate::container::Hardening;
-use crate::docker::ImageInspect;
+use crate::docker::{Healthcheck, ImageInspect};
 use crate::drain_load::Tally;
 use crate::flags;
 use crate::image_history;
@@ -40,8 +40,8 @@ impl flags::ShutdownTest {
         &self,
         hardening: &Hardening,
         image: &ImageInspect,
+        health: &Healthcheck,
     ) -> serde_json::Value {
-        let health = image.config.healthcheck.clone().unwrap_or_default();
         serde_json::json!({
             "hardening": {
                 "read_only": true,
@@ -71,11 +71,11 @@ impl flags::ShutdownTest {
         &self,
         name: &str,
         image: &ImageInspect,
+        health: &Healthcheck,
         hardening: &Hardening,
         checks: &[Check],
         figures: &Figures,
     ) -> String {
-        let health = image.config.healthcheck.clone().unwrap_or_default();
         let mut out = format!(
             "image {name} ({})\nrun as: --read-only --cap-drop ALL --security-opt no-new-privileges, user {}, tmpfs /tmp, volume {DATA_DIR}, --memory {} --cpus {}\n",
             image_history::short_id(&image.id),
