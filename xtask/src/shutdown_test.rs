@@ -3,6 +3,7 @@
 //! drain under load that loses nothing, durability across restarts, the
 //! shutdown deadline, and the health check failing when it should.
 
+mod health_check;
 mod summary;
 
 use std::net::SocketAddr;
@@ -22,10 +23,9 @@ use crate::docker::ImageInspect;
 use crate::drain_load::{self, Acknowledged, Load, Plan};
 use crate::flags;
 use crate::loopback_http::{Client, Failure, Started};
-use crate::metadata::{self, Metadata};
+use crate::metadata::Metadata;
 use crate::output;
 use crate::report::{self, duration as human};
-use crate::silent_server::SilentServer;
 use summary::Figures;
 
 /// Names of everything the test creates start with this.
@@ -40,8 +40,6 @@ const HEALTHY_GIVE_UP: Duration = Duration::from_mins(1);
 const STOP_MARGIN: Duration = Duration::from_secs(10);
 /// How far past `SHUTDOWN_TIMEOUT` the deadline exit may come.
 const DEADLINE_SLACK: Duration = Duration::from_secs(2);
-/// Docker's HEALTHCHECK timeout when the image sets none.
-const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 const DATA_DIR: &str = "/data";
 const NOTES_PATH: &str = "/api/v1/notes";
 const WRITES_BEFORE_DRAIN: usize = 3;
@@ -203,10 +201,6 @@ impl<'a> Test<'a> {
             .collect();
         volumes.sort_unstable();
         volumes
-    }
-
-    fn binary_path(&self) -> String {
-        metadata::binary_path(&self.metadata.binary)
     }
 
     fn grace(timeout: Duration) -> Duration {
@@ -746,120 +740,6 @@ impl<'a> Test<'a> {
         self.push(Check::judge("deadline", passed, measured, expected).because(story));
         self.scope.remove(container);
         Ok(())
-    }
-
-    fn health_check_spec<'s>(
-        &self,
-        role: &'s str,
-        binary: &'s str,
-        network: Network,
-        env: Vec<(String, String)>,
-    ) -> RunSpec<'s>
-    where
-        'a: 's,
-    {
-        RunSpec {
-            image: self.image,
-            role,
-            hardening: self.hardening,
-            volume: None,
-            scratch: self.declared_volumes(None),
-            publish: None,
-            network,
-            env,
-            health: None,
-            entrypoint: Some(binary),
-            command: vec!["--health-check".to_owned()],
-        }
-    }
-
-    fn health_timeout(&self) -> Duration {
-        match self.inspect.config.healthcheck.as_ref().map(|h| h.timeout) {
-            Some(nanos) if nanos > 0 => Duration::from_nanos(nanos),
-            _ => DEFAULT_HEALTH_TIMEOUT,
-        }
-    }
-
-    /// Runs `server --health-check` in a container and judges its exit;
-    /// `also` may name a further reason to fail, once it has exited.
-    fn judge_health_check(
-        &mut self,
-        name: &'static str,
-        spec: &RunSpec<'_>,
-        setup: &str,
-        also: impl FnOnce() -> Option<String>,
-    ) -> anyhow::Result<Duration> {
-        let timeout = self.health_timeout();
-        let (container, started) = self.scope.start(self.sh, spec)?;
-        let exited =
-            self.scope
-                .wait_exit(self.sh, &container, timeout + Duration::from_secs(30))?;
-        let ran = exited.state.ran_for().unwrap_or_else(|| started.elapsed());
-        let logs = self.scope.logs_tail(self.sh, &container, 5);
-        self.scope.remove(container);
-        let reason = logs
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        let code = exited.state.exit_code;
-        let extra = also();
-        let passed = code == 1 && ran <= timeout && !reason.is_empty() && extra.is_none();
-        let actual = extra.unwrap_or_else(|| {
-            format!(
-                "{setup}: exit {code} after {}, output {:?}",
-                human(ran),
-                report::truncate(&logs, 200)
-            )
-        });
-        self.push(
-            Check::judge(
-                name,
-                passed,
-                format!("exit {code} after {}: {}", human(ran), reason),
-                format!("exit 1 within {} with a reason", human(timeout)),
-            )
-            .because(actual),
-        );
-        Ok(ran)
-    }
-
-    /// `server --health-check` with nothing listening.
-    fn health_check_without_server(&mut self) {
-        let binary = self.binary_path();
-        let spec = self.health_check_spec("health-none", &binary, Network::None, Vec::new());
-        let name = "health check, nothing listening";
-        match self.judge_health_check(name, &spec, "no network, nothing listening", || None) {
-            Ok(ran) => self.figures.health_check_without_server_ms = Some(report::millis(ran)),
-            Err(error) => self.push(Check::broken(name, "exit 1 with a reason", &error)),
-        }
-    }
-
-    /// `server --health-check` against a server that accepts and never answers.
-    fn health_check_against_silent_server(&mut self) {
-        let name = "health check, server not answering";
-        match self.try_silent_server(name) {
-            Ok(ran) => self.figures.health_check_silent_server_ms = Some(report::millis(ran)),
-            Err(error) => self.push(Check::broken(name, "exit 1 within its timeout", &error)),
-        }
-    }
-
-    fn try_silent_server(&mut self, name: &'static str) -> anyhow::Result<Duration> {
-        let silent = SilentServer::start(self.health_timeout() + Duration::from_secs(30))?;
-        let binary = self.binary_path();
-        let listen = silent.addr.to_string();
-        let env = vec![("LISTEN_ADDR".to_owned(), listen.clone())];
-        // The host's network, so the check can reach the silent listener on
-        // the host's loopback.
-        let spec = self.health_check_spec("health-silent", &binary, Network::Host, env);
-        let setup = format!("LISTEN_ADDR={listen}, accepts and never answers");
-        let ran = self.judge_health_check(name, &spec, &setup, || {
-            (silent.accepted() == 0)
-                .then(|| format!("the health check never connected to LISTEN_ADDR={listen}"))
-        });
-        silent.stop();
-        ran
     }
 }
 
