@@ -95,6 +95,19 @@ impl Shared {
             || self.started.elapsed() > plan.max_duration
             || self.requests.load(Ordering::SeqCst) >= plan.max_requests
     }
+
+    /// When the stop signal went out; `None` if the load ran out of bounds first.
+    fn wait_for_signal(&self, plan: &Plan) -> Option<Instant> {
+        loop {
+            if let Some(at) = self.signal_at.get() {
+                return Some(*at);
+            }
+            if self.out_of_bounds(plan) {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 /// Traffic under way.
@@ -356,14 +369,8 @@ fn post_in_two_parts(
 
 fn probe_readiness(client: Client, path: &str, plan: &Plan, shared: &Shared) -> Vec<Probe> {
     let mut probes = Vec::new();
-    let signal_at = loop {
-        if let Some(at) = shared.signal_at.get() {
-            break *at;
-        }
-        if shared.out_of_bounds(plan) {
-            return probes;
-        }
-        thread::sleep(Duration::from_millis(2));
+    let Some(signal_at) = shared.wait_for_signal(plan) else {
+        return probes;
     };
     while !shared.stop.load(Ordering::SeqCst) && shared.started.elapsed() < plan.max_duration {
         let status = client.get(path).ok().map(|r| r.status);
@@ -384,15 +391,7 @@ fn held_probe(
     plan: &Plan,
     shared: &Shared,
 ) -> Option<Probe> {
-    let signal_at = loop {
-        if let Some(at) = shared.signal_at.get() {
-            break *at;
-        }
-        if shared.out_of_bounds(plan) {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(2));
-    };
+    let signal_at = shared.wait_for_signal(plan)?;
     thread::sleep(delay.saturating_sub(signal_at.elapsed()));
     let since_signal = signal_at.elapsed();
     let status = request.complete().ok().map(|r| r.status);
