@@ -12,6 +12,9 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::SqliteConnectOptions;
 use tracing::level_filters::LevelFilter;
 
+/// The server's version, reported by `--version`, `/health` and `/metrics`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";

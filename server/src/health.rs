@@ -11,10 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::shutdown::Draining;
+use crate::config::VERSION;
+use crate::state::Draining;
 use crate::storage::Storage;
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long readiness waits for the database before calling it down.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
-            println!("server {}", health::VERSION);
+            println!("server {}", config::VERSION);
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -94,7 +94,7 @@ async fn run(config: Config, started: Instant) -> ExitCode {
     let state = AppState::new(storage);
     let app = routes::router(state.clone(), config.body_limit);
     tracing::info!(
-        version = health::VERSION,
+        version = config::VERSION,
         listen_addr = %listen_addr,
         database = config.database.kind(),
         db_pool_size = config.db_pool_size,

@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::health::VERSION;
+use crate::config::VERSION;
 
 /// Upper bounds, in seconds, of the latency histogram's buckets.
 const BUCKETS: [f64; 11] = [

@@ -7,8 +7,6 @@
 use std::future::IntoFuture;
 use std::io;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -17,20 +15,6 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
 
 use crate::state::AppState;
-
-/// Set once a shutdown has begun; readiness reads it.
-#[derive(Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
-
-impl Draining {
-    pub fn start(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// SIGTERM and SIGINT handlers. Installed explicitly because the kernel gives
 /// PID 1 no default action for SIGTERM: without a handler, a container's

@@ -1,12 +1,26 @@
 //! What every handler may reach: the store, the metrics, the drain flag.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::FromRef;
 
 use crate::metrics::Metrics;
-use crate::shutdown::Draining;
 use crate::storage::Storage;
+
+/// Set once a shutdown has begun; readiness reads it.
+#[derive(Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
