@@ -1,19 +1,43 @@
-//! Pass/fail checks with what was measured and what was expected.
+//! The one pass/fail type every command returns: a [`Verdict`] made of
+//! [`Check`]s, each with what was measured and what was expected. `main`
+//! prints it (a table for people, JSON for `--json`) and turns a failure
+//! into the exit status; `ci` collects one per step.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use crate::report::{Table, truncate};
+use crate::output::{Table, truncate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not run, on purpose; the check says why. Never counts as a pass.
+    Skipped,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "FAIL",
+            Status::Skipped => "SKIPPED",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     pub name: String,
-    pub passed: bool,
+    pub status: Status,
     /// The figure, in words a person can read: `742 ms`, `exit 0`.
     pub measured: String,
     pub expected: String,
-    /// On a failure, what happened instead (often more than `measured`).
+    /// On a failure, what happened instead (often more than `measured`);
+    /// on a skip, why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actual: Option<String>,
 }
@@ -28,7 +52,7 @@ impl Check {
         let measured = measured.into();
         Check {
             name: name.into(),
-            passed,
+            status: if passed { Status::Pass } else { Status::Fail },
             actual: (!passed).then(|| measured.clone()),
             measured,
             expected: expected.into(),
@@ -41,93 +65,201 @@ impl Check {
         expected: impl Into<String>,
         error: &anyhow::Error,
     ) -> Check {
-        let actual = format!("{error:#}");
         Check {
             name: name.into(),
-            passed: false,
+            status: Status::Fail,
             measured: "-".to_owned(),
             expected: expected.into(),
-            actual: Some(actual),
+            actual: Some(format!("{error:#}")),
+        }
+    }
+
+    /// A check left out on purpose, and why.
+    pub fn skipped(
+        name: impl Into<String>,
+        expected: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Check {
+        Check {
+            name: name.into(),
+            status: Status::Skipped,
+            measured: "-".to_owned(),
+            expected: expected.into(),
+            actual: Some(reason.into()),
         }
     }
 
     /// Replaces the failure's account of what happened.
     pub fn because(mut self, actual: impl Into<String>) -> Check {
-        if !self.passed {
+        if self.status == Status::Fail {
             self.actual = Some(actual.into());
         }
         self
     }
+
+    pub fn failed(&self) -> bool {
+        self.status == Status::Fail
+    }
+
+    fn account(&self) -> &str {
+        self.actual.as_deref().unwrap_or(&self.measured)
+    }
+}
+
+/// What one command found.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub command: &'static str,
+    /// What was judged: an image, the host's tools, the workspace.
+    pub subject: String,
+    /// The command's own account for people, shown above the checks:
+    /// settings, figures, a layer table.
+    pub text: String,
+    /// The same account for machines; its keys go beside `checks` and
+    /// `passed` in the JSON.
+    pub details: Map<String, Value>,
+    pub checks: Vec<Check>,
 }
 
 /// Longer figures are cut in the table; `--json` has them whole.
 const MEASURED_WIDTH: usize = 64;
+/// How much of each failure the one-line error quotes.
+const ACCOUNT_WIDTH: usize = 160;
 
-/// The table of checks, then each failure's expected and actual.
-pub fn render(checks: &[Check]) -> String {
-    let mut table = Table::new(&["check", "measured", "expected", "result"]);
-    for check in checks {
-        table.row([
-            check.name.clone(),
-            truncate(&check.measured, MEASURED_WIDTH),
-            check.expected.clone(),
-            if check.passed { "pass" } else { "FAIL" }.to_owned(),
-        ]);
+impl Verdict {
+    pub fn new(command: &'static str, subject: impl Into<String>) -> Verdict {
+        Verdict {
+            command,
+            subject: subject.into(),
+            text: String::new(),
+            details: Map::new(),
+            checks: Vec::new(),
+        }
     }
-    let mut out = table.render();
-    for check in checks.iter().filter(|c| !c.passed) {
-        let _ = write!(
-            out,
-            "\nFAIL {}\n  expected: {}\n  actual:   {}\n",
-            check.name,
-            check.expected,
-            check.actual.as_deref().unwrap_or(&check.measured)
+
+    /// Sets the JSON account; a value that is not an object goes under `details`.
+    pub fn with_details(mut self, details: impl Serialize) -> Verdict {
+        self.details = match serde_json::to_value(details) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => Map::from_iter([("details".to_owned(), other)]),
+            Err(error) => Map::from_iter([("details_error".to_owned(), error.to_string().into())]),
+        };
+        self
+    }
+
+    pub fn passed(&self) -> bool {
+        !self.checks.iter().any(Check::failed)
+    }
+
+    /// The account, the table of checks, then each failure's expected and actual.
+    pub fn render(&self) -> String {
+        let mut out = self.text.clone();
+        if self.checks.is_empty() {
+            return out;
+        }
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        let mut table = Table::new(&["check", "measured", "expected", "result"]);
+        for check in &self.checks {
+            table.row([
+                check.name.clone(),
+                truncate(&check.measured, MEASURED_WIDTH),
+                check.expected.clone(),
+                check.status.word().to_owned(),
+            ]);
+        }
+        out.push_str(&table.render());
+        for check in self.checks.iter().filter(|c| c.status != Status::Pass) {
+            let _ = match check.status {
+                Status::Skipped => write!(out, "\nSKIPPED {}: {}\n", check.name, check.account()),
+                _ => write!(
+                    out,
+                    "\nFAIL {}\n  expected: {}\n  actual:   {}\n",
+                    check.name,
+                    check.expected,
+                    check.account()
+                ),
+            };
+        }
+        out
+    }
+
+    /// The command's details, then `command`, `subject`, `checks` and `passed`.
+    pub fn to_json(&self) -> Value {
+        let mut map = self.details.clone();
+        map.insert("command".into(), self.command.into());
+        map.insert("subject".into(), self.subject.clone().into());
+        map.insert(
+            "checks".into(),
+            serde_json::to_value(&self.checks).unwrap_or_default(),
         );
+        map.insert("passed".into(), self.passed().into());
+        Value::Object(map)
     }
-    out
-}
 
-/// One line naming each failed check, or `None` when all passed.
-pub fn failure_line(checks: &[Check]) -> Option<String> {
-    let failed: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.passed)
-        .map(|c| {
+    /// One line naming each failed check, or `None` when none failed.
+    pub fn failure_line(&self) -> Option<String> {
+        let failed: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| c.failed())
+            .map(|c| {
+                format!(
+                    "{} (expected {}, got {})",
+                    c.name,
+                    c.expected,
+                    truncate(c.account(), ACCOUNT_WIDTH)
+                )
+            })
+            .collect();
+        (!failed.is_empty()).then(|| {
             format!(
-                "{} (expected {}, got {})",
-                c.name,
-                c.expected,
-                truncate(c.actual.as_deref().unwrap_or(&c.measured), 160)
+                "{} of {}: {} of {} checks failed: {}",
+                self.command,
+                self.subject,
+                failed.len(),
+                self.checks.len(),
+                failed.join("; ")
             )
         })
-        .collect();
-    (!failed.is_empty()).then(|| {
-        format!(
-            "{} of {} checks failed: {}",
-            failed.len(),
-            checks.len(),
-            failed.join("; ")
-        )
-    })
+    }
+}
+
+/// Each failed check as `name: what happened`, for tests of the checks a
+/// command makes.
+#[cfg(test)]
+pub fn failures(checks: Vec<Check>) -> Vec<String> {
+    checks
+        .into_iter()
+        .filter(Check::failed)
+        .map(|c| format!("{}: {}", c.name, c.actual.unwrap_or_default()))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn verdict(checks: Vec<Check>) -> Verdict {
+        Verdict {
+            checks,
+            ..Verdict::new("shutdown-test", "server:1")
+        }
+    }
+
     #[test]
     fn a_failure_says_what_was_expected_and_what_happened() {
-        let checks = [
+        let verdict = verdict(vec![
             Check::judge("start to ready", true, "412 ms", "< 5 s"),
             Check::judge("exit after drain", false, "exit 137", "exit 0")
                 .because("exit 137 (killed by docker after 20 s)"),
-        ];
-        let line = failure_line(&checks).unwrap();
+        ]);
         assert_eq!(
-            line,
-            "1 of 2 checks failed: exit after drain (expected exit 0, got exit 137 (killed by docker after 20 s))"
+            verdict.failure_line().unwrap(),
+            "shutdown-test of server:1: 1 of 2 checks failed: exit after drain (expected exit 0, got exit 137 (killed by docker after 20 s))"
         );
-        let text = render(&checks);
+        let text = verdict.render();
         assert!(
             text.contains("FAIL exit after drain\n  expected: exit 0\n"),
             "{text}"
@@ -136,9 +268,10 @@ mod tests {
 
     #[test]
     fn all_passing_means_no_failure_line() {
-        let checks = [Check::judge("a", true, "1", "1")];
-        assert_eq!(failure_line(&checks), None);
-        assert_eq!(checks[0].actual, None);
+        let verdict = verdict(vec![Check::judge("a", true, "1", "1")]);
+        assert_eq!(verdict.failure_line(), None);
+        assert!(verdict.passed());
+        assert_eq!(verdict.checks[0].actual, None);
     }
 
     #[test]
@@ -146,5 +279,36 @@ mod tests {
         let error = anyhow::anyhow!("inner").context("outer");
         let check = Check::broken("start", "running", &error);
         assert_eq!(check.actual.as_deref(), Some("outer: inner"));
+        assert!(check.failed());
+    }
+
+    #[test]
+    fn a_skip_is_shown_with_its_reason_and_is_not_a_failure() {
+        let verdict = verdict(vec![Check::skipped(
+            "vulnerabilities",
+            "no HIGH or CRITICAL",
+            "--skip vuln",
+        )]);
+        assert!(verdict.passed());
+        let text = verdict.render();
+        assert!(
+            text.contains("SKIPPED vulnerabilities: --skip vuln"),
+            "{text}"
+        );
+        let json = verdict.to_json();
+        assert_eq!(json["checks"][0]["status"], "skipped");
+        assert_eq!(json["checks"][0]["actual"], "--skip vuln");
+    }
+
+    #[test]
+    fn the_json_carries_the_details_beside_the_checks() {
+        let verdict = verdict(vec![Check::judge("a", false, "2", "1")])
+            .with_details(serde_json::json!({"figures": {"n": 2}}));
+        let json = verdict.to_json();
+        assert_eq!(json["figures"]["n"], 2);
+        assert_eq!(json["command"], "shutdown-test");
+        assert_eq!(json["subject"], "server:1");
+        assert_eq!(json["passed"], false);
+        assert_eq!(json["checks"][0]["status"], "fail");
     }
 }

@@ -19,6 +19,9 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print the verdict as JSON on stdout (progress stays on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,9 +41,6 @@ pub struct Setup {
     /// Only report what is present and what is missing; install nothing.
     #[arg(long)]
     pub check: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -67,9 +67,6 @@ pub struct Image {
     /// Build with no registry: make local base images from Debian packages and vendor the crates.
     #[arg(long)]
     pub offline: bool,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -86,9 +83,6 @@ pub struct SizeCheck {
     /// Maximum size of the server binary in MB (overrides the manifest's budget).
     #[arg(long, value_name = "MB")]
     pub max_binary_mb: Option<f64>,
-    /// Print the measurements as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -120,9 +114,6 @@ pub struct ShutdownTest {
     /// HEALTHCHECK start period set at run time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub health_start_period: Duration,
-    /// Print the checks as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of seconds.

@@ -1,5 +1,14 @@
-//! `cargo xtask image`: builds the container image from the root Dockerfile
-//! with BuildKit, and records what it built in `target/xtask/image.json`.
+//! `cargo xtask image`: lints the Dockerfile, builds the container image
+//! with BuildKit, records what it built in `target/xtask/image.json`, and
+//! checks the image is what it must be.
+//!
+//! 1. hadolint on the Dockerfile (a finding fails the verdict, not the build);
+//! 2. offline: the local base images (`offline.rs`), made when out of date;
+//! 3. the BuildKit build, its output on stderr;
+//! 4. the image's conformance (`conformance.rs`), and `image.json`.
+
+mod conformance;
+pub mod offline;
 
 use std::path::Path;
 use std::time::Instant;
@@ -7,19 +16,27 @@ use std::time::Instant;
 use anyhow::Context;
 use xshell::Shell;
 
-use crate::conformance::{self, Expectations};
-use crate::docker::{self, BuildRequest, Docker};
+use crate::checks::Verdict;
+use crate::docker::Docker;
+use crate::docker::build::{self, BuildRequest};
 use crate::flags;
 use crate::git::{self, Revision};
-use crate::image_report::ImageReport;
+use crate::hadolint;
+use crate::last_build::ImageReport;
 use crate::metadata::Metadata;
-use crate::offline;
-use crate::output;
 use crate::tools::{self, Tool};
+use conformance::Expectations;
 
 impl flags::Image {
-    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<()> {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
+        let lint = hadolint::check(sh, &root.join("Dockerfile"));
+        if lint.failed() {
+            eprintln!(
+                "image: hadolint: {}",
+                lint.actual.as_deref().unwrap_or(&lint.measured)
+            );
+        }
         let docker = Docker::connect(sh)?;
         let builder = tools::buildkit(sh).map_err(|reason| {
             anyhow::anyhow!(
@@ -58,7 +75,7 @@ impl flags::Image {
             iidfile: work.join("image.iid"),
         };
         let start = Instant::now();
-        let built = docker::build(sh, &builder, &request);
+        let built = build::build(sh, &builder, &request);
         if built.is_err() && !self.offline {
             eprintln!("hint: the base images come from a registry; without one, use --offline");
         }
@@ -67,7 +84,12 @@ impl flags::Image {
 
         let image = docker.inspect_image(sh, &image_id)?;
         let paths = docker.image_paths(sh, &image_id)?;
-        let violations = conformance::violations(&image, &paths, &Expectations::of(metadata));
+        let mut checks = vec![lint];
+        checks.extend(conformance::checks(
+            &image,
+            &paths,
+            &Expectations::of(metadata),
+        ));
         let report = ImageReport {
             image_id,
             tags,
@@ -86,22 +108,19 @@ impl flags::Image {
             vendor_image: bases.vendor,
             platform: self.platform,
             builder: builder.to_string(),
-            violations,
+            violations: checks
+                .iter()
+                .filter(|c| c.failed())
+                .map(|c| format!("{}: {}", c.name, c.actual.as_deref().unwrap_or_default()))
+                .collect(),
         };
         let path = report.save(&root)?;
-        if self.json {
-            output::print_json(&report)?;
-        } else {
-            output::print(&summary(&report, path.strip_prefix(&root).unwrap_or(&path)))?;
-        }
-        if !report.violations.is_empty() {
-            anyhow::bail!(
-                "{} does not conform: {}",
-                report.image_id,
-                report.violations.join("; ")
-            );
-        }
-        Ok(())
+        let summary = summary(&report, path.strip_prefix(&root).unwrap_or(&path));
+        Ok(Verdict {
+            text: summary,
+            checks,
+            ..Verdict::new("image", report.reference().to_owned()).with_details(&report)
+        })
     }
 }
 
@@ -231,13 +250,8 @@ fn summary(report: &ImageReport, path: &Path) -> String {
         .offline_prepare_secs
         .map(|secs| format!(" (offline stand-ins ready in {secs:.1} s)"))
         .unwrap_or_default();
-    let conformance = if report.violations.is_empty() {
-        "conforms (non-root, health check, SIGTERM, port, no shell, size)"
-    } else {
-        "DOES NOT CONFORM"
-    };
     format!(
-        "built {}\n  id       {}\n  size     {megabytes:.1} MB ({} bytes)\n  layers   {}\n  build    {:.1} s{prepare}\n  profile  {}{}\n  checks   {conformance}\n  report   {}\n",
+        "built {}\n  id       {}\n  size     {megabytes:.1} MB ({} bytes)\n  layers   {}\n  build    {:.1} s{prepare}\n  profile  {}{}\n  report   {}\n",
         report.tags.join(" "),
         report.image_id,
         report.size_bytes,
@@ -305,6 +319,7 @@ mod tests {
         assert!(dockerfile.contains(&format!("ENTRYPOINT [\"{binary}\"]")));
         assert!(dockerfile.contains(&format!("CMD [\"{binary}\", \"--health-check\"]")));
         assert!(dockerfile.contains(&format!("EXPOSE {}", metadata.port)));
+        assert!(dockerfile.contains(&format!("VOLUME {}", metadata.data_dir)));
     }
 
     #[test]
@@ -332,27 +347,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hadolint_finds_nothing_at_warning_level() {
-        let sh = Shell::new().unwrap();
-        let hadolint = match tools::require(&sh, Tool::Hadolint) {
-            Ok(found) => found.path,
-            Err(error) => panic!("{error:#}"),
-        };
-        let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile");
-        let output = xshell::cmd!(sh, "{hadolint} --failure-threshold warning {dockerfile}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "hadolint:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
     fn flags(optimize: bool, offline: bool) -> flags::Image {
         flags::Image {
             tags: vec![],
@@ -362,7 +356,6 @@ mod tests {
             cache_from: vec![],
             cache_to: vec![],
             offline,
-            json: false,
         }
     }
 
@@ -455,7 +448,7 @@ mod tests {
             profile: "size".into(),
             duration_secs: 3.94,
             offline_prepare_secs: None,
-            ..crate::image_report::tests::example()
+            ..crate::last_build::tests::example()
         };
         let text = summary(&report, Path::new("target/xtask/image.json"));
         for part in [

@@ -1,30 +1,58 @@
 //! `cargo xtask`: builds, measures and proves the server's container image.
+//!
+//! Each command is a module with one `run` that returns a [`checks::Verdict`];
+//! `main` prints it and turns a failed check into the exit status.
+//!
+//! ```text
+//! main.rs            the command line's dispatch
+//! flags.rs           the command line: every command and option
+//! metadata.rs        [workspace.metadata.xtask]: what is built, and its budgets
+//! checks.rs          Check and Verdict: the one pass/fail type
+//! output.rs          stdout, tables, human units
+//! tools.rs           external programs: found, versioned, how to install
+//! process.rs         running a program, with one-line errors
+//! wait.rs            one bounded polling loop for every wait
+//! git.rs             the commit being built
+//! last_build.rs      target/xtask/image.json, and choosing the image to work on
+//! hadolint.rs        the Dockerfile linter, run and judged
+//! docker/            every docker invocation
+//!   mod.rs             the client, image inspect, import, files
+//!   build.rs           BuildKit builds
+//!   container.rs       test containers: scope, run spec, cleanup
+//!   hardening.rs       the production run settings: arguments, check, report
+//!   save.rs            `docker save` read in one pass: layers and files
+//!   tar_stream.rs      a streaming tar reader
+//!   history.rs         `docker history`, matched to layers
+//! load/              traffic against a server on loopback
+//!   http.rs            a blocking HTTP/1.1 client
+//!   drain.rs           the drain's slow uploads, short writes and probes
+//! setup.rs           `setup`: install what is missing
+//!   setup/apt.rs       packages from another Debian suite
+//! image.rs           `image`: lint, build, conformance
+//!   image/offline.rs   base images made from Debian packages
+//!   image/conformance.rs  what the built image must be
+//! size_check.rs      `size-check`: size and layer budgets
+//! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
+//!   shutdown_test/     lifecycle, drain, deadline, health_check,
+//!                      silent_server, summary
+//! ```
 
-mod apt;
-mod built_image;
 mod checks;
-mod conformance;
-mod container;
 mod docker;
-mod drain_load;
 mod flags;
 mod git;
+mod hadolint;
 mod image;
-mod image_history;
-mod image_report;
-mod loopback_http;
+mod last_build;
+mod load;
 mod metadata;
-mod offline;
 mod output;
 mod process;
-mod report;
-mod saved_image;
 mod setup;
 mod shutdown_test;
-mod silent_server;
 mod size_check;
-mod tar_stream;
 mod tools;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,9 +61,12 @@ use anyhow::Context;
 use clap::Parser;
 use xshell::Shell;
 
+use metadata::Metadata;
+
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -43,17 +74,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<()> {
+/// Runs the command and prints its verdict; `Ok(false)` when a check failed.
+fn run() -> anyhow::Result<bool> {
     let cli = flags::Cli::parse();
     let sh = Shell::new().context("cannot create a shell")?;
     let root = project_root();
     sh.change_dir(&root);
-    let metadata = metadata::Metadata::load(&root)?;
-    match cli.command {
-        flags::Command::Setup(setup) => setup.run(&sh),
-        flags::Command::Image(image) => image.run(&sh, &metadata),
-        flags::Command::SizeCheck(args) => args.run(&sh, &metadata),
-        flags::Command::ShutdownTest(args) => args.run(&sh, &metadata),
+    // Loaded per command, so that `setup` works with a broken table.
+    let metadata = || Metadata::load(&root);
+    let verdict = match cli.command {
+        flags::Command::Setup(setup) => setup.run(&sh)?,
+        flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
+        flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
+    };
+    if cli.json {
+        output::print_json(&verdict.to_json())?;
+    } else {
+        output::print(&verdict.render())?;
+    }
+    match verdict.failure_line() {
+        Some(line) => {
+            eprintln!("error: {line}");
+            Ok(false)
+        }
+        None => Ok(true),
     }
 }
 

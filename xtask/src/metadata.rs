@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The workspace's description of its service image.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +21,10 @@ pub struct Metadata {
     pub health_path: String,
     /// The readiness path.
     pub ready_path: String,
+    /// Where the service keeps its data: the image declares a VOLUME there,
+    /// and test containers mount a named volume on it.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
     /// The workspace version, from `[workspace.package]`.
     #[serde(skip)]
     pub version: String,
@@ -32,8 +36,8 @@ pub struct Metadata {
 }
 
 /// Limits `cargo xtask size-check` fails the build on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all(deserialize = "kebab-case"), deny_unknown_fields, default)]
 #[allow(clippy::struct_field_names)] // the names are the manifest's keys
 pub struct Budget {
     pub max_image_mb: f64,
@@ -71,6 +75,10 @@ struct WorkspacePackage {
 #[derive(Deserialize)]
 struct WorkspaceMetadata {
     xtask: Metadata,
+}
+
+fn default_data_dir() -> String {
+    "/data".to_owned()
 }
 
 /// Where the image installs the server's binary.

@@ -2,22 +2,24 @@
 //! and installs what is missing on a Debian or Ubuntu host. A second run
 //! installs nothing. A running docker engine is never stopped or restarted.
 
-use std::fmt::Write as _;
+mod apt;
+
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
-use crate::apt::ForeignSuite;
+use crate::checks::{Check, Verdict};
 use crate::flags;
-use crate::output;
 use crate::process;
 use crate::tools::{self, Probe, Tool};
+use crate::wait::{self, Poll};
+use apt::ForeignSuite;
 
 /// How long a freshly started dockerd may take to answer.
 const DOCKERD_START_TIMEOUT: Duration = Duration::from_mins(1);
@@ -102,13 +104,12 @@ fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
 
 #[derive(Serialize)]
 struct Report<'a> {
-    ok: bool,
     installed: &'a [String],
     tools: &'a [Probe],
 }
 
 impl flags::Setup {
-    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
         let before = tools::survey(sh);
         let steps = if self.check {
@@ -129,35 +130,54 @@ impl flags::Setup {
         } else {
             tools::survey(sh)
         };
-
-        let missing: Vec<&str> = after
-            .iter()
-            .filter(|probe| probe.required && probe.is_missing())
-            .map(|probe| probe.name)
-            .collect();
-        if self.json {
-            let report = Report {
-                ok: missing.is_empty(),
-                installed: &installed,
-                tools: &after,
-            };
-            output::print_json(&report)?;
+        let text = if installed.is_empty() {
+            String::new()
         } else {
-            let mut text = table(&after);
-            if !installed.is_empty() {
-                let _ = writeln!(text, "installed: {}", installed.join("; "));
-            }
-            output::print(&text)?;
-        }
-        if !missing.is_empty() {
-            let advice = if self.check {
-                format!("run `{}` to install", tools::SETUP)
-            } else {
-                "see the table above for how to install by hand".to_owned()
-            };
-            anyhow::bail!("missing: {} ({advice})", missing.join(", "));
-        }
-        Ok(())
+            format!("installed: {}\n", installed.join("; "))
+        };
+        let details = Report {
+            installed: &installed,
+            tools: &after,
+        };
+        Ok(Verdict {
+            text,
+            checks: after
+                .iter()
+                .map(|probe| tool_check(probe, self.check))
+                .collect(),
+            ..Verdict::new("setup", "this host's tools").with_details(details)
+        })
+    }
+}
+
+/// A tool found passes with its version; a missing one fails with how to
+/// install it, or is skipped when it is optional.
+fn tool_check(probe: &Probe, only_checking: bool) -> Check {
+    let expected = if probe.required {
+        "installed"
+    } else {
+        "optional"
+    };
+    if let Some(found) = &probe.found {
+        let detail = found
+            .detail
+            .as_ref()
+            .map(|detail| format!(" ({detail})"))
+            .unwrap_or_default();
+        let measured = format!("{}{detail} {}", found.version, found.path.display());
+        return Check::judge(probe.name, true, measured, expected);
+    }
+    let reason = probe.missing.as_deref().unwrap_or("not found");
+    // `setup` never installs an optional tool, so it is not offered for one.
+    let advice = if only_checking && probe.required {
+        format!("run `{}`, or install: {}", tools::SETUP, probe.install)
+    } else {
+        format!("install: {}", probe.install)
+    };
+    if probe.required {
+        Check::judge(probe.name, false, "missing", expected).because(format!("{reason}; {advice}"))
+    } else {
+        Check::skipped(probe.name, expected, format!("{reason}; {advice}"))
     }
 }
 
@@ -261,21 +281,14 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
 
 /// Waits until the engine answers; `hint` says where to look when it does not.
 fn wait_for_engine(sh: &Shell, hint: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + DOCKERD_START_TIMEOUT;
-    loop {
+    wait::until(DOCKERD_START_TIMEOUT, Duration::from_millis(500), || {
         let engine = tools::probe(sh, Tool::DockerEngine);
-        if engine.found.is_some() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "dockerd did not answer within {} s ({}); {hint}",
-                DOCKERD_START_TIMEOUT.as_secs(),
-                engine.missing.unwrap_or_default(),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        Ok(match engine.missing {
+            None => Poll::Ready(()),
+            Some(reason) => Poll::Waiting(reason),
+        })
+    })
+    .with_context(|| format!("dockerd did not answer; {hint}"))
 }
 
 /// Debian 12 has no buildx; Debian 13's plugin is one Go binary that needs
@@ -340,37 +353,6 @@ fn effective_uid(status: &str) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn table(probes: &[Probe]) -> String {
-    let mut out = String::new();
-    for probe in probes {
-        let (state, version, note) = match (&probe.found, &probe.missing) {
-            (Some(found), _) => {
-                let mut note = found.path.display().to_string();
-                if let Some(detail) = &found.detail {
-                    note = format!("{detail}: {note}");
-                }
-                ("ok", found.version.as_str(), note)
-            }
-            (None, reason) => (
-                if probe.required { "MISSING" } else { "absent" },
-                "-",
-                format!(
-                    "{}; install: {}{}",
-                    reason.as_deref().unwrap_or("not found"),
-                    probe.install,
-                    if probe.required { "" } else { " (optional)" }
-                ),
-            ),
-        };
-        let _ = writeln!(
-            out,
-            "{:<18} {:<8} {:<16} {note}",
-            probe.name, state, version
-        );
-    }
-    out
 }
 
 #[cfg(test)]
@@ -487,12 +469,24 @@ mod tests {
     }
 
     #[test]
-    fn the_table_says_what_is_missing_and_how_to_install_it() {
-        let text = table(&probes(&[Tool::CargoDeny, Tool::Upx]));
-        let deny = text.lines().find(|l| l.starts_with("cargo-deny")).unwrap();
-        assert!(deny.contains("MISSING") && deny.contains("cargo install cargo-deny --locked"));
-        let upx = text.lines().find(|l| l.starts_with("upx")).unwrap();
-        assert!(upx.contains("absent") && upx.contains("optional"));
-        assert_eq!(text.lines().count(), Tool::ALL.len());
+    fn each_tool_is_a_check_that_says_how_to_install_what_is_missing() {
+        let checks: Vec<Check> = probes(&[Tool::CargoDeny, Tool::Upx])
+            .iter()
+            .map(|probe| tool_check(probe, true))
+            .collect();
+        assert_eq!(checks.len(), Tool::ALL.len());
+        let deny = checks.iter().find(|c| c.name == "cargo-deny").unwrap();
+        assert!(deny.failed());
+        let reason = deny.actual.as_deref().unwrap();
+        assert!(
+            reason.contains("cargo install cargo-deny --locked"),
+            "{reason}"
+        );
+        assert!(reason.contains("cargo xtask setup"), "{reason}");
+        let upx = checks.iter().find(|c| c.name == "upx").unwrap();
+        assert_eq!(upx.status, crate::checks::Status::Skipped);
+        let docker = checks.iter().find(|c| c.name == "docker client").unwrap();
+        assert!(!docker.failed());
+        assert_eq!(docker.measured, "1.0 /usr/bin/tool");
     }
 }

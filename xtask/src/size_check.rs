@@ -1,46 +1,37 @@
 //! `cargo xtask size-check`: measures the image and holds it to its budgets.
 
-use std::io::BufReader;
-
 use anyhow::{Context, bail};
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::built_image::{self, ImageRef};
+use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
+use crate::docker::history::{self, Layer};
 use crate::flags;
-use crate::image_history::{self, Layer};
+use crate::last_build::{self, ImageRef};
 use crate::metadata::{self, Budget, Metadata};
-use crate::output;
-use crate::report::{self, Table};
-use crate::saved_image::SavedImage;
+use crate::output::{self, Table};
 
 /// How many of the largest layers an over-budget message names.
 const LARGEST_LAYERS_NAMED: usize = 3;
 
 impl flags::SizeCheck {
-    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<()> {
-        let image = built_image::resolve(&sh.current_dir(), self.image.as_deref())?;
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        let image = last_build::resolve(&sh.current_dir(), self.image.as_deref())?;
         let docker = Docker::connect(sh)?;
         let binary_path = metadata::binary_path(&metadata.binary);
         let measurement = measure(&docker, sh, &image, &binary_path)?;
         let budget = self.budget(&metadata.budget);
-        let problems = problems(&measurement, &budget);
-        if self.json {
-            let json = serde_json::json!({
-                "measurement": measurement,
-                "budget": budget_json(&budget),
-                "problems": problems.iter().map(Problem::message).collect::<Vec<_>>(),
-                "passed": problems.is_empty(),
-            });
-            output::print_json(&json)?;
-        } else {
-            output::print(&render(&measurement, &budget, &problems))?;
-        }
-        if !problems.is_empty() {
-            bail!("{}", verdict(&measurement, &problems));
-        }
-        Ok(())
+        let checks = judge(&measurement, &budget);
+        let details = serde_json::json!({
+            "measurement": measurement,
+            "budget": budget,
+        });
+        Ok(Verdict {
+            text: render(&measurement),
+            checks,
+            ..Verdict::new("size-check", measurement.image.clone()).with_details(details)
+        })
     }
 
     fn budget(&self, manifest: &Budget) -> Budget {
@@ -85,22 +76,8 @@ fn measure(
 ) -> anyhow::Result<Measurement> {
     let reference = image.reference.as_str();
     let inspect = docker.inspect_image(sh, reference)?;
-    let history = docker
-        .output(
-            sh,
-            [
-                "history",
-                "--no-trunc",
-                "--human=false",
-                "--format",
-                "{{json .}}",
-                reference,
-            ],
-        )
-        .with_context(|| format!("cannot read the history of {}", image.name))?;
-    let rows = image_history::parse_history(&history)?;
-    let saved = save(docker, reference)
-        .with_context(|| format!("cannot measure the layers of {}", image.name))?;
+    let rows = docker.history(sh, reference)?;
+    let saved = docker.save(reference)?;
     if saved.layers.len() != inspect.root_fs.layers.len() {
         bail!(
             "{}: docker save wrote {} layers but the image has {}",
@@ -109,7 +86,7 @@ fn measure(
             inspect.root_fs.layers.len()
         );
     }
-    let layers = image_history::layers(&rows, &saved.history, &saved.layers)
+    let layers = history::layers(&rows, &saved.history, &saved.layers)
         .with_context(|| format!("cannot match {}'s history to its layers", image.name))?;
     let file = saved.file(binary_path);
     let binary = Binary {
@@ -132,190 +109,115 @@ fn measure(
     })
 }
 
-/// Streams `docker save` through the reader: the archive is never written out.
-fn save(docker: &Docker, reference: &str) -> anyhow::Result<SavedImage> {
-    let reader = duct::cmd(docker.program(), ["save", reference])
-        .stderr_null()
-        .reader()
-        .context("cannot run docker save")?;
-    SavedImage::read(BufReader::with_capacity(1 << 20, reader))
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Problem {
-    Over {
-        figure: &'static str,
-        measured: f64,
-        limit: f64,
-        unit: &'static str,
-    },
-    MissingBinary(String),
-}
-
-impl Problem {
-    pub fn message(&self) -> String {
-        match self {
-            Problem::Over {
-                figure,
-                measured,
-                limit,
-                unit,
-            } => format!(
-                "{figure} {} is {} over the budget of {}",
-                amount(*measured, unit),
-                amount(measured - limit, unit),
-                amount(*limit, unit)
-            ),
-            Problem::MissingBinary(path) => format!("the binary {path} is not in the image"),
+/// One check for each budget: the unpacked size, the layers, the binary.
+/// A figure over its budget names by how much, and where the bytes are.
+pub fn judge(measurement: &Measurement, budget: &Budget) -> Vec<Check> {
+    let where_the_bytes_are = largest_layers(measurement);
+    let image_mb = output::megabytes(measurement.unpacked_bytes);
+    let mut checks = vec![
+        Check::judge(
+            "unpacked size",
+            image_mb <= budget.max_image_mb,
+            output::size(measurement.unpacked_bytes),
+            format!("<= {} MB", budget.max_image_mb),
+        )
+        .because(format!(
+            "{} over the budget of {} MB; largest layers: {where_the_bytes_are}",
+            megabytes_over(image_mb, budget.max_image_mb),
+            budget.max_image_mb
+        )),
+        Check::judge(
+            "layers",
+            measurement.layer_count <= budget.max_layers,
+            measurement.layer_count.to_string(),
+            format!("<= {}", budget.max_layers),
+        )
+        .because(format!(
+            "{} over the budget of {}",
+            measurement.layer_count.saturating_sub(budget.max_layers),
+            budget.max_layers
+        )),
+    ];
+    let binary = &measurement.binary;
+    let expected = format!("<= {} MB", budget.max_binary_mb);
+    checks.push(match binary.bytes {
+        Some(bytes) => {
+            let binary_mb = output::megabytes(bytes);
+            Check::judge(
+                "binary size",
+                binary_mb <= budget.max_binary_mb,
+                output::size(bytes),
+                expected,
+            )
+            .because(format!(
+                "{} over the budget of {} MB",
+                megabytes_over(binary_mb, budget.max_binary_mb),
+                budget.max_binary_mb
+            ))
         }
-    }
+        None => Check::judge(
+            "binary size",
+            false,
+            format!("{} is not in the image", binary.path),
+            expected,
+        ),
+    });
+    checks
 }
 
-fn amount(value: f64, unit: &str) -> String {
-    if unit.is_empty() {
-        format!("{value}")
-    } else {
-        format!("{value:.1} {unit}")
-    }
+fn megabytes_over(measured: f64, limit: f64) -> String {
+    format!("{measured:.1} MB is {:.1} MB", measured - limit)
 }
 
-/// Every figure over its budget.
-pub fn problems(measurement: &Measurement, budget: &Budget) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let image_mb = report::megabytes(measurement.unpacked_bytes);
-    if image_mb > budget.max_image_mb {
-        problems.push(Problem::Over {
-            figure: "unpacked size",
-            measured: image_mb,
-            limit: budget.max_image_mb,
-            unit: "MB",
-        });
-    }
-    if measurement.layer_count > budget.max_layers {
-        #[allow(clippy::cast_precision_loss)]
-        problems.push(Problem::Over {
-            figure: "layers",
-            measured: measurement.layer_count as f64,
-            limit: budget.max_layers as f64,
-            unit: "",
-        });
-    }
-    match measurement.binary.bytes {
-        Some(bytes) if report::megabytes(bytes) > budget.max_binary_mb => {
-            problems.push(Problem::Over {
-                figure: "binary",
-                measured: report::megabytes(bytes),
-                limit: budget.max_binary_mb,
-                unit: "MB",
-            });
-        }
-        Some(_) => {}
-        None => problems.push(Problem::MissingBinary(measurement.binary.path.clone())),
-    }
-    problems
-}
-
-/// The one line an over-budget run ends with: each figure over, by how
-/// much, and where the bytes are.
-pub fn verdict(measurement: &Measurement, problems: &[Problem]) -> String {
+/// The layers that hold the most bytes, largest first.
+fn largest_layers(measurement: &Measurement) -> String {
     let mut largest: Vec<&Layer> = measurement
         .layers
         .iter()
         .filter(|l| l.size_bytes > 0)
         .collect();
     largest.sort_by_key(|l| std::cmp::Reverse(l.size_bytes));
-    let largest: Vec<String> = largest
+    largest
         .iter()
         .take(LARGEST_LAYERS_NAMED)
         .map(|l| {
             format!(
                 "#{} {} {}",
                 l.number,
-                report::size(l.size_bytes),
-                report::truncate(&l.instruction, 60)
+                output::size(l.size_bytes),
+                output::truncate(&l.instruction, 60)
             )
         })
-        .collect();
-    let problems: Vec<String> = problems.iter().map(Problem::message).collect();
-    format!(
-        "{} is over budget: {}; largest layers: {}",
-        measurement.image,
-        problems.join("; "),
-        largest.join(", ")
-    )
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn budget_json(budget: &Budget) -> serde_json::Value {
-    serde_json::json!({
-        "max_image_mb": budget.max_image_mb,
-        "max_layers": budget.max_layers,
-        "max_binary_mb": budget.max_binary_mb,
-    })
-}
-
-fn status(over: bool) -> &'static str {
-    if over { "OVER" } else { "ok" }
-}
-
-pub fn render(measurement: &Measurement, budget: &Budget, problems: &[Problem]) -> String {
-    let is_over = |name: &str| {
-        problems
-            .iter()
-            .any(|p| matches!(p, Problem::Over { figure, .. } if *figure == name))
+/// The image, what goes over the wire, and each layer with the
+/// instruction that made it.
+pub fn render(measurement: &Measurement) -> String {
+    let binary = &measurement.binary;
+    let binary_name = match &binary.resolved_path {
+        Some(resolved) => format!("{} -> {resolved}", binary.path),
+        None => binary.path.clone(),
     };
     let mut out = format!(
-        "image {} ({})\n\n",
+        "image {} ({})\n  on the wire (gzip layers) {}\n  binary {binary_name}\n\n",
         measurement.image,
-        image_history::short_id(&measurement.image_id)
+        history::short_id(&measurement.image_id),
+        output::size(measurement.compressed_bytes),
     );
-    let mut figures = Table::new(&["figure", "measured", "budget", "status"]).right_align(&[1, 2]);
-    figures.row([
-        "unpacked size".to_owned(),
-        report::size(measurement.unpacked_bytes),
-        format!("{} MB", budget.max_image_mb),
-        status(is_over("unpacked size")).to_owned(),
-    ]);
-    figures.row([
-        "on the wire (gzip layers)".to_owned(),
-        report::size(measurement.compressed_bytes),
-        "-".to_owned(),
-        String::new(),
-    ]);
-    figures.row([
-        "layers".to_owned(),
-        measurement.layer_count.to_string(),
-        budget.max_layers.to_string(),
-        status(is_over("layers")).to_owned(),
-    ]);
-    let binary = &measurement.binary;
-    let (binary_size, binary_status) = match binary.bytes {
-        Some(bytes) => (report::size(bytes), status(is_over("binary"))),
-        None => ("missing".to_owned(), "MISSING"),
-    };
-    let binary_name = match &binary.resolved_path {
-        Some(resolved) => format!("binary {} -> {resolved}", binary.path),
-        None => format!("binary {}", binary.path),
-    };
-    figures.row([
-        binary_name,
-        binary_size,
-        format!("{} MB", budget.max_binary_mb),
-        binary_status.to_owned(),
-    ]);
-    out.push_str(&figures.render());
-    out.push('\n');
     let mut layers =
         Table::new(&["#", "size", "tar", "gzip", "instruction"]).right_align(&[0, 1, 2, 3]);
     for layer in &measurement.layers {
-        let mut instruction = report::truncate(&layer.instruction, 72);
+        let mut instruction = output::truncate(&layer.instruction, 72);
         if binary.layer == Some(layer.number) {
             instruction.push_str("  <- binary");
         }
         layers.row([
             layer.number.to_string(),
-            report::size(layer.size_bytes),
-            report::size(layer.tar_bytes),
-            report::size(layer.compressed_bytes),
+            output::size(layer.size_bytes),
+            output::size(layer.tar_bytes),
+            output::size(layer.compressed_bytes),
             instruction,
         ]);
     }
@@ -366,63 +268,64 @@ mod tests {
         }
     }
 
+    fn failures(measurement: &Measurement, budget: &Budget) -> Vec<String> {
+        crate::checks::failures(judge(measurement, budget))
+    }
+
     #[test]
-    fn within_budget_there_are_no_problems() {
-        assert!(problems(&measurement(), &budget(100.0, 20, 20.0)).is_empty());
+    fn within_budget_every_check_passes() {
+        assert!(failures(&measurement(), &budget(100.0, 20, 20.0)).is_empty());
+    }
+
+    #[test]
+    fn exactly_at_the_budget_is_within_it() {
+        assert!(failures(&measurement(), &budget(31.2, 3, 3.7)).is_empty());
     }
 
     #[test]
     fn each_figure_over_is_named_with_how_far_over() {
-        let problems = problems(&measurement(), &budget(30.0, 2, 1.0));
-        let messages: Vec<String> = problems.iter().map(Problem::message).collect();
+        let failures = failures(&measurement(), &budget(30.0, 2, 1.0));
+        assert_eq!(failures.len(), 3, "{failures:?}");
+        assert!(
+            failures[0].starts_with(
+                "unpacked size: 31.2 MB is 1.2 MB over the budget of 30 MB; largest layers: #1 27.0 MB"
+            ),
+            "{failures:?}"
+        );
+        assert_eq!(failures[1], "layers: 1 over the budget of 2");
         assert_eq!(
-            messages,
-            [
-                "unpacked size 31.2 MB is 1.2 MB over the budget of 30.0 MB",
-                "layers 3 is 1 over the budget of 2",
-                "binary 3.7 MB is 2.7 MB over the budget of 1.0 MB",
-            ]
+            failures[2],
+            "binary size: 3.7 MB is 2.7 MB over the budget of 1 MB"
         );
     }
 
     #[test]
-    fn a_missing_binary_is_a_problem() {
+    fn a_missing_binary_fails_its_budget() {
         let mut measurement = measurement();
         measurement.binary.bytes = None;
-        let problems = problems(&measurement, &budget(100.0, 20, 20.0));
         assert_eq!(
-            problems,
-            [Problem::MissingBinary("/usr/local/bin/server".into())]
+            failures(&measurement, &budget(100.0, 20, 20.0)),
+            ["binary size: /usr/local/bin/server is not in the image"]
         );
     }
 
     #[test]
-    fn the_verdict_names_the_largest_layers_largest_first() {
-        let measurement = measurement();
-        let problems = problems(&measurement, &budget(30.0, 20, 20.0));
-        let verdict = verdict(&measurement, &problems);
-        assert!(
-            verdict.starts_with("server:0.1.0 is over budget: unpacked size"),
-            "{verdict}"
-        );
-        let first = verdict.find("#1 27.0 MB").unwrap();
-        let second = verdict.find("#3 3.7 MB").unwrap();
-        assert!(first < second, "{verdict}");
-        assert!(!verdict.contains('\n'));
+    fn the_largest_layers_are_named_largest_first() {
+        let named = largest_layers(&measurement());
+        let first = named.find("#1 27.0 MB").unwrap();
+        let second = named.find("#3 3.7 MB").unwrap();
+        assert!(first < second, "{named}");
     }
 
     #[test]
-    fn the_table_marks_figures_over_and_the_binarys_layer() {
-        let measurement = measurement();
-        let problems = problems(&measurement, &budget(30.0, 20, 20.0));
-        let table = render(&measurement, &budget(30.0, 20, 20.0), &problems);
-        let size_line = table
-            .lines()
-            .find(|l| l.starts_with("unpacked size"))
-            .unwrap();
-        assert!(size_line.ends_with("OVER"), "{table}");
+    fn the_layer_table_marks_the_binarys_layer() {
+        let table = render(&measurement());
         let layer_line = table.lines().find(|l| l.contains("COPY server")).unwrap();
         assert!(layer_line.ends_with("<- binary"), "{table}");
+        assert!(
+            table.contains("on the wire (gzip layers) 12.0 MB"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -432,7 +335,6 @@ mod tests {
             max_image_mb: Some(50.0),
             max_layers: None,
             max_binary_mb: None,
-            json: false,
         };
         let budget = flags.budget(&budget(100.0, 20, 20.0));
         assert!((budget.max_image_mb - 50.0).abs() < f64::EPSILON);

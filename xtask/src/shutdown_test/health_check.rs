@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use super::Test;
+use super::silent_server::SilentServer;
 use crate::checks::Check;
-use crate::container::{Network, RunSpec};
+use crate::docker::container::{Network, RunSpec};
 use crate::metadata;
-use crate::report::{self, duration as human};
-use crate::silent_server::SilentServer;
+use crate::output::{self, duration as human};
 
 /// Docker's HEALTHCHECK timeout when the image sets none.
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,17 +30,11 @@ impl<'a> Test<'a> {
         'a: 's,
     {
         RunSpec {
-            image: self.image,
-            role,
-            hardening: self.hardening,
-            volume: None,
-            scratch: self.declared_volumes(None),
-            publish: None,
             network,
             env,
-            health: None,
             entrypoint: Some(binary),
             command: vec!["--health-check".to_owned()],
+            ..self.spec(role)
         }
     }
 
@@ -81,7 +75,7 @@ impl<'a> Test<'a> {
             format!(
                 "{setup}: exit {code} after {}, output {:?}",
                 human(ran),
-                report::truncate(&logs, 200)
+                output::truncate(&logs, 200)
             )
         });
         self.push(
@@ -102,7 +96,7 @@ impl<'a> Test<'a> {
         let spec = self.health_check_spec("health-none", &binary, Network::None, Vec::new());
         let name = "health check, nothing listening";
         match self.judge_health_check(name, &spec, "no network, nothing listening", || None) {
-            Ok(ran) => self.figures.health_check_without_server_ms = Some(report::millis(ran)),
+            Ok(ran) => self.figures.health_check_without_server_ms = Some(output::millis(ran)),
             Err(error) => self.push(Check::broken(name, "exit 1 with a reason", &error)),
         }
     }
@@ -111,7 +105,7 @@ impl<'a> Test<'a> {
     pub(super) fn health_check_against_silent_server(&mut self) {
         let name = "health check, server not answering";
         match self.try_silent_server(name) {
-            Ok(ran) => self.figures.health_check_silent_server_ms = Some(report::millis(ran)),
+            Ok(ran) => self.figures.health_check_silent_server_ms = Some(output::millis(ran)),
             Err(error) => self.push(Check::broken(name, "exit 1 within its timeout", &error)),
         }
     }

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::DATA_DIR;
-use crate::checks::{self, Check};
-use crate::container::Hardening;
-use crate::docker::{Healthcheck, ImageInspect};
-use crate::drain_load::Tally;
+use crate::checks::{Check, Verdict};
+use crate::docker::ImageInspect;
+use crate::docker::hardening::Hardening;
+use crate::docker::history;
 use crate::flags;
-use crate::image_history;
-use crate::report::{self, duration as human};
+use crate::load::drain::Tally;
+use crate::output::{self, duration as human};
 
 /// The figures behind the checks, for `--json` and the report.
 #[derive(Debug, Default, Serialize)]
@@ -36,70 +35,76 @@ pub(super) struct Figures {
 }
 
 impl flags::ShutdownTest {
-    pub(super) fn settings_json(
+    /// The settings and figures around the checks, for people and for `--json`.
+    pub(super) fn verdict(
         &self,
-        hardening: &Hardening,
+        name: &str,
         image: &ImageInspect,
-        health: &Healthcheck,
-    ) -> serde_json::Value {
+        hardening: &Hardening,
+        checks: Vec<Check>,
+        figures: &Figures,
+    ) -> Verdict {
+        let details = serde_json::json!({
+            "image": name,
+            "image_id": image.id,
+            "settings": self.settings_json(hardening, image),
+            "figures": figures,
+        });
+        Verdict {
+            text: self.render(name, image, hardening, figures),
+            checks,
+            ..Verdict::new("shutdown-test", name).with_details(details)
+        }
+    }
+
+    fn settings_json(&self, hardening: &Hardening, image: &ImageInspect) -> serde_json::Value {
+        let health = image.config.healthcheck.clone().unwrap_or_default();
         serde_json::json!({
-            "hardening": {
-                "read_only": true,
-                "cap_drop": "ALL",
-                "no_new_privileges": true,
-                "user": image.config.user,
-                "tmpfs": "/tmp",
-                "volume": DATA_DIR,
-                "memory": hardening.memory,
-                "cpus": hardening.cpus,
-                "pids_limit": hardening.pids_limit,
-            },
+            "hardening": hardening,
+            "user": image.config.user,
             "healthcheck_overridden_at_run_time": {
-                "interval_ms": report::millis(self.health_interval),
-                "start_period_ms": report::millis(self.health_start_period),
+                "interval_ms": output::millis(self.health_interval),
+                "start_period_ms": output::millis(self.health_start_period),
                 "image_interval_ms": health.interval / 1_000_000,
                 "image_timeout_ms": health.timeout / 1_000_000,
             },
-            "shutdown_timeout_ms": report::millis(self.shutdown_timeout),
-            "deadline_ms": report::millis(self.deadline),
+            "shutdown_timeout_ms": output::millis(self.shutdown_timeout),
+            "deadline_ms": output::millis(self.deadline),
             "slow_uploads": self.slow_uploads,
             "short_clients": self.short_clients,
         })
     }
 
-    pub(super) fn render(
+    fn render(
         &self,
         name: &str,
         image: &ImageInspect,
-        health: &Healthcheck,
         hardening: &Hardening,
-        checks: &[Check],
         figures: &Figures,
     ) -> String {
+        let health = image.config.healthcheck.clone().unwrap_or_default();
         let mut out = format!(
-            "image {name} ({})\nrun as: --read-only --cap-drop ALL --security-opt no-new-privileges, user {}, tmpfs /tmp, volume {DATA_DIR}, --memory {} --cpus {}\n",
-            image_history::short_id(&image.id),
+            "image {name} ({})\nrun as: {}, user {}, volume on the data directory\n",
+            history::short_id(&image.id),
+            hardening.describe(),
             if image.config.user.is_empty() {
                 "(root)"
             } else {
                 &image.config.user
             },
-            hardening.memory,
-            hardening.cpus,
         );
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "HEALTHCHECK timing overridden at run time: --health-interval={} --health-start-period={} (the image's: interval {}, timeout {})\n\n",
+            "HEALTHCHECK timing overridden at run time: --health-interval={} --health-start-period={} (the image's: interval {}, timeout {})",
             human(self.health_interval),
             human(self.health_start_period),
             human(Duration::from_nanos(health.interval)),
             human(Duration::from_nanos(health.timeout)),
         );
-        out.push_str(&checks::render(checks));
         if let Some(tally) = &figures.requests {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "\nrequests through the drain: {} sent, {} completed, {} refused with 503, {} not accepted after SIGTERM, {} dropped\n",
+                "requests through the drain: {} sent, {} completed, {} refused with 503, {} not accepted after SIGTERM, {} dropped",
                 tally.sent,
                 tally.completed,
                 tally.refused_while_draining,
@@ -107,6 +112,7 @@ impl flags::ShutdownTest {
                 tally.dropped
             );
         }
+        out.push('\n');
         out
     }
 }

@@ -1,11 +1,32 @@
-//! Pure parsing of what the engine says about an image's history:
-//! `docker history --no-trunc --human=false --format '{{json .}}'`, and
-//! matching history steps to layers.
+//! An image's build history: `docker history --no-trunc --human=false
+//! --format '{{json .}}'`, parsed, and its steps matched to the layers.
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use xshell::Shell;
 
-use crate::saved_image::{BuildStep, SavedLayer};
+use super::Docker;
+use super::save::{BuildStep, SavedLayer};
+
+impl Docker {
+    /// The image's build steps, oldest first.
+    pub fn history(&self, sh: &Shell, reference: &str) -> anyhow::Result<Vec<HistoryRow>> {
+        let text = self
+            .output(
+                sh,
+                [
+                    "history",
+                    "--no-trunc",
+                    "--human=false",
+                    "--format",
+                    "{{json .}}",
+                    reference,
+                ],
+            )
+            .with_context(|| format!("cannot read the history of {reference}"))?;
+        parse_history(&text)
+    }
+}
 
 /// One line of `docker history`, as a step of the build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,11 +183,11 @@ pub fn instruction(created_by: &str, comment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saved_image::SavedImage;
+    use crate::docker::save::SavedImage;
 
-    const TINY_HISTORY: &str = include_str!("../fixtures/tiny-history.jsonl");
-    const TINY_SAVE: &[u8] = include_bytes!("../fixtures/tiny-save.tar");
-    const SERVER_HISTORY: &str = include_str!("../fixtures/server-history.jsonl");
+    const TINY_HISTORY: &str = include_str!("../../fixtures/tiny-history.jsonl");
+    const TINY_SAVE: &[u8] = include_bytes!("../../fixtures/tiny-save.tar");
+    const SERVER_HISTORY: &str = include_str!("../../fixtures/server-history.jsonl");
 
     #[test]
     fn history_is_returned_oldest_first() {

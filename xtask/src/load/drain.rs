@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::loopback_http::{Client, Failure, HeldRequest, Started};
+use super::http::{Client, Failure, HeldRequest, Started};
 
 /// The rest of a slow upload's body goes out in this many pieces.
 const PIECES: usize = 5;
@@ -239,7 +239,7 @@ fn note_json(title: &str, body: &str) -> String {
     serde_json::json!({ "title": title, "body": body }).to_string()
 }
 
-fn answer(response: &crate::loopback_http::Response) -> Answer {
+fn answer(response: &super::http::Response) -> Answer {
     let id = response.json().and_then(|v| match &v["id"] {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),

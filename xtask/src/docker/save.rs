@@ -7,7 +7,7 @@
 //! (`blobs/sha256/<digest>`, layers possibly already gzip-compressed).
 
 use std::collections::HashMap;
-use std::io::{self, Cursor, Read, Write};
+use std::io::{self, BufReader, Cursor, Read, Write};
 
 use anyhow::{Context, bail};
 use flate2::Compression;
@@ -15,11 +15,25 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
 
-use crate::tar_stream::{Kind, TarStream};
+use super::Docker;
+use super::tar_stream::{Kind, TarStream};
 
 /// Archive entries that are not layers (manifests, configs) are kept in
 /// memory up to this size.
 const MAX_METADATA_BYTES: u64 = 16 << 20;
+
+impl Docker {
+    /// Streams `docker save` through the reader: the archive is never
+    /// written out.
+    pub fn save(&self, reference: &str) -> anyhow::Result<SavedImage> {
+        let reader = duct::cmd(self.program(), ["save", reference])
+            .stderr_null()
+            .reader()
+            .context("cannot run docker save")?;
+        SavedImage::read(BufReader::with_capacity(1 << 20, reader))
+            .with_context(|| format!("cannot read the layers of {reference}"))
+    }
+}
 
 #[derive(Debug)]
 pub struct SavedImage {
@@ -377,12 +391,12 @@ impl Write for ByteCount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tar_stream::testing::{Entry, archive};
+    use crate::docker::tar_stream::testing::{Entry, archive};
 
     /// `docker save xtask-prove/tiny:1` on the 20.10 engine: an imported
     /// base holding an old `/usr/local/bin/server`, then `COPY data/`,
     /// `COPY server /usr/local/bin/server` (64 bytes) and metadata steps.
-    const TINY_SAVE: &[u8] = include_bytes!("../fixtures/tiny-save.tar");
+    const TINY_SAVE: &[u8] = include_bytes!("../../fixtures/tiny-save.tar");
 
     #[test]
     fn the_classic_layout_lists_layers_base_first() {

@@ -1,10 +1,12 @@
-//! `target/xtask/image.json`: what the last `cargo xtask image` built. Other
-//! commands read it to find the image when none is named.
+//! `target/xtask/image.json`: what the last `cargo xtask image` built, and
+//! which image a command works on: the one named with `--image`, or that one.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+use crate::docker::ImageInspect;
 
 /// One build's result. Fields are added, never renamed or removed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +91,47 @@ impl ImageReport {
     }
 }
 
+/// An image reference a check passes to docker, and how to name it to people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Passed to docker: the id when it came from the build report, so a tag
+    /// moved since cannot swap the image under the check.
+    pub reference: String,
+    pub name: String,
+}
+
+impl ImageRef {
+    /// The name reports show: the tag the build report gave, else the
+    /// image's first tag (what `--image` named may be an id).
+    pub fn display_name(&self, inspect: &ImageInspect) -> String {
+        if self.name == self.reference {
+            inspect.display_name()
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// `--image NAME` wins; otherwise the last build's report under `root`.
+pub fn resolve(root: &Path, flag: Option<&str>) -> anyhow::Result<ImageRef> {
+    match flag {
+        Some(name) => Ok(ImageRef {
+            reference: name.to_owned(),
+            name: name.to_owned(),
+        }),
+        None => Ok(ImageRef::of_last_build(&ImageReport::load(root)?)),
+    }
+}
+
+impl ImageRef {
+    fn of_last_build(report: &ImageReport) -> ImageRef {
+        ImageRef {
+            reference: report.image_id.clone(),
+            name: report.reference().to_owned(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -156,5 +199,29 @@ pub(crate) mod tests {
             ..example()
         };
         assert_eq!(untagged.reference(), "sha256:53dc");
+    }
+
+    #[test]
+    fn the_report_gives_the_id_to_docker_and_the_tag_to_people() {
+        let image = ImageRef::of_last_build(&example());
+        assert_eq!(
+            image,
+            ImageRef {
+                reference: "sha256:53dc".into(),
+                name: "server:0.1.0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_flag_wins_over_the_report() {
+        let image = resolve(Path::new("/nonexistent"), Some("x:1")).unwrap();
+        assert_eq!(image.reference, "x:1");
+    }
+
+    #[test]
+    fn no_report_and_no_flag_says_how_to_get_an_image() {
+        let error = resolve(Path::new("/nonexistent"), None).unwrap_err();
+        assert!(error.to_string().contains("cargo xtask image"), "{error}");
     }
 }

@@ -1,0 +1,318 @@
+//! What the built image must be, checked on the image itself rather than on
+//! the Dockerfile: a non-root user, the binary as entrypoint, an exec-form
+//! health check, STOPSIGNAL SIGTERM, the service port, the data volume, OCI
+//! labels, and no shell and no package manager. Its weight is size-check's
+//! to judge.
+
+use crate::checks::Check;
+use crate::docker::ImageInspect;
+use crate::metadata::{self, Metadata};
+
+/// The user and group distroless calls `nonroot`.
+pub const NONROOT: &str = "65532";
+
+/// Health checks must answer quickly enough for tests to wait on them.
+const MAX_HEALTH_INTERVAL_NANOS: u64 = 10_000_000_000;
+
+/// The labels the Dockerfile fills from `cargo xtask image`'s build arguments.
+const LABELS: &[&str] = &[
+    "org.opencontainers.image.source",
+    "org.opencontainers.image.revision",
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.created",
+];
+
+/// Programs that make a shell or install packages.
+const FORBIDDEN_PROGRAMS: &[&str] = &[
+    "sh", "bash", "dash", "ash", "zsh", "busybox", "apt", "apt-get", "dpkg",
+];
+
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    pub binary: String,
+    pub port: u16,
+    pub data_dir: String,
+}
+
+impl Expectations {
+    pub fn of(metadata: &Metadata) -> Expectations {
+        Expectations {
+            binary: metadata.binary.clone(),
+            port: metadata.port,
+            data_dir: metadata.data_dir.clone(),
+        }
+    }
+}
+
+/// One check for each thing the image must be; `paths` lists its files.
+pub fn checks(image: &ImageInspect, paths: &[String], expect: &Expectations) -> Vec<Check> {
+    let config = &image.config;
+    let binary = metadata::binary_path(&expect.binary);
+    let mut checks = vec![Check::judge(
+        "non-root user",
+        runs_as_nonroot(&config.user),
+        format!("{:?}", config.user),
+        format!("{NONROOT}:{NONROOT}"),
+    )];
+
+    let entrypoint = config.entrypoint.clone().unwrap_or_default();
+    checks.push(Check::judge(
+        "entrypoint",
+        entrypoint == [binary.clone()],
+        format!("{entrypoint:?}"),
+        format!("[{binary:?}]"),
+    ));
+
+    checks.push(health_check(image, &binary));
+
+    checks.push(Check::judge(
+        "STOPSIGNAL SIGTERM",
+        config.stop_signal.as_deref() == Some("SIGTERM"),
+        config.stop_signal.as_deref().unwrap_or("unset"),
+        "SIGTERM",
+    ));
+
+    checks.push(Check::judge(
+        "port",
+        image.exposes(expect.port),
+        exposed(image),
+        format!("{}/tcp", expect.port),
+    ));
+
+    checks.push(Check::judge(
+        "data volume",
+        config
+            .volumes
+            .as_ref()
+            .is_some_and(|volumes| volumes.contains_key(&expect.data_dir)),
+        config.volumes.as_ref().map_or_else(
+            || "none".to_owned(),
+            |v| v.keys().cloned().collect::<Vec<_>>().join(" "),
+        ),
+        format!("VOLUME {}", expect.data_dir),
+    ));
+
+    checks.push(labels(image));
+    let binary_file = binary.trim_start_matches('/');
+    checks.push(Check::judge(
+        "binary",
+        paths.iter().any(|path| path == binary_file),
+        if paths.iter().any(|path| path == binary_file) {
+            binary.clone()
+        } else {
+            format!("no {binary}")
+        },
+        format!("{binary} in the image"),
+    ));
+
+    let forbidden: Vec<String> = paths
+        .iter()
+        .filter(|path| is_forbidden_program(path))
+        .map(|path| format!("/{path}"))
+        .collect();
+    checks.push(Check::judge(
+        "no shell or package manager",
+        forbidden.is_empty(),
+        if forbidden.is_empty() {
+            "none".to_owned()
+        } else {
+            forbidden.join(" ")
+        },
+        "none",
+    ));
+    checks
+}
+
+/// An exec-form health check of the binary, often enough to wait on.
+fn health_check(image: &ImageInspect, binary: &str) -> Check {
+    let wanted = ["CMD", binary, "--health-check"];
+    match &image.config.healthcheck {
+        None => Check::judge("health check", false, "none", "exec form, interval <= 10 s"),
+        Some(health) => {
+            let mut problems = Vec::new();
+            if health.test != wanted {
+                problems.push(format!(
+                    "health check is {:?}, not the exec form {wanted:?}",
+                    health.test
+                ));
+            }
+            if health.interval == 0 || health.interval > MAX_HEALTH_INTERVAL_NANOS {
+                problems.push(format!(
+                    "interval is {} s, more than {} s (or unset)",
+                    health.interval / 1_000_000_000,
+                    MAX_HEALTH_INTERVAL_NANOS / 1_000_000_000
+                ));
+            }
+            Check::judge(
+                "health check",
+                problems.is_empty(),
+                format!(
+                    "{:?} every {} s",
+                    health.test,
+                    health.interval / 1_000_000_000
+                ),
+                "exec form, interval <= 10 s",
+            )
+            .because(problems.join("; "))
+        }
+    }
+}
+
+/// The OCI labels `cargo xtask image` fills.
+fn labels(image: &ImageInspect) -> Check {
+    let missing: Vec<&str> = LABELS
+        .iter()
+        .copied()
+        .filter(|label| image.label(label).is_none_or(str::is_empty))
+        .collect();
+    Check::judge(
+        "OCI labels",
+        missing.is_empty(),
+        format!("{} of {}", LABELS.len() - missing.len(), LABELS.len()),
+        "source, revision, version, created",
+    )
+    .because(format!("missing: {}", missing.join(", ")))
+}
+
+fn exposed(image: &ImageInspect) -> String {
+    image.config.exposed_ports.as_ref().map_or_else(
+        || "none".to_owned(),
+        |ports| ports.keys().cloned().collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// `65532` or `65532:65532`.
+fn runs_as_nonroot(user: &str) -> bool {
+    let mut ids = user.split(':');
+    ids.next() == Some(NONROOT) && ids.all(|group| group == NONROOT)
+}
+
+fn is_forbidden_program(path: &str) -> bool {
+    let Some((dir, name)) = path.rsplit_once('/') else {
+        return false;
+    };
+    (dir == "bin" || dir.ends_with("/bin") || dir == "sbin" || dir.ends_with("/sbin"))
+        && FORBIDDEN_PROGRAMS.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::ImageInspect;
+
+    const INSPECT: &str = include_str!("../../fixtures/image-inspect.json");
+
+    fn expectations() -> Expectations {
+        Expectations {
+            binary: "server".into(),
+            port: 8080,
+            data_dir: "/data".into(),
+        }
+    }
+
+    fn paths(extra: &[&str]) -> Vec<String> {
+        ["etc/passwd", "usr/bin", "usr/local/bin/server", "data"]
+            .iter()
+            .chain(extra)
+            .map(|p| (*p).to_owned())
+            .collect()
+    }
+
+    /// The names of the checks that failed.
+    fn failed(image: &ImageInspect, paths: &[String]) -> Vec<String> {
+        crate::checks::failures(checks(image, paths, &expectations()))
+    }
+
+    #[test]
+    fn the_fixture_image_conforms() {
+        let image = ImageInspect::parse(INSPECT).unwrap();
+        assert_eq!(failed(&image, &paths(&[])), [] as [String; 0]);
+    }
+
+    #[test]
+    fn a_root_user_is_a_violation() {
+        let mut image = ImageInspect::parse(INSPECT).unwrap();
+        for user in ["", "root", "0", "65532:0"] {
+            image.config.user = user.into();
+            let found = failed(&image, &paths(&[]));
+            assert_eq!(found.len(), 1, "{user}: {found:?}");
+            assert!(found[0].starts_with("non-root user"), "{found:?}");
+        }
+        image.config.user = "65532".into();
+        assert!(failed(&image, &paths(&[])).is_empty());
+    }
+
+    #[test]
+    fn a_shell_anywhere_in_a_bin_directory_is_a_violation() {
+        let image = ImageInspect::parse(INSPECT).unwrap();
+        for shell in [
+            "bin/sh",
+            "usr/bin/sh",
+            "usr/bin/dash",
+            "usr/local/bin/busybox",
+        ] {
+            let found = failed(&image, &paths(&[shell]));
+            assert_eq!(found, [format!("no shell or package manager: /{shell}")]);
+        }
+        let harmless = paths(&["usr/share/doc/sh", "etc/profile.d/bash"]);
+        assert!(failed(&image, &harmless).is_empty());
+    }
+
+    #[test]
+    fn a_package_manager_is_a_violation() {
+        let image = ImageInspect::parse(INSPECT).unwrap();
+        let found = failed(&image, &paths(&["usr/bin/dpkg"]));
+        assert_eq!(found, ["no shell or package manager: /usr/bin/dpkg"]);
+    }
+
+    #[test]
+    fn a_shell_form_health_check_is_a_violation() {
+        let mut image = ImageInspect::parse(INSPECT).unwrap();
+        if let Some(health) = image.config.healthcheck.as_mut() {
+            health.test = vec!["CMD-SHELL".into(), "server --health-check".into()];
+        }
+        let found = failed(&image, &paths(&[]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("exec form"));
+    }
+
+    #[test]
+    fn a_slow_or_missing_health_check_is_a_violation() {
+        let mut image = ImageInspect::parse(INSPECT).unwrap();
+        if let Some(health) = image.config.healthcheck.as_mut() {
+            health.interval = 30_000_000_000;
+        }
+        assert_eq!(failed(&image, &paths(&[])).len(), 1);
+        image.config.healthcheck = None;
+        assert_eq!(failed(&image, &paths(&[])), ["health check: none"]);
+    }
+
+    #[test]
+    fn the_stop_signal_port_and_binary_are_checked() {
+        let mut image = ImageInspect::parse(INSPECT).unwrap();
+        image.config.stop_signal = None;
+        image.config.exposed_ports = None;
+        let found = failed(&image, &["etc/passwd".into()]);
+        assert_eq!(
+            found,
+            [
+                "STOPSIGNAL SIGTERM: unset",
+                "port: none",
+                "binary: no /usr/local/bin/server"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_entrypoint_volume_and_labels_are_checked() {
+        let mut image = ImageInspect::parse(INSPECT).unwrap();
+        image.config.entrypoint = Some(vec!["/bin/server".into()]);
+        image.config.volumes = None;
+        if let Some(labels) = image.config.labels.as_mut() {
+            labels.insert("org.opencontainers.image.revision".into(), String::new());
+        }
+        let found = failed(&image, &paths(&[]));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.iter().any(|f| f.contains("revision")));
+    }
+}

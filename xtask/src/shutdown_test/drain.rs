@@ -1,0 +1,179 @@
+//! The drain under load: SIGTERM while slow uploads and short writes are in
+//! flight; every one of them answered, readiness 503, nothing dropped.
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{EXIT_KILLED, LOAD_LEAD, NOTES_PATH, STOP_MARGIN, Test, exit_story, human, progress};
+use crate::checks::Check;
+use crate::docker::container::{self, Container, State};
+use crate::load::drain::{self, Acknowledged, Load, Plan};
+use crate::output;
+
+impl Test<'_> {
+    pub(super) fn drain_under_load(
+        &mut self,
+        container: &Container,
+        addr: SocketAddr,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<Vec<Acknowledged>> {
+        let plan = Plan {
+            slow_uploads: self.flags.slow_uploads,
+            upload_bytes: 16 * 1024,
+            short_workers: self.flags.short_clients,
+            short_pause: Duration::from_millis(10),
+            short_body_pause: Duration::from_millis(40),
+            hold_after_signal: Duration::from_secs(1),
+            trickle: Duration::from_millis(500),
+            max_requests: 5_000,
+            max_duration: shutdown_timeout + STOP_MARGIN + Duration::from_secs(10),
+            probe_interval: Duration::from_millis(25),
+            held_probes: 4,
+            held_probe_spacing: Duration::from_millis(200),
+        };
+        progress(&format!(
+            "opening {} slow uploads and {} streams of short writes",
+            plan.slow_uploads, plan.short_workers
+        ));
+        let tag = format!("{}-drain", self.tag);
+        let load = Load::start(
+            Self::client(addr),
+            &plan,
+            &tag,
+            NOTES_PATH,
+            &self.metadata.ready_path,
+        );
+        thread::sleep(LOAD_LEAD);
+        let grace = Self::grace(shutdown_timeout);
+        progress("stopping the server under load");
+        let stop = self.scope.stop_in_background(container, grace);
+        let signalled = Instant::now();
+        load.signal_sent();
+        let stop = stop
+            .and_then(|handle| container::wait_for_stop(&handle, grace + Duration::from_secs(15)));
+        let latency = signalled.elapsed();
+        let seen = load.finish();
+        stop?;
+        let state = self.scope.inspect(self.sh, container)?.state;
+        self.figures.stop_under_load_ms = Some(output::millis(latency));
+        self.judge_drain(&plan, &seen, &state, latency, grace);
+        Ok(drain::acknowledged(&seen.records))
+    }
+
+    fn judge_drain(
+        &mut self,
+        plan: &Plan,
+        seen: &drain::Seen,
+        state: &State,
+        latency: Duration,
+        grace: Duration,
+    ) {
+        let tally = drain::tally(&seen.records, seen.signal_at);
+        let uploads = seen
+            .records
+            .iter()
+            .filter(|r| r.kind == drain::Kind::SlowUpload)
+            .collect::<Vec<_>>();
+        let uploads_ok = uploads
+            .iter()
+            .filter(|r| matches!(&r.result, Ok(a) if (200..300).contains(&a.status)))
+            .count();
+        let short_in_flight = tally.in_flight_at_signal.saturating_sub(uploads.len());
+        let short_ok = tally.in_flight_completed.saturating_sub(uploads_ok);
+        let all_in_flight_ok = uploads_ok == plan.slow_uploads
+            && tally.in_flight_completed == tally.in_flight_at_signal;
+        let upload_failures: Vec<String> = uploads
+            .iter()
+            .filter_map(|r| match &r.result {
+                Ok(a) if (200..300).contains(&a.status) => None,
+                Ok(a) => Some(format!("{}: status {}", r.title, a.status)),
+                Err(f) => Some(format!("{}: {}", r.title, f.reason)),
+            })
+            .collect();
+        self.push(
+            Check::judge(
+                "drain: in-flight requests",
+                all_in_flight_ok,
+                format!(
+                    "{uploads_ok}/{} slow uploads, {short_ok}/{short_in_flight} short writes answered 2xx",
+                    plan.slow_uploads
+                ),
+                "every request in flight at SIGTERM answered 2xx",
+            )
+            .because(in_flight_story(
+                &upload_failures,
+                plan.slow_uploads,
+                short_in_flight - short_ok.min(short_in_flight),
+                short_in_flight,
+            )),
+        );
+        let readiness = drain::readiness_verdict(&seen.probes);
+        let (ready_ok, ready_seen) = match readiness {
+            Ok(seen) => (true, seen),
+            Err(seen) => (false, seen),
+        };
+        self.push(
+            Check::judge(
+                "drain: readiness answers 503",
+                ready_ok,
+                ready_seen.clone(),
+                "503 while draining, not 200 again",
+            )
+            .because(ready_seen),
+        );
+        self.push(
+            Check::judge(
+                "drain: exit status",
+                state.exit_code == 0 && !state.oom_killed,
+                format!("exit {}", state.exit_code),
+                "exit 0",
+            )
+            .because(exit_story(state, grace)),
+        );
+        self.push(Check::judge(
+            "drain: stop latency under load",
+            latency < grace && state.exit_code != EXIT_KILLED,
+            human(latency),
+            format!("< {} (docker's kill)", human(grace)),
+        ));
+        self.push(
+            Check::judge(
+                "requests dropped",
+                tally.dropped == 0 && tally.wrong_status == 0,
+                format!("{} of {} sent", tally.dropped, tally.sent),
+                "0",
+            )
+            .because(format!(
+                "{} dropped, {} wrong statuses: {}",
+                tally.dropped,
+                tally.wrong_status,
+                tally.examples.join("; ")
+            )),
+        );
+        self.figures.requests_dropped = Some(tally.dropped);
+        self.figures.requests = Some(tally);
+    }
+}
+
+/// Why requests in flight at the signal failed, briefly.
+fn in_flight_story(
+    upload_failures: &[String],
+    uploads: usize,
+    short_failed: usize,
+    short_in_flight: usize,
+) -> String {
+    let mut story = Vec::new();
+    if let Some(first) = upload_failures.first() {
+        story.push(format!(
+            "{} of {uploads} slow uploads failed (first: {first})",
+            upload_failures.len()
+        ));
+    }
+    if short_failed > 0 {
+        story.push(format!(
+            "{short_failed} of {short_in_flight} short writes in flight failed"
+        ));
+    }
+    story.join("; ")
+}

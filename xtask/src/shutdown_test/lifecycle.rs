@@ -1,0 +1,236 @@
+//! The lifecycle: a hardened start, readiness and liveness, Docker's
+//! HEALTHCHECK, writes to the data volume, an idle stop; after the drain, a
+//! restart on the same volume to find every acknowledged write.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{
+    Broken, BrokenContext, NOTES_PATH, READY_WITHIN, Test, WRITES_BEFORE_DRAIN, human, progress,
+};
+use crate::checks::Check;
+use crate::docker::container::Container;
+use crate::load::drain::Acknowledged;
+use crate::load::http::Client;
+use crate::output;
+
+impl Test<'_> {
+    /// Start, health, writes, idle stop, drain under load, durability.
+    pub(super) fn lifecycle(&mut self) {
+        let result = self.try_lifecycle();
+        self.record_broken(result);
+    }
+
+    fn try_lifecycle(&mut self) -> Result<(), Broken> {
+        let hardened = "the settings above, non-root";
+        let volume = self
+            .scope
+            .volume(self.sh, "data")
+            .broken("hardened run", hardened)?;
+        let shutdown_timeout = self.flags.shutdown_timeout;
+        let (first, started, addr, ready) = self
+            .start_server("first", &volume, shutdown_timeout)
+            .broken("hardened run", hardened)?;
+        self.check_hardening(&first)
+            .broken("hardened run", hardened)?;
+        self.push(Check::judge(
+            "start to ready",
+            ready < READY_WITHIN,
+            human(ready),
+            format!("< {}", human(READY_WITHIN)),
+        ));
+        self.check_liveness(addr);
+        // A health check that never turns healthy fails its check; the
+        // rest of the lifecycle can still be proved.
+        let healthy = "docker reports healthy";
+        match self.wait_healthy(&first, started) {
+            Ok(to_healthy) => {
+                self.figures.start_to_healthy_ms = Some(output::millis(to_healthy));
+                self.push(Check::judge(
+                    "start to healthy",
+                    true,
+                    human(to_healthy),
+                    healthy,
+                ));
+            }
+            Err(error) => self.push(Check::broken("start to healthy", healthy, &error)),
+        }
+        let mut acknowledged = self.writes_before_drain(addr);
+        self.idle_stop(&first, shutdown_timeout)
+            .broken("idle stop", "exit 0 before docker's kill")?;
+        self.scope.remove(first);
+
+        let drained = "every request in flight at SIGTERM answered 2xx";
+        let (second, _, addr, _) = self
+            .start_server("drain", &volume, shutdown_timeout)
+            .broken("drain: in-flight requests", drained)?;
+        acknowledged.extend(
+            self.drain_under_load(&second, addr, shutdown_timeout)
+                .broken("drain: in-flight requests", drained)?,
+        );
+        self.scope.remove(second);
+        self.figures.acknowledged_writes = acknowledged.len();
+
+        let survived = "every 201 write there after a restart";
+        let (third, _, addr, _) = self
+            .start_server("verify", &volume, shutdown_timeout)
+            .broken("durability", survived)?;
+        self.durability(addr, &acknowledged);
+        self.scope.remove(third);
+        Ok(())
+    }
+
+    /// The liveness path, which orchestrators probe, answers 200.
+    fn check_liveness(&mut self, addr: SocketAddr) {
+        let path = &self.metadata.health_path;
+        let expected = format!("200 from {path}");
+        let check = match Client::new(addr, Duration::from_secs(1)).get(path) {
+            Ok(response) => Check::judge(
+                "liveness",
+                response.status == 200,
+                format!("status {}", response.status),
+                expected,
+            ),
+            Err(failure) => Check::judge("liveness", false, failure.reason, expected),
+        };
+        self.push(check);
+    }
+
+    fn check_hardening(&mut self, container: &Container) -> anyhow::Result<()> {
+        let inspect = self.scope.inspect(self.sh, container)?;
+        let gaps = self.hardening.gaps(&inspect, &self.metadata.data_dir);
+        let measured = if gaps.is_empty() {
+            format!(
+                "all in force, user {}, {} MiB, {} CPU",
+                inspect.config.user,
+                inspect.host_config.memory / (1 << 20),
+                nanos_to_cpus(inspect.host_config.nano_cpus)
+            )
+        } else {
+            gaps.join(", ")
+        };
+        self.push(Check::judge(
+            "hardened run",
+            gaps.is_empty(),
+            measured,
+            "the settings above, non-root",
+        ));
+        Ok(())
+    }
+
+    fn writes_before_drain(&mut self, addr: SocketAddr) -> Vec<Acknowledged> {
+        let client = Self::client(addr);
+        let mut acknowledged = Vec::new();
+        let mut problems = Vec::new();
+        for n in 0..WRITES_BEFORE_DRAIN {
+            let title = format!("{}-before-{n}", self.tag);
+            let body = "written before the drain".to_owned();
+            let json = serde_json::json!({ "title": title, "body": body }).to_string();
+            match client.post_json(NOTES_PATH, &json) {
+                Ok(response) => match response.json().and_then(|v| id_of(&v)) {
+                    Some(id) if response.status == 201 => {
+                        acknowledged.push(Acknowledged { id, title, body });
+                    }
+                    _ => problems.push(format!(
+                        "status {}: {}",
+                        response.status,
+                        output::truncate(&response.body_text(), 80)
+                    )),
+                },
+                Err(failure) => problems.push(failure.reason),
+            }
+        }
+        self.push(
+            Check::judge(
+                "writes to the volume",
+                problems.is_empty(),
+                format!("{}/{WRITES_BEFORE_DRAIN} answered 201", acknowledged.len()),
+                "201 with an id for each",
+            )
+            .because(problems.join("; ")),
+        );
+        acknowledged
+    }
+
+    fn idle_stop(
+        &mut self,
+        container: &Container,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<()> {
+        progress("stopping the idle server");
+        let grace = Self::grace(shutdown_timeout);
+        let latency = self.scope.stop(self.sh, container, grace)?;
+        let state = self.scope.inspect(self.sh, container)?.state;
+        self.figures.stop_idle_ms = Some(output::millis(latency));
+        self.push(Check::judge(
+            "idle stop",
+            state.exit_code == 0 && !state.oom_killed && latency < grace,
+            format!("{}, exit {}", human(latency), state.exit_code),
+            format!("exit 0 within {}", human(grace)),
+        ));
+        Ok(())
+    }
+
+    fn durability(&mut self, addr: SocketAddr, acknowledged: &[Acknowledged]) {
+        let client = Self::client(addr);
+        let mut missing = Vec::new();
+        for note in acknowledged {
+            let path = format!("{NOTES_PATH}/{}", note.id);
+            let found = match client.get(&path) {
+                Ok(response) if response.status == 200 => {
+                    let json = response.json().unwrap_or_default();
+                    if json["title"] == note.title.as_str() && json["body"] == note.body.as_str() {
+                        None
+                    } else {
+                        Some(format!("{}: different content", note.id))
+                    }
+                }
+                Ok(response) => Some(format!("{}: status {}", note.id, response.status)),
+                Err(failure) => Some(format!("{}: {}", note.id, failure.reason)),
+            };
+            missing.extend(found);
+        }
+        let found = acknowledged.len() - missing.len();
+        self.figures.writes_found_after_restart = Some(found);
+        missing.truncate(5);
+        self.push(
+            Check::judge(
+                "durability",
+                missing.is_empty() && !acknowledged.is_empty(),
+                format!("{found}/{} acknowledged writes found", acknowledged.len()),
+                "every 201 write there after a restart",
+            )
+            .because(if acknowledged.is_empty() {
+                "no write was acknowledged, so none could be looked for".to_owned()
+            } else {
+                format!("missing: {}", missing.join("; "))
+            }),
+        );
+    }
+}
+
+fn id_of(value: &serde_json::Value) -> Option<String> {
+    match &value["id"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn nanos_to_cpus(nanos: i64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let cpus = nanos as f64 / 1e9;
+    format!("{cpus}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_may_be_numbers_or_strings() {
+        assert_eq!(id_of(&serde_json::json!({"id": 7})), Some("7".into()));
+        assert_eq!(id_of(&serde_json::json!({"id": "a-b"})), Some("a-b".into()));
+        assert_eq!(id_of(&serde_json::json!({})), None);
+    }
+}
