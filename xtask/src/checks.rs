@@ -4,11 +4,12 @@
 //! into the exit status; `ci` collects one per step.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::output::{Table, truncate};
+use crate::output::{self, Table, truncate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +41,9 @@ pub struct Check {
     /// on a skip, why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actual: Option<String>,
+    /// How long it took, where the time is part of the story (`ci`'s steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 impl Check {
@@ -56,6 +60,7 @@ impl Check {
             actual: (!passed).then(|| measured.clone()),
             measured,
             expected: expected.into(),
+            duration_ms: None,
         }
     }
 
@@ -71,6 +76,7 @@ impl Check {
             measured: "-".to_owned(),
             expected: expected.into(),
             actual: Some(format!("{error:#}")),
+            duration_ms: None,
         }
     }
 
@@ -86,6 +92,7 @@ impl Check {
             measured: "-".to_owned(),
             expected: expected.into(),
             actual: Some(reason.into()),
+            duration_ms: None,
         }
     }
 
@@ -94,6 +101,11 @@ impl Check {
         if self.status == Status::Fail {
             self.actual = Some(actual.into());
         }
+        self
+    }
+
+    pub fn timed(mut self, duration: Duration) -> Check {
+        self.duration_ms = Some(output::millis(duration));
         self
     }
 
@@ -118,6 +130,9 @@ pub struct Verdict {
     /// The same account for machines; its keys go beside `checks` and
     /// `passed` in the JSON.
     pub details: Map<String, Value>,
+    /// The key figure in a few words (`33.9 MB, 3 layers`), for summaries
+    /// such as `ci`'s.
+    pub headline: String,
     pub checks: Vec<Check>,
 }
 
@@ -133,6 +148,7 @@ impl Verdict {
             subject: subject.into(),
             text: String::new(),
             details: Map::new(),
+            headline: String::new(),
             checks: Vec::new(),
         }
     }
@@ -160,27 +176,46 @@ impl Verdict {
         if !out.is_empty() && !out.ends_with("\n\n") {
             out.push('\n');
         }
-        let mut table = Table::new(&["check", "measured", "expected", "result"]);
+        let timed = self.checks.iter().any(|c| c.duration_ms.is_some());
+        let mut headers = vec!["check", "measured", "expected", "result"];
+        if timed {
+            headers.push("time");
+        }
+        let mut table = Table::new(&headers);
         for check in &self.checks {
-            table.row([
+            let mut row = vec![
                 check.name.clone(),
                 truncate(&check.measured, MEASURED_WIDTH),
                 check.expected.clone(),
                 check.status.word().to_owned(),
-            ]);
+            ];
+            if timed {
+                row.push(check.duration_ms.map_or_else(String::new, |ms| {
+                    output::duration(Duration::from_millis(ms))
+                }));
+            }
+            table.row(row);
         }
         out.push_str(&table.render());
-        for check in self.checks.iter().filter(|c| c.status != Status::Pass) {
-            let _ = match check.status {
-                Status::Skipped => write!(out, "\nSKIPPED {}: {}\n", check.name, check.account()),
-                _ => write!(
-                    out,
-                    "\nFAIL {}\n  expected: {}\n  actual:   {}\n",
-                    check.name,
-                    check.expected,
-                    check.account()
-                ),
-            };
+        let skipped: Vec<&Check> = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Skipped)
+            .collect();
+        if !skipped.is_empty() {
+            out.push('\n');
+        }
+        for check in skipped {
+            let _ = writeln!(out, "SKIPPED {}: {}", check.name, check.account());
+        }
+        for check in self.checks.iter().filter(|c| c.failed()) {
+            let _ = write!(
+                out,
+                "\nFAIL {}\n  expected: {}\n  actual:   {}\n",
+                check.name,
+                check.expected,
+                check.account()
+            );
         }
         out
     }
@@ -190,6 +225,7 @@ impl Verdict {
         let mut map = self.details.clone();
         map.insert("command".into(), self.command.into());
         map.insert("subject".into(), self.subject.clone().into());
+        map.insert("headline".into(), self.headline.clone().into());
         map.insert(
             "checks".into(),
             serde_json::to_value(&self.checks).unwrap_or_default(),

@@ -34,6 +34,13 @@ pub enum Command {
     SizeCheck(SizeCheck),
     /// Run the image hardened, drain it under load and prove nothing was lost.
     ShutdownTest(ShutdownTest),
+    /// Run the whole pipeline in order, with one summary: format, clippy,
+    /// tests, both images and their checks.
+    ///
+    /// Each step's output goes to target/xtask/ci/logs/<step>.log; the
+    /// summary to target/xtask/ci/summary.json and, when set, to
+    /// `$GITHUB_STEP_SUMMARY`. Exits 1 when any step failed.
+    Ci(Ci),
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +121,35 @@ pub struct ShutdownTest {
     /// HEALTHCHECK start period set at run time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub health_start_period: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct Ci {
+    /// Build the images with no registry (passed to `image --offline`).
+    #[arg(long)]
+    pub offline: bool,
+    /// Run only this step (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub only: Vec<String>,
+    /// Skip a step, with the reason the summary shows (repeatable), e.g.
+    /// `--skip 'scan=no vulnerability database here'`.
+    #[arg(long, value_name = "STEP[=REASON]")]
+    pub skip: Vec<String>,
+    /// Run the remaining steps after one fails.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Show each step's output as it runs, besides its log.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Cache source for the image builds (repeatable), e.g. `type=gha`.
+    #[arg(long, value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Cache destination for the image builds (repeatable), e.g. `type=gha,mode=max`.
+    #[arg(long, value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// A step still running after this long is stopped and fails.
+    #[arg(long, value_name = "DURATION", default_value = "45m", value_parser = duration)]
+    pub step_timeout: Duration,
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of seconds.

@@ -24,6 +24,7 @@ use crate::git::{self, Revision};
 use crate::hadolint;
 use crate::last_build::ImageReport;
 use crate::metadata::Metadata;
+use crate::output;
 use crate::tools::{self, Tool};
 use conformance::Expectations;
 
@@ -116,8 +117,18 @@ impl flags::Image {
         };
         let path = report.save(&root)?;
         let summary = summary(&report, path.strip_prefix(&root).unwrap_or(&path));
+        let conforming = if checks.iter().any(crate::checks::Check::failed) {
+            "does not conform"
+        } else {
+            "conforms"
+        };
         Ok(Verdict {
             text: summary,
+            headline: format!(
+                "{}, {} layers, {conforming}",
+                output::size(report.size_bytes),
+                report.layers
+            ),
             checks,
             ..Verdict::new("image", report.reference().to_owned()).with_details(&report)
         })

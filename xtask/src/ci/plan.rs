@@ -1,0 +1,306 @@
+//! The pipeline's steps, in order, and which of them a run takes: pure, so
+//! that `--only` and `--skip` are tested without running anything.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+
+use crate::flags;
+
+/// What a step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `cargo <args>`; passes on exit 0.
+    Cargo(Vec<String>),
+    /// `cargo xtask --json <args>`; passes when its verdict does. With
+    /// `image_of`, the image that step built is passed as `--image`.
+    Xtask {
+        args: Vec<String>,
+        image_of: Option<&'static str>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: &'static str,
+    /// What a pass proves, for the summary.
+    pub proves: &'static str,
+    pub action: Action,
+}
+
+/// Whether a step runs, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Run,
+    Skip(String),
+}
+
+fn cargo(args: &[&str]) -> Action {
+    Action::Cargo(args.iter().map(|a| (*a).to_owned()).collect())
+}
+
+fn xtask(args: Vec<String>, image_of: Option<&'static str>) -> Action {
+    Action::Xtask { args, image_of }
+}
+
+/// Every step, in the order they run.
+pub fn steps(options: &flags::Ci) -> Vec<Step> {
+    let image = |name: &str, optimize: bool| {
+        let mut args = vec!["image".to_owned()];
+        if optimize {
+            args.push("--optimize".to_owned());
+        }
+        if options.offline {
+            args.push("--offline".to_owned());
+        }
+        for spec in &options.cache_from {
+            args.extend(["--cache-from".to_owned(), scoped(spec, name)]);
+        }
+        for spec in &options.cache_to {
+            args.extend(["--cache-to".to_owned(), scoped(spec, name)]);
+        }
+        xtask(args, None)
+    };
+    let on = |command: &str, image: &'static str| xtask(vec![command.to_owned()], Some(image));
+    vec![
+        Step {
+            name: "fmt",
+            proves: "cargo fmt --check finds nothing to change",
+            action: cargo(&["fmt", "--all", "--", "--check"]),
+        },
+        Step {
+            name: "clippy",
+            proves: "no clippy warning (pedantic)",
+            action: cargo(&[
+                "clippy",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        },
+        Step {
+            name: "test",
+            proves: "cargo test --workspace passes",
+            action: cargo(&["test", "--workspace"]),
+        },
+        Step {
+            name: "image",
+            proves: "lints, builds and conforms",
+            action: image("image", false),
+        },
+        Step {
+            name: "image-optimized",
+            proves: "--optimize: lints, builds and conforms",
+            action: image("image-optimized", true),
+        },
+        Step {
+            name: "size-check",
+            proves: "within the size budgets",
+            action: on("size-check", "image"),
+        },
+        Step {
+            name: "size-check-optimized",
+            proves: "--optimize: within the size budgets",
+            action: on("size-check", "image-optimized"),
+        },
+        Step {
+            name: "shutdown-test",
+            proves: "hardened lifecycle, drain, durability",
+            action: on("shutdown-test", "image"),
+        },
+        Step {
+            name: "shutdown-test-optimized",
+            proves: "--optimize: hardened lifecycle, drain, durability",
+            action: on("shutdown-test", "image-optimized"),
+        },
+    ]
+}
+
+/// A GitHub Actions cache spec without a scope gets the build's name as
+/// its scope: the two builds share no layers past the base images, and in
+/// one scope each would evict the other's cache.
+fn scoped(spec: &str, build: &str) -> String {
+    let is_gha = spec.split(',').any(|part| part.trim() == "type=gha");
+    let has_scope = spec
+        .split(',')
+        .any(|part| part.trim().starts_with("scope="));
+    if is_gha && !has_scope {
+        format!("{spec},scope={build}")
+    } else {
+        spec.to_owned()
+    }
+}
+
+/// `--skip NAME` or `--skip NAME=REASON`.
+pub fn parse_skip(text: &str) -> Result<(String, String), String> {
+    let (name, reason) = match text.split_once('=') {
+        Some((name, reason)) => (name.trim(), reason.trim()),
+        None => (text.trim(), ""),
+    };
+    if name.is_empty() {
+        return Err(format!(
+            "{text:?} names no step: --skip STEP or --skip STEP=REASON"
+        ));
+    }
+    let reason = if reason.is_empty() {
+        "--skip".to_owned()
+    } else {
+        format!("--skip: {reason}")
+    };
+    Ok((name.to_owned(), reason))
+}
+
+/// Which steps run. Every name given must be a step's, so that a typo is
+/// an error, not a step silently run or silently left out.
+pub fn select(
+    steps: &[Step],
+    only: &[String],
+    skip: &[(String, String)],
+) -> anyhow::Result<Vec<Selection>> {
+    let known: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    for name in only.iter().chain(skip.iter().map(|(name, _)| name)) {
+        if !known.contains(&name.as_str()) {
+            bail!("no step {name:?}; the steps are: {}", known.join(", "));
+        }
+    }
+    let skip: BTreeMap<&str, &str> = skip
+        .iter()
+        .map(|(name, reason)| (name.as_str(), reason.as_str()))
+        .collect();
+    Ok(steps
+        .iter()
+        .map(|step| {
+            if let Some(reason) = skip.get(step.name) {
+                Selection::Skip((*reason).to_owned())
+            } else if !only.is_empty() && !only.iter().any(|name| name == step.name) {
+                Selection::Skip("not in --only".to_owned())
+            } else {
+                Selection::Run
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(offline: bool) -> flags::Ci {
+        flags::Ci {
+            offline,
+            only: vec![],
+            skip: vec![],
+            keep_going: false,
+            verbose: false,
+            cache_from: vec!["type=gha".into()],
+            cache_to: vec![],
+            step_timeout: std::time::Duration::from_mins(45),
+        }
+    }
+
+    fn names(steps: &[Step]) -> Vec<&str> {
+        steps.iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn the_checks_that_need_no_image_come_first() {
+        let steps = steps(&options(false));
+        assert_eq!(names(&steps)[..3], ["fmt", "clippy", "test"]);
+        assert!(
+            names(&steps).iter().position(|n| *n == "image")
+                < names(&steps).iter().position(|n| *n == "size-check")
+        );
+    }
+
+    #[test]
+    fn offline_and_the_cache_reach_both_image_builds_and_nothing_else() {
+        let steps = steps(&options(true));
+        for step in &steps {
+            let Action::Xtask { args, .. } = &step.action else {
+                continue;
+            };
+            let is_build = args[0] == "image";
+            assert_eq!(args.contains(&"--offline".to_owned()), is_build, "{step:?}");
+            let cached = args.iter().any(|a| a.starts_with("type=gha,scope="));
+            assert_eq!(cached, is_build, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn each_check_of_an_image_names_the_build_it_checks() {
+        let steps = steps(&options(false));
+        let optimized = steps
+            .iter()
+            .find(|s| s.name == "shutdown-test-optimized")
+            .unwrap();
+        assert_eq!(
+            optimized.action,
+            Action::Xtask {
+                args: vec!["shutdown-test".into()],
+                image_of: Some("image-optimized")
+            }
+        );
+        for step in &steps {
+            if let Action::Xtask {
+                image_of: Some(image),
+                ..
+            } = &step.action
+            {
+                assert!(names(&steps).contains(image), "{image}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_build_caches_in_its_own_github_scope() {
+        assert_eq!(scoped("type=gha", "image"), "type=gha,scope=image");
+        assert_eq!(
+            scoped("type=gha,mode=max", "image-optimized"),
+            "type=gha,mode=max,scope=image-optimized"
+        );
+        assert_eq!(
+            scoped("type=gha,scope=mine", "image"),
+            "type=gha,scope=mine"
+        );
+        assert_eq!(
+            scoped("type=registry,ref=x", "image"),
+            "type=registry,ref=x"
+        );
+    }
+
+    #[test]
+    fn a_skip_says_why() {
+        assert_eq!(
+            parse_skip("scan=no vulnerability database"),
+            Ok(("scan".into(), "--skip: no vulnerability database".into()))
+        );
+        assert_eq!(parse_skip("scan"), Ok(("scan".into(), "--skip".into())));
+        assert!(parse_skip("=why").is_err());
+    }
+
+    #[test]
+    fn only_and_skip_choose_the_steps() {
+        let steps = steps(&options(false));
+        let selection = select(
+            &steps,
+            &["fmt".into(), "test".into()],
+            &[("test".into(), "--skip: slow".into())],
+        )
+        .unwrap();
+        assert_eq!(selection[0], Selection::Run);
+        assert_eq!(selection[1], Selection::Skip("not in --only".into()));
+        assert_eq!(selection[2], Selection::Skip("--skip: slow".into()));
+    }
+
+    #[test]
+    fn an_unknown_step_is_an_error_that_lists_the_steps() {
+        let steps = steps(&options(false));
+        let error = select(&steps, &["imgae".into()], &[]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("\"imgae\""), "{message}");
+        assert!(message.contains("image-optimized"), "{message}");
+        assert!(select(&steps, &[], &[("nope".into(), String::new())]).is_err());
+    }
+}
