@@ -41,6 +41,13 @@ pub enum Command {
     /// summary to target/xtask/ci/summary.json and, when set, to
     /// `$GITHUB_STEP_SUMMARY`. Exits 1 when any step failed.
     Ci(Ci),
+    /// Measure this project's image against the usual alternatives (a naive
+    /// multi-stage build, cargo-chef on Debian slim), all built offline from
+    /// the same sources: build and rebuild times, size, start and stop.
+    ///
+    /// Writes target/xtask/bench/report.md, report.json and chart.svg. A full
+    /// run takes about half an hour on 2 cores: every variant is built cold.
+    Bench(Bench),
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +157,19 @@ pub struct Ci {
     /// A step still running after this long is stopped and fails.
     #[arg(long, value_name = "DURATION", default_value = "45m", value_parser = duration)]
     pub step_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// One run of each start/stop measurement, instead of `--runs`.
+    #[arg(long)]
+    pub quick: bool,
+    /// How many times `shutdown-test` runs on each image; the report gives medians.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub runs: usize,
+    /// Measure only this variant (repeatable): naive, chef-slim, project, project-optimized.
+    #[arg(long, value_name = "VARIANT")]
+    pub only: Vec<String>,
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of seconds.

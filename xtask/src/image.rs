@@ -74,6 +74,7 @@ impl flags::Image {
             cache_from: self.cache_from.clone(),
             cache_to: self.cache_to.clone(),
             iidfile: work.join("image.iid"),
+            log: None,
         };
         let start = Instant::now();
         let built = build::build(sh, &builder, &request);
@@ -137,17 +138,17 @@ impl flags::Image {
 
 /// The base images of one build.
 #[derive(Debug, Clone)]
-struct Bases {
-    builder: String,
-    runtime: String,
-    vendor: Option<String>,
+pub struct Bases {
+    pub builder: String,
+    pub runtime: String,
+    pub vendor: Option<String>,
     /// Time spent making offline stand-ins; `None` for online builds.
-    prepare_secs: Option<f64>,
+    pub prepare_secs: Option<f64>,
 }
 
 impl flags::Image {
     /// `--optimize` builds with the workspace's size-tuned profile.
-    fn profile(&self) -> &'static str {
+    pub(crate) fn profile(&self) -> &'static str {
         if self.optimize { "size" } else { "release" }
     }
 
@@ -182,7 +183,7 @@ impl flags::Image {
 
     /// The Dockerfile's build arguments: what to build, profile, UPX packing, OCI labels, and for
     /// offline builds the stand-in images.
-    fn build_args(
+    pub(crate) fn build_args(
         &self,
         metadata: &Metadata,
         revision: &Revision,

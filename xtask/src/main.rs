@@ -37,8 +37,11 @@
 //!                      silent_server, summary
 //! ci.rs              `ci`: every step in order, one summary
 //!   ci/                plan (the steps), runner (a step as a process), summary
+//! bench.rs           `bench`: the image against the usual alternatives
+//!   bench/             variants (and their Dockerfiles), measure, report
 //! ```
 
+mod bench;
 mod checks;
 mod ci;
 mod docker;
@@ -91,6 +94,7 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Ci(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
     };
     if cli.json {
         output::print_json(&verdict.to_json())?;

@@ -40,6 +40,24 @@ pub fn run(cmd: Cmd<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a command with all its output written to `log`, failing on a
+/// non-zero exit with the log's last line.
+pub fn run_logged(cmd: Cmd<'_>, log: &std::path::Path) -> anyhow::Result<()> {
+    let shown = brief(&cmd.to_string());
+    let file =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut command = std::process::Command::from(cmd);
+    command.stdout(file.try_clone()?).stderr(file);
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run `{shown}`"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        anyhow::bail!("`{shown}` failed ({status}): {}", last_line(&text));
+    }
+    Ok(())
+}
+
 /// The last non-empty line of a program's error output, for one-line errors.
 pub fn last_line(text: &str) -> String {
     text.lines()

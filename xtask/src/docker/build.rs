@@ -25,6 +25,8 @@ pub struct BuildRequest {
     pub cache_to: Vec<String>,
     /// Where the builder writes the new image's id.
     pub iidfile: PathBuf,
+    /// Where the build's output goes instead of stderr.
+    pub log: Option<PathBuf>,
 }
 
 /// The arguments of the build command for a builder. Fails for what the
@@ -88,7 +90,16 @@ pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::R
     if builder.kind == BuilderKind::BuiltIn {
         command = command.env("DOCKER_BUILDKIT", "1");
     }
-    process::run(command).context("the image build failed; BuildKit's output above says where")?;
+    match &request.log {
+        None => process::run(command)
+            .context("the image build failed; BuildKit's output above says where")?,
+        Some(log) => process::run_logged(command, log).with_context(|| {
+            format!(
+                "the image build failed; BuildKit's output in {} says where",
+                log.display()
+            )
+        })?,
+    }
     let id = sh.read_file(&request.iidfile).with_context(|| {
         format!(
             "the build wrote no image id to {}",

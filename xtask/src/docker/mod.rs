@@ -132,6 +132,33 @@ impl Docker {
         Ok(())
     }
 
+    /// Copies one file out of an image, through a container created (never
+    /// started) from it.
+    pub fn copy_from_image(
+        &self,
+        sh: &Shell,
+        reference: &str,
+        path: &str,
+        destination: &Path,
+    ) -> anyhow::Result<()> {
+        let container = self
+            .output(sh, ["create", "--entrypoint", "/", reference])
+            .with_context(|| format!("cannot create a container from {reference}"))?;
+        let container = container.trim();
+        let copied = self.output(
+            sh,
+            [
+                OsString::from("cp"),
+                format!("{container}:{path}").into(),
+                destination.into(),
+            ],
+        );
+        let removed = self.output(sh, ["rm", "--volumes", container]);
+        copied.with_context(|| format!("cannot copy {path} out of {reference}"))?;
+        removed?;
+        Ok(())
+    }
+
     /// Every path in the image's filesystem, as `tar -t` lists the export of a
     /// container created (never started) from it.
     pub fn image_paths(&self, sh: &Shell, reference: &str) -> anyhow::Result<Vec<String>> {

@@ -79,6 +79,29 @@ pub struct StandIns {
     pub prepare_secs: f64,
 }
 
+/// A Debian 13 slim runtime (`mmdebstrap --variant=minbase`), the base the
+/// benchmark's alternatives run on, as `debian:trixie-slim` would be.
+pub fn slim_base(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<String> {
+    const CHANGES: &[&str] =
+        &["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"];
+    let work = root.join("target/xtask/offline");
+    sh.create_dir(&work)
+        .with_context(|| format!("cannot create {}", work.display()))?;
+    let reference = format!(
+        "{image}-offline/slim:{}",
+        content_key(&[SUITE, "minbase", &CHANGES.join("\n")])
+    );
+    ensure(sh, docker, &work, &reference, CHANGES, |tarball| {
+        eprintln!("making the slim base {reference}: Debian {SUITE} minbase");
+        let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
+        process::run(cmd!(
+            sh,
+            "{mmdebstrap} --variant=minbase --skip=output/dev {SUITE} {tarball}"
+        ))
+        .context("cannot make the slim base's root filesystem with mmdebstrap")
+    })
+}
+
 /// Makes whichever stand-ins are missing or out of date, and names all three.
 pub fn prepare(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<StandIns> {
     let start = Instant::now();

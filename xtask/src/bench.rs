@@ -1,0 +1,268 @@
+//! `cargo xtask bench`: this project's image against what a team would
+//! otherwise build, measured in one run on this machine, from the same
+//! sources, all offline.
+//!
+//! 1. `variants.rs`: the four builds (naive, cargo-chef on slim, this
+//!    project, this project `--optimize`), each from its own copy of the
+//!    work tree under `target/xtask/bench/<variant>/`;
+//! 2. `measure.rs`: per variant, a cold build, a rebuild with no change,
+//!    after a one-line server change and after a change outside the
+//!    server; the image's size; `shutdown-test` run on it (start, health,
+//!    stop) and the medians; the binary's sizes and UPX's cost;
+//! 3. `report.rs`: the report, with ratios against this project's image,
+//!    as `report.md`, `report.json` and `chart.svg` in `target/xtask/bench/`.
+
+mod measure;
+mod report;
+mod variants;
+
+use std::path::Path;
+
+use anyhow::Context;
+use xshell::Shell;
+
+use crate::checks::{Check, Verdict};
+use crate::docker::Docker;
+use crate::flags;
+use crate::git::Revision;
+use crate::image::{Bases, offline};
+use crate::metadata::{self, Metadata};
+use crate::tools::{self, Tool};
+use report::{Machine, Report, VariantReport};
+use variants::{Variant, VariantBases};
+
+/// `--version` runs per binary when timing UPX's unpacking.
+const UPX_START_RUNS: usize = 20;
+
+impl flags::Bench {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        let root = sh.current_dir();
+        let selected = self.variants()?;
+        let runs = if self.quick { 1 } else { self.runs.max(1) };
+        let docker = Docker::connect(sh)?;
+        let builder = tools::buildkit(sh).map_err(|reason| {
+            anyhow::anyhow!("no BuildKit builder: {reason}; run `{}`", tools::SETUP)
+        })?;
+        let work = root.join("target/xtask/bench");
+        let logs = work.join("logs");
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let revision = Revision::read(sh)?;
+        let stand_ins = offline::prepare(sh, &docker, &root, &metadata.image)?;
+        let bases = VariantBases {
+            project: Bases {
+                builder: stand_ins.builder.clone(),
+                runtime: stand_ins.runtime.clone(),
+                vendor: Some(stand_ins.vendor.clone()),
+                prepare_secs: None,
+            },
+            slim: offline::slim_base(sh, &docker, &root, &metadata.image)?,
+        };
+
+        let mut report = Report {
+            quick: self.quick,
+            started: crate::git::rfc3339_utc(unix_now()),
+            machine: machine(sh),
+            ..Report::default()
+        };
+        let mut optimized_image = None;
+        for variant in selected {
+            let measured = measure_variant(
+                sh, &docker, &builder, variant, &bases, metadata, &revision, &work, runs,
+            );
+            let report_entry = match measured {
+                Ok((entry, id)) => {
+                    if variant == Variant::ProjectOptimized {
+                        optimized_image = Some(id);
+                    }
+                    entry
+                }
+                Err(error) => VariantReport {
+                    variant,
+                    name: variant.name(),
+                    description: variant.describe(),
+                    builds: None,
+                    image: None,
+                    runs: None,
+                    error: Some(format!("{error:#}")),
+                },
+            };
+            report.variants.push(report_entry);
+        }
+        report.release_binary = measure::binary_sizes(&read(&logs.join("project-cold.log")));
+        report.size_binary = measure::binary_sizes(&read(&logs.join("project-optimized-cold.log")));
+        let mut checks = Vec::new();
+        if let Some(image) = &optimized_image {
+            eprintln!("bench: UPX's cost");
+            let starts = if self.quick { 5 } else { UPX_START_RUNS };
+            match measure::upx_cost(
+                sh,
+                &docker,
+                image,
+                &stand_ins.builder,
+                &metadata::binary_path(&metadata.binary),
+                &work.join("upx"),
+                starts,
+            ) {
+                Ok(cost) => report.upx = Some(cost),
+                Err(error) => checks.push(Check::broken("UPX's cost", "measured", &error)),
+            }
+        }
+
+        let markdown = write_report(&report, &work)?;
+        checks.extend(variant_checks(&report));
+        Ok(Verdict {
+            text: format!(
+                "{markdown}\nwritten: target/xtask/bench/report.md, report.json, chart.svg\n\n"
+            ),
+            headline: report.headline(),
+            checks,
+            ..Verdict::new("bench", "this machine").with_details(&report)
+        })
+    }
+
+    /// `--only` names variants; none named means all four.
+    fn variants(&self) -> anyhow::Result<Vec<Variant>> {
+        if self.only.is_empty() {
+            return Ok(Variant::ALL.to_vec());
+        }
+        self.only
+            .iter()
+            .map(|name| {
+                Variant::ALL
+                    .into_iter()
+                    .find(|v| v.name() == name)
+                    .with_context(|| {
+                        let names: Vec<&str> = Variant::ALL.iter().map(|v| v.name()).collect();
+                        format!(
+                            "no variant {name:?}; the variants are: {}",
+                            names.join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_variant(
+    sh: &Shell,
+    docker: &Docker,
+    builder: &tools::Builder,
+    variant: Variant,
+    bases: &VariantBases,
+    metadata: &Metadata,
+    revision: &Revision,
+    work: &Path,
+    runs: usize,
+) -> anyhow::Result<(VariantReport, String)> {
+    let dir = variants::dir(work, variant);
+    let logs = work.join("logs");
+    variants::snapshot(sh, &sh.current_dir(), &dir, variant)?;
+    let request = variants::request(variant, &dir, bases, metadata, revision, work);
+    let (builds, id) = measure::builds(sh, docker, builder, variant, request, &dir, &logs)?;
+    let image = measure::image(sh, docker, &id)?;
+    eprintln!("bench: {}: shutdown-test ×{runs}", variant.name());
+    let run_figures = measure::runs(
+        &id,
+        runs,
+        &logs.join(format!("{}-shutdown-test", variant.name())),
+    )?;
+    Ok((
+        VariantReport {
+            variant,
+            name: variant.name(),
+            description: variant.describe(),
+            builds: Some(builds),
+            image: Some(image),
+            runs: Some(run_figures),
+            error: None,
+        },
+        id,
+    ))
+}
+
+/// A check for each variant measured, and one that nothing is missing.
+fn variant_checks(report: &Report) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for v in &report.variants {
+        checks.push(
+            Check::judge(
+                format!("{}: measured", v.name),
+                v.error.is_none(),
+                v.image
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |i| crate::output::size(i.wire_bytes)),
+                "built, weighed, started and stopped",
+            )
+            .because(v.error.clone().unwrap_or_default()),
+        );
+    }
+    let gaps = report.gaps();
+    checks.push(
+        Check::judge(
+            "report complete",
+            gaps.is_empty(),
+            format!("{} variants", report.variants.len()),
+            "every figure of every variant",
+        )
+        .because(gaps.join("; ")),
+    );
+    checks
+}
+
+/// Writes the report's three forms; returns the Markdown.
+fn write_report(report: &Report, work: &Path) -> anyhow::Result<String> {
+    let markdown = report.markdown();
+    for (name, text) in [
+        ("report.md", markdown.clone()),
+        ("report.json", serde_json::to_string_pretty(report)? + "\n"),
+        ("chart.svg", report.svg()),
+    ] {
+        let path = work.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(markdown)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Which machine, engine and toolchain took the figures.
+fn machine(sh: &Shell) -> Machine {
+    let os = read(Path::new("/etc/os-release"))
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_default();
+    let memory_kb: f64 = read(Path::new("/proc/meminfo"))
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let found = |tool| {
+        tools::probe(sh, tool)
+            .found
+            .map_or_else(|| "unknown".to_owned(), |f| f.version)
+    };
+    Machine {
+        os,
+        kernel: read(Path::new("/proc/sys/kernel/osrelease"))
+            .trim()
+            .to_owned(),
+        cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        memory_gib: memory_kb / 1024.0 / 1024.0,
+        engine: found(Tool::DockerEngine),
+        builder: found(Tool::BuildKit),
+        rustc: crate::process::read(xshell::cmd!(sh, "rustc -V"))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,35 @@
+# `cargo xtask bench`'s "chef on slim" alternative: cargo-chef as its README
+# shows it (plan, cook the dependencies, build), on a Debian slim runtime.
+# Its runtime settings match the project's image, so that only the build and
+# the base differ.
+ARG BUILDER_IMAGE=rust:1.95.0-slim-trixie
+ARG RUNTIME_IMAGE=debian:trixie-slim
+# The crates, vendored: the benchmark builds every variant offline.
+ARG VENDOR_IMAGE=scratch
+
+FROM ${VENDOR_IMAGE} AS vendor
+
+FROM ${BUILDER_IMAGE} AS chef
+WORKDIR /app
+
+FROM chef AS planner
+COPY . .
+RUN --mount=type=bind,from=vendor,target=/.cargo \
+    cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+RUN --mount=type=bind,from=vendor,target=/.cargo \
+    cargo chef cook --release --recipe-path recipe.json
+COPY . .
+RUN --mount=type=bind,from=vendor,target=/.cargo \
+    cargo build --release --bin server
+
+FROM ${RUNTIME_IMAGE} AS runtime
+COPY --from=builder /app/target/release/server /usr/local/bin/server
+ENV DATABASE_URL=sqlite:///data/server.db
+VOLUME /data
+EXPOSE 8080
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/server", "--health-check"]
+ENTRYPOINT ["/usr/local/bin/server"]

@@ -1,0 +1,233 @@
+//! The four builds the benchmark compares, each made from its own copy of
+//! the work tree, so that the edits it times never touch the real one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::docker::build::BuildRequest;
+use crate::flags;
+use crate::git::Revision;
+use crate::image::Bases;
+use crate::metadata::Metadata;
+
+const NAIVE_DOCKERFILE: &str = include_str!("naive.Dockerfile");
+const CHEF_SLIM_DOCKERFILE: &str = include_str!("chef-slim.Dockerfile");
+
+/// The alternatives' build context leaves out only what no team sends.
+const ALTERNATIVE_DOCKERIGNORE: &str = "target/\n.git/\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// A plain multi-stage build of the workspace on a slim runtime.
+    Naive,
+    /// cargo-chef as its README shows it, on a slim runtime.
+    ChefSlim,
+    /// This project's `cargo xtask image`.
+    Project,
+    /// This project's `cargo xtask image --optimize`.
+    ProjectOptimized,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 4] = [
+        Variant::Naive,
+        Variant::ChefSlim,
+        Variant::Project,
+        Variant::ProjectOptimized,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Naive => "naive",
+            Variant::ChefSlim => "chef-slim",
+            Variant::Project => "project",
+            Variant::ProjectOptimized => "project-optimized",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Variant::Naive => "multi-stage, cargo build --release, Debian 13 slim",
+            Variant::ChefSlim => "cargo-chef per its README, Debian 13 slim",
+            Variant::Project => "cargo xtask image (distroless-style cc, chef, cache mounts)",
+            Variant::ProjectOptimized => "cargo xtask image --optimize (size profile, UPX)",
+        }
+    }
+
+    fn is_project(self) -> bool {
+        matches!(self, Variant::Project | Variant::ProjectOptimized)
+    }
+
+    /// The file a one-line change to the server's code goes into.
+    pub const SERVER_FILE: &'static str = "server/src/main.rs";
+    /// Files outside the server's code: the xtask and a server test.
+    pub const OUTSIDE_FILES: [&'static str; 2] = ["xtask/src/main.rs", "server/tests/api.rs"];
+}
+
+/// The base images every variant builds from, all made offline.
+pub struct VariantBases {
+    pub project: Bases,
+    /// The slim runtime of the alternatives.
+    pub slim: String,
+}
+
+/// Copies the files git knows of (tracked, or new and not ignored) into
+/// `dir`, with the variant's Dockerfile and ignore file.
+pub fn snapshot(sh: &Shell, root: &Path, dir: &Path, variant: Variant) -> anyhow::Result<()> {
+    sh.remove_path(dir)?;
+    let listing = crate::process::read(xshell::cmd!(
+        sh,
+        "git ls-files -z --cached --others --exclude-standard"
+    ))
+    .context("cannot list the work tree's files")?;
+    for path in listing.split('\0').filter(|p| !p.is_empty()) {
+        let from = root.join(path);
+        if !from.is_file() {
+            continue; // deleted in the work tree, not yet in the index
+        }
+        let to = dir.join(path);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {path}"))?;
+    }
+    let (dockerfile, ignore) = match variant {
+        Variant::Naive => (Some(NAIVE_DOCKERFILE), Some(ALTERNATIVE_DOCKERIGNORE)),
+        Variant::ChefSlim => (Some(CHEF_SLIM_DOCKERFILE), Some(ALTERNATIVE_DOCKERIGNORE)),
+        Variant::Project | Variant::ProjectOptimized => (None, None),
+    };
+    if let Some(dockerfile) = dockerfile {
+        std::fs::write(dir.join("Dockerfile"), dockerfile)?;
+    }
+    if let Some(ignore) = ignore {
+        std::fs::write(dir.join(".dockerignore"), ignore)?;
+    }
+    Ok(())
+}
+
+/// Appends a comment line to `file` in the snapshot: a one-line change.
+pub fn touch(dir: &Path, file: &str, mark: &str) -> anyhow::Result<()> {
+    let path = dir.join(file);
+    let mut text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    text.push_str("// bench: ");
+    text.push_str(mark);
+    text.push('\n');
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The build of `variant` from its snapshot `dir`.
+pub fn request(
+    variant: Variant,
+    dir: &Path,
+    bases: &VariantBases,
+    metadata: &Metadata,
+    revision: &Revision,
+    work: &Path,
+) -> BuildRequest {
+    let build_args = if variant.is_project() {
+        let image = flags::Image {
+            tags: vec![],
+            optimize: variant == Variant::ProjectOptimized,
+            no_cache: false,
+            platform: None,
+            cache_from: vec![],
+            cache_to: vec![],
+            offline: true,
+        };
+        let created = crate::git::rfc3339_utc(revision.commit_time);
+        image.build_args(metadata, revision, &created, &bases.project)
+    } else {
+        vec![
+            ("BUILDER_IMAGE".to_owned(), bases.project.builder.clone()),
+            ("RUNTIME_IMAGE".to_owned(), bases.slim.clone()),
+            (
+                "VENDOR_IMAGE".to_owned(),
+                bases.project.vendor.clone().unwrap_or_default(),
+            ),
+        ]
+    };
+    BuildRequest {
+        context: dir.to_path_buf(),
+        dockerfile: dir.join("Dockerfile"),
+        tags: vec![format!(
+            "{}-bench/{}:latest",
+            metadata.image,
+            variant.name()
+        )],
+        build_args,
+        no_cache: false,
+        network_none: true,
+        platform: None,
+        cache_from: vec![],
+        cache_to: vec![],
+        iidfile: work.join(format!("{}.iid", variant.name())),
+        log: None,
+    }
+}
+
+/// Where a variant's snapshot and logs live.
+pub fn dir(work: &Path, variant: Variant) -> PathBuf {
+    work.join(variant.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alternatives_pass_hadolint_as_written() {
+        let sh = Shell::new().unwrap();
+        for (name, text) in [
+            ("naive", NAIVE_DOCKERFILE),
+            ("chef-slim", CHEF_SLIM_DOCKERFILE),
+        ] {
+            let dir =
+                std::env::temp_dir().join(format!("xtask-bench-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("Dockerfile");
+            std::fs::write(&path, text).unwrap();
+            let check = crate::hadolint::check(&sh, &path);
+            std::fs::remove_dir_all(&dir).unwrap();
+            assert!(!check.failed(), "{name}: {check:?}");
+        }
+    }
+
+    #[test]
+    fn the_alternatives_run_the_same_server_the_same_way() {
+        let project =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile"))
+                .unwrap();
+        for text in [NAIVE_DOCKERFILE, CHEF_SLIM_DOCKERFILE] {
+            for line in [
+                "ENV DATABASE_URL=sqlite:///data/server.db",
+                "VOLUME /data",
+                "EXPOSE 8080",
+                "CMD [\"/usr/local/bin/server\", \"--health-check\"]",
+                "ENTRYPOINT [\"/usr/local/bin/server\"]",
+            ] {
+                assert!(
+                    project.contains(line),
+                    "the project's Dockerfile lacks {line}"
+                );
+                assert!(text.contains(line), "an alternative lacks {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_one_line_change_adds_one_line() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-touch-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("server/src")).unwrap();
+        std::fs::write(dir.join(Variant::SERVER_FILE), "fn main() {}\n").unwrap();
+        touch(&dir, Variant::SERVER_FILE, "1").unwrap();
+        let text = std::fs::read_to_string(dir.join(Variant::SERVER_FILE)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text, "fn main() {}\n// bench: 1\n");
+    }
+}
