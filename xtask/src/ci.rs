@@ -32,7 +32,7 @@ impl flags::Ci {
         let skips: Vec<(String, String)> = self
             .skip
             .iter()
-            .map(|text| plan::parse_skip(text).map_err(anyhow::Error::msg))
+            .map(|text| flags::skip(text).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?;
         let selection = plan::select(&steps, &self.only, &skips)?;
         let runner = Runner {

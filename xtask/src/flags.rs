@@ -1,5 +1,6 @@
 //! The command line: one subcommand per module.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -48,6 +49,25 @@ pub enum Command {
     /// Writes target/xtask/bench/report.md, report.json and chart.svg. A full
     /// run takes about half an hour on 2 cores: every variant is built cold.
     Bench(Bench),
+    /// Write the image's SBOM as SPDX 2.3 and CycloneDX 1.6 JSON: its Debian
+    /// packages and the crates compiled into the binary, which image
+    /// scanners cannot see.
+    ///
+    /// Made here, offline, with no scanner; the same image and commit give
+    /// byte-identical files (set `SOURCE_DATE_EPOCH` to choose the time).
+    /// Written to target/xtask/sbom/<image>-<tag>.{spdx,cdx}.json.
+    Sbom(Sbom),
+    /// Scan the image and the workspace, and gate on the findings: trivy
+    /// (image vulnerabilities and secrets, Dockerfile and deploy/
+    /// misconfigurations, the binary's crates through its SBOM), cargo-deny
+    /// and hadolint.
+    ///
+    /// The policy is `[workspace.metadata.xtask.scan]` (default: HIGH and
+    /// CRITICAL with a fix gate; unfixed ones are shown). Ignores come from
+    /// `.trivyignore.yaml`; each needs a `statement`, and an expired one stops
+    /// ignoring. Reports and one SARIF log go to target/xtask/scan/. Steps:
+    /// vuln, secret, config, crates, deny, hadolint.
+    Scan(Scan),
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +180,42 @@ pub struct Ci {
 }
 
 #[derive(Debug, Args)]
+pub struct Sbom {
+    /// The image to describe. Default: the one the last `cargo xtask image` built.
+    #[arg(long)]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Scan {
+    /// The image to scan. Default: the one the last `cargo xtask image` built.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Severities that gate, for this run (repeatable or comma-separated).
+    #[arg(long, value_name = "SEVERITY", value_delimiter = ',')]
+    pub severity: Vec<String>,
+    /// Let findings with no fixed version gate too, for this run.
+    #[arg(long)]
+    pub gate_unfixed: bool,
+    /// trivy's YAML ignore file, instead of the manifest's.
+    #[arg(long, value_name = "FILE")]
+    pub ignore_file: Option<String>,
+    /// A local trivy database: a trivy cache directory holding db/trivy.db,
+    /// as trivy's air-gapped procedure lays it out. Without it trivy fetches
+    /// its database from the registry.
+    #[arg(long, value_name = "DIR", env = "XTASK_TRIVY_DB")]
+    pub trivy_db: Option<PathBuf>,
+    /// A mirror of `RustSec`'s advisory database for cargo-deny: a URL, or the
+    /// path of a clone or git bundle.
+    #[arg(long, value_name = "URL|PATH", env = "XTASK_ADVISORY_DB")]
+    pub advisory_db: Option<String>,
+    /// Leave a step out, with the reason the summary shows (repeatable):
+    /// vuln, secret, config, crates, deny, hadolint.
+    #[arg(long, value_name = "STEP[=REASON]")]
+    pub skip: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct Bench {
     /// One run of each start/stop measurement, instead of `--runs`.
     #[arg(long)]
@@ -170,6 +226,25 @@ pub struct Bench {
     /// Measure only this variant (repeatable): naive, chef-slim, project, project-optimized.
     #[arg(long, value_name = "VARIANT")]
     pub only: Vec<String>,
+}
+
+/// `--skip NAME` or `--skip NAME=REASON`.
+pub fn skip(text: &str) -> Result<(String, String), String> {
+    let (name, reason) = match text.split_once('=') {
+        Some((name, reason)) => (name.trim(), reason.trim()),
+        None => (text.trim(), ""),
+    };
+    if name.is_empty() {
+        return Err(format!(
+            "{text:?} names no step: --skip STEP or --skip STEP=REASON"
+        ));
+    }
+    let reason = if reason.is_empty() {
+        "--skip".to_owned()
+    } else {
+        format!("--skip: {reason}")
+    };
+    Ok((name.to_owned(), reason))
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of seconds.
@@ -193,6 +268,16 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skip_says_why() {
+        assert_eq!(
+            skip("scan=no vulnerability database"),
+            Ok(("scan".into(), "--skip: no vulnerability database".into()))
+        );
+        assert_eq!(skip("scan"), Ok(("scan".into(), "--skip".into())));
+        assert!(skip("=why").is_err());
+    }
 
     #[test]
     fn durations_take_milliseconds_seconds_and_minutes() {

@@ -33,7 +33,7 @@ pub fn check(sh: &Shell, dockerfile: &Path) -> Check {
     }
 }
 
-fn lint(sh: &Shell, dockerfile: &Path) -> anyhow::Result<Vec<Finding>> {
+pub fn lint(sh: &Shell, dockerfile: &Path) -> anyhow::Result<Vec<Finding>> {
     let hadolint = tools::require(sh, Tool::Hadolint)?.path;
     // Exit 1 means findings; the JSON says which, so the status is not read.
     let output = xshell::cmd!(sh, "{hadolint} --no-fail --format json {dockerfile}")
@@ -51,14 +51,30 @@ fn lint(sh: &Shell, dockerfile: &Path) -> anyhow::Result<Vec<Finding>> {
     parse(&String::from_utf8_lossy(&output.stdout))
 }
 
+/// hadolint's own SARIF for `dockerfile`, for code scanning.
+pub fn sarif(sh: &Shell, dockerfile: &Path) -> anyhow::Result<serde_json::Value> {
+    let hadolint = tools::require(sh, Tool::Hadolint)?.path;
+    let output = crate::process::read(xshell::cmd!(
+        sh,
+        "{hadolint} --no-fail --format sarif {dockerfile}"
+    ))
+    .context("hadolint cannot write SARIF")?;
+    serde_json::from_str(&output).context("hadolint's SARIF is not JSON")
+}
+
 pub fn parse(json: &str) -> anyhow::Result<Vec<Finding>> {
     serde_json::from_str(json).context("hadolint's output is not its JSON list of findings")
+}
+
+/// Whether a finding at `level` fails the lint.
+pub fn gates(level: &str) -> bool {
+    GATING_LEVELS.contains(&level)
 }
 
 pub fn judge(findings: &[Finding]) -> Check {
     let gating: Vec<String> = findings
         .iter()
-        .filter(|f| GATING_LEVELS.contains(&f.level.as_str()))
+        .filter(|f| gates(&f.level))
         .map(|f| format!("line {} {} ({}): {}", f.line, f.code, f.level, f.message))
         .collect();
     Check::judge(

@@ -13,8 +13,10 @@
 //! process.rs         running a program, with one-line errors
 //! wait.rs            one bounded polling loop for every wait
 //! git.rs             the commit being built
+//! testing.rs         tests only: the scanners' offline data, one lock for trivy
 //! last_build.rs      target/xtask/image.json, and choosing the image to work on
 //! hadolint.rs        the Dockerfile linter, run and judged
+//! trivy.rs           the scanner: its caches, its database, one-line failures
 //! docker/            every docker invocation
 //!   mod.rs             the client, image inspect, import, files
 //!   build.rs           BuildKit builds
@@ -37,6 +39,11 @@
 //!                      silent_server, summary
 //! ci.rs              `ci`: every step in order, one summary
 //!   ci/                plan (the steps), runner (a step as a process), summary
+//! sbom.rs            `sbom`: SPDX and CycloneDX, made offline
+//!   sbom/              debian (dpkg's database), crates (cargo tree),
+//!                      purl, spdx, cyclonedx, validate, cross_check
+//! scan.rs            `scan`: trivy, cargo-deny, hadolint, gated, with SARIF
+//!   scan/              policy, ignores, trivy_report, deny, findings, sarif
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
 //! ```
@@ -54,10 +61,15 @@ mod load;
 mod metadata;
 mod output;
 mod process;
+mod sbom;
+mod scan;
 mod setup;
 mod shutdown_test;
 mod size_check;
+#[cfg(test)]
+mod testing;
 mod tools;
+mod trivy;
 mod wait;
 
 use std::path::{Path, PathBuf};
@@ -95,6 +107,8 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Ci(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Sbom(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Scan(args) => args.run(&sh, &metadata()?)?,
     };
     if cli.json {
         output::print_json(&verdict.to_json())?;

@@ -33,6 +33,30 @@ pub struct Metadata {
     pub repository: Option<String>,
     #[serde(default)]
     pub budget: Budget,
+    #[serde(default)]
+    pub scan: ScanPolicy,
+}
+
+/// What `cargo xtask scan` fails on.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all(deserialize = "kebab-case"), deny_unknown_fields, default)]
+pub struct ScanPolicy {
+    /// trivy's severities that gate (`UNKNOWN`, `LOW`, `MEDIUM`, `HIGH`, `CRITICAL`).
+    pub severities: Vec<String>,
+    /// Whether a finding with no fixed version gates; when not, it is shown only.
+    pub gate_unfixed: bool,
+    /// trivy's YAML ignore file, relative to the workspace root.
+    pub ignore_file: String,
+}
+
+impl Default for ScanPolicy {
+    fn default() -> Self {
+        ScanPolicy {
+            severities: vec!["HIGH".to_owned(), "CRITICAL".to_owned()],
+            gate_unfixed: false,
+            ignore_file: ".trivyignore.yaml".to_owned(),
+        }
+    }
 }
 
 /// Limits `cargo xtask size-check` fails the build on.

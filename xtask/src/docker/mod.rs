@@ -202,6 +202,12 @@ pub struct ImageInspect {
     pub id: String,
     #[serde(default)]
     pub repo_tags: Option<Vec<String>>,
+    /// Registry manifest digests; none until the image is pushed.
+    #[serde(default)]
+    pub repo_digests: Option<Vec<String>>,
+    /// `amd64`, `arm64`.
+    #[serde(default)]
+    pub architecture: String,
     /// Unpacked size of all layers, in bytes.
     pub size: u64,
     pub config: ImageConfig,

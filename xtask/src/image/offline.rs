@@ -102,6 +102,16 @@ pub fn slim_base(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyho
     })
 }
 
+/// The distroless-style runtime base alone: a real Debian 13 image with no
+/// service in it, which scanners' tests can read without building one.
+#[cfg(test)]
+pub fn runtime(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<String> {
+    let work = root.join("target/xtask/offline");
+    sh.create_dir(&work)
+        .with_context(|| format!("cannot create {}", work.display()))?;
+    runtime_base(sh, docker, &work, &format!("{image}-offline"))
+}
+
 /// Makes whichever stand-ins are missing or out of date, and names all three.
 pub fn prepare(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<StandIns> {
     let start = Instant::now();

@@ -1,0 +1,675 @@
+//! `cargo xtask scan`: every scanner on the image and the workspace, gated
+//! by the xtask from the reports, never from exit codes (trivy exits 1 both
+//! for findings and for its own failures). A scanner that cannot run fails
+//! its step; only `--skip` leaves one out, and says why.
+//!
+//! 1. trivy on the image: vulnerabilities and secrets;
+//! 2. trivy on the Dockerfile and deploy/: misconfigurations;
+//! 3. trivy on the SBOM: the crates compiled into the binary, which an image
+//!    scan cannot see (`sbom.rs` makes it);
+//! 4. cargo-deny on the workspace (`scan/deny.rs`);
+//! 5. hadolint on the Dockerfile.
+//!
+//! trivy's reports are read in `scan/trivy_report.rs`, gated by the policy
+//! (`scan/policy.rs`) after the ignores (`scan/ignores.rs`); every report and
+//! one SARIF log (`scan/sarif.rs`) are kept under target/xtask/scan/.
+
+mod deny;
+mod findings;
+mod ignores;
+mod policy;
+mod report;
+mod sarif;
+mod trivy_report;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::Value;
+use xshell::Shell;
+
+use crate::checks::Verdict;
+use crate::flags;
+use crate::git;
+use crate::hadolint;
+use crate::last_build::{self, ImageRef};
+use crate::metadata::Metadata;
+use crate::sbom;
+use crate::trivy::{Database, Trivy};
+use findings::{Finding, Findings};
+use ignores::Ignore;
+use policy::Policy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Vuln,
+    Secret,
+    Config,
+    Crates,
+    Deny,
+    Hadolint,
+}
+
+impl Step {
+    pub const ALL: [Step; 6] = [
+        Step::Vuln,
+        Step::Secret,
+        Step::Config,
+        Step::Crates,
+        Step::Deny,
+        Step::Hadolint,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Vuln => "vuln",
+            Step::Secret => "secret",
+            Step::Config => "config",
+            Step::Crates => "crates",
+            Step::Deny => "deny",
+            Step::Hadolint => "hadolint",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Step::Vuln => "vuln: image packages (trivy)",
+            Step::Secret => "secret: image files (trivy)",
+            Step::Config => "config: Dockerfile, deploy/ (trivy)",
+            Step::Crates => "crates: the binary's SBOM (trivy)",
+            Step::Deny => "deny: Rust dependencies (cargo-deny)",
+            Step::Hadolint => "hadolint: Dockerfile",
+        }
+    }
+
+    fn needs_image(self) -> bool {
+        matches!(self, Step::Vuln | Step::Secret | Step::Crates)
+    }
+}
+
+/// What became of one step.
+pub enum Outcome {
+    Ran {
+        findings: Findings,
+        /// The database the step used, and its date.
+        database: Option<String>,
+    },
+    Failed(String),
+    Skipped(String),
+}
+
+/// What a scanner gave: its findings, the database it read, its SARIF.
+struct Scanned {
+    findings: Findings,
+    database: Option<String>,
+    sarif: Value,
+}
+
+/// The outcomes so far, and each scanner's SARIF.
+#[derive(Default)]
+struct Results {
+    outcomes: BTreeMap<&'static str, Outcome>,
+    sarif: Vec<(&'static str, Value)>,
+}
+
+impl Results {
+    fn record(&mut self, step: Step, result: anyhow::Result<Scanned>) {
+        let outcome = match result {
+            Ok(scanned) => {
+                self.sarif.push((step.name(), scanned.sarif));
+                Outcome::Ran {
+                    findings: scanned.findings,
+                    database: scanned.database,
+                }
+            }
+            Err(error) => Outcome::Failed(format!("{error:#}")),
+        };
+        self.outcomes.insert(step.name(), outcome);
+    }
+
+    fn write_sarif(&self, out: &Path) -> anyhow::Result<PathBuf> {
+        let logs: Vec<(&str, &Value)> = self.sarif.iter().map(|(s, v)| (*s, v)).collect();
+        let path = out.join("scan.sarif");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&sarif::merge(&logs)?)? + "\n",
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// Every report, the SARIF log, and trivy's copy of the ignore file go here.
+pub fn output_dir(root: &Path) -> PathBuf {
+    root.join("target/xtask/scan")
+}
+
+impl flags::Scan {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        let root = sh.current_dir();
+        let policy = Policy::resolve(
+            &metadata.scan,
+            &self.severity,
+            self.gate_unfixed,
+            self.ignore_file.as_deref(),
+        )?;
+        let skips = skips(&self.skip)?;
+        let ignore_path = root.join(&policy.ignore_file);
+        let ignores = if ignore_path.is_file() {
+            ignores::load(&ignore_path)?
+        } else if policy.ignore_file_given {
+            bail!("the ignore file {} does not exist", ignore_path.display());
+        } else {
+            Vec::new()
+        };
+        let out = output_dir(&root);
+        if out.exists() {
+            std::fs::remove_dir_all(&out)
+                .with_context(|| format!("cannot clear {}", out.display()))?;
+        }
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+
+        let runs = |step: Step| !skips.contains_key(&step);
+        let image = if Step::ALL.iter().any(|&s| s.needs_image() && runs(s)) {
+            Some(last_build::resolve(&root, self.image.as_deref())?)
+        } else {
+            None
+        };
+        let scan = Scan {
+            sh,
+            root: &root,
+            out: &out,
+            policy: &policy,
+            ignore_file: ignore_path.is_file().then_some(ignore_path.as_path()),
+            trivy_db: self.trivy_db.as_deref(),
+        };
+        let mut results = Results::default();
+        for (step, reason) in &skips {
+            results
+                .outcomes
+                .insert(step.name(), Outcome::Skipped(reason.clone()));
+        }
+        if let Some(image) = &image {
+            let scanners: Vec<Step> = [Step::Vuln, Step::Secret]
+                .into_iter()
+                .filter(|&s| runs(s))
+                .collect();
+            if !scanners.is_empty() {
+                eprintln!("scan: trivy on the image {}", image.name);
+                scan.image(&mut results, image, &scanners);
+            }
+            if runs(Step::Crates) {
+                eprintln!("scan: trivy on the SBOM of the binary's crates");
+                results.record(Step::Crates, scan.crates(metadata, image));
+            }
+        }
+        if runs(Step::Config) {
+            eprintln!("scan: trivy on the Dockerfile and deployment manifests");
+            results.record(Step::Config, scan.config());
+        }
+        if runs(Step::Deny) {
+            eprintln!("scan: cargo-deny on the workspace");
+            results.record(Step::Deny, scan.deny(self.advisory_db.as_deref()));
+        }
+        if runs(Step::Hadolint) {
+            eprintln!("scan: hadolint on the Dockerfile");
+            results.record(Step::Hadolint, scan.hadolint());
+        }
+        let sarif_path = results.write_sarif(&out)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let today = git::rfc3339_utc(now);
+        let expired: Vec<&Ignore> = ignores.iter().filter(|i| i.expired(&today[..10])).collect();
+        Ok(report::verdict(&report::Scanned {
+            subject: image
+                .as_ref()
+                .map_or_else(|| "the workspace".to_owned(), |i| i.name.clone()),
+            policy: &policy,
+            outcomes: &results.outcomes,
+            expired: &expired,
+            sarif: &sarif_path,
+        }))
+    }
+}
+
+/// `--skip STEP[=REASON]`, each naming a step.
+fn skips(flags: &[String]) -> anyhow::Result<BTreeMap<Step, String>> {
+    let mut skips = BTreeMap::new();
+    for text in flags {
+        let (name, reason) = flags::skip(text).map_err(anyhow::Error::msg)?;
+        let Some(&step) = Step::ALL.iter().find(|s| s.name() == name) else {
+            let names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+            bail!("no scan step {name:?}; the steps are: {}", names.join(", "));
+        };
+        skips.insert(step, reason);
+    }
+    Ok(skips)
+}
+
+/// What every step needs to run.
+struct Scan<'a> {
+    sh: &'a Shell,
+    root: &'a Path,
+    out: &'a Path,
+    policy: &'a Policy,
+    ignore_file: Option<&'a Path>,
+    trivy_db: Option<&'a Path>,
+}
+
+impl Scan<'_> {
+    /// `--ignorefile`, and `--show-suppressed` where trivy has it (not
+    /// `config`), when there is an ignore file.
+    fn ignore_args(&self, subcommand: &str) -> Vec<OsString> {
+        let Some(file) = self.ignore_file else {
+            return Vec::new();
+        };
+        let mut args = vec!["--ignorefile".into(), file.into()];
+        if subcommand != "config" {
+            args.push("--show-suppressed".into());
+        }
+        args
+    }
+
+    /// Runs trivy for JSON, keeps the report, and converts it to SARIF.
+    fn trivy_json(
+        &self,
+        trivy: &Trivy,
+        subcommand: &str,
+        database: Option<&Database>,
+        args: Vec<OsString>,
+        report: &str,
+    ) -> anyhow::Result<(String, Value)> {
+        let mut all: Vec<OsString> = vec!["--format".into(), "json".into()];
+        all.extend(self.ignore_args(subcommand));
+        all.extend(args);
+        let json = trivy.run(self.sh, subcommand, database, &all)?;
+        let path = self.out.join(report);
+        std::fs::write(&path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+        let sarif = trivy.run(
+            self.sh,
+            "convert",
+            None,
+            &["--format".into(), "sarif".into(), path.into()],
+        )?;
+        let sarif = serde_json::from_str(&sarif).context("trivy's SARIF is not JSON")?;
+        Ok((json, sarif))
+    }
+
+    fn database(&self, trivy: &Trivy) -> anyhow::Result<(Database, String)> {
+        let database = trivy.database(self.trivy_db)?;
+        let described = match &database.updated_at {
+            Some(date) => format!("trivy-db from {}, updated {date}", database.source),
+            None => format!("trivy-db from {}", database.source),
+        };
+        Ok((database, described))
+    }
+
+    /// One trivy run for vulnerabilities and secrets, recorded as two steps.
+    fn image(&self, results: &mut Results, image: &ImageRef, scanners: &[Step]) {
+        match self.image_report(image, scanners) {
+            Ok((read, database, sarif)) => {
+                results.sarif.push(("image", sarif));
+                let mut read = Some(read);
+                for &step in scanners {
+                    let Some(read) = read.as_mut() else { break };
+                    let (findings, database) = match step {
+                        Step::Vuln => (std::mem::take(&mut read.vulnerabilities), database.clone()),
+                        _ => (std::mem::take(&mut read.secrets), None),
+                    };
+                    results
+                        .outcomes
+                        .insert(step.name(), Outcome::Ran { findings, database });
+                }
+            }
+            Err(error) => {
+                for step in scanners {
+                    results
+                        .outcomes
+                        .insert(step.name(), Outcome::Failed(format!("{error:#}")));
+                }
+            }
+        }
+    }
+
+    fn image_report(
+        &self,
+        image: &ImageRef,
+        scanners: &[Step],
+    ) -> anyhow::Result<(trivy_report::Read, Option<String>, Value)> {
+        let trivy = Trivy::find(self.sh, self.root)?;
+        let (database, described) = if scanners.contains(&Step::Vuln) {
+            let (database, described) = self.database(&trivy)?;
+            (Some(database), Some(described))
+        } else {
+            (None, None)
+        };
+        let names: Vec<&str> = scanners.iter().map(|s| s.name()).collect();
+        let args: Vec<OsString> = vec![
+            "--scanners".into(),
+            names.join(",").into(),
+            "--image-src".into(),
+            "docker".into(),
+            image.reference.clone().into(),
+        ];
+        let (json, sarif) =
+            self.trivy_json(&trivy, "image", database.as_ref(), args, "trivy-image.json")?;
+        Ok((trivy_report::parse(&json, self.policy)?, described, sarif))
+    }
+
+    fn config(&self) -> anyhow::Result<Scanned> {
+        let trivy = Trivy::find(self.sh, self.root)?;
+        let mut targets = vec![("dockerfile", self.root.join("Dockerfile"))];
+        let deploy = self.root.join("deploy");
+        if deploy.is_dir() {
+            targets.push(("deploy", deploy));
+        }
+        let mut findings = Findings::default();
+        let mut runs = Vec::new();
+        for (name, target) in targets {
+            let args = vec!["--skip-check-update".into(), target.into()];
+            let (json, sarif) = self.trivy_json(
+                &trivy,
+                "config",
+                None,
+                args,
+                &format!("trivy-config-{name}.json"),
+            )?;
+            let read = trivy_report::parse(&json, self.policy)?;
+            findings.findings.extend(read.misconfigurations.findings);
+            findings
+                .suppressed
+                .extend(read.misconfigurations.suppressed);
+            runs.extend(sarif["runs"].as_array().cloned().unwrap_or_default());
+        }
+        Ok(Scanned {
+            findings,
+            database: None,
+            sarif: serde_json::json!({"version": "2.1.0", "runs": runs}),
+        })
+    }
+
+    fn crates(&self, metadata: &Metadata, image: &ImageRef) -> anyhow::Result<Scanned> {
+        let made = sbom::make(self.sh, self.root, metadata, image)?;
+        let trivy = Trivy::find(self.sh, self.root)?;
+        let (database, described) = self.database(&trivy)?;
+        let args = vec![made.cyclonedx.clone().into()];
+        let (json, sarif) =
+            self.trivy_json(&trivy, "sbom", Some(&database), args, "trivy-sbom.json")?;
+        let mut findings = trivy_report::parse(&json, self.policy)?.vulnerabilities;
+        for finding in findings
+            .findings
+            .iter_mut()
+            .filter(|f| f.location.is_empty())
+        {
+            finding.location = format!("{} (crate in the binary)", metadata.binary);
+        }
+        Ok(Scanned {
+            findings,
+            database: Some(described),
+            sarif,
+        })
+    }
+
+    fn deny(&self, mirror: Option<&str>) -> anyhow::Result<Scanned> {
+        let deny = deny::run(self.sh, &self.root.join("Cargo.toml"), mirror)?;
+        Ok(Scanned {
+            findings: deny.findings,
+            database: Some(format!("{} ({})", deny.database, deny.summary)),
+            sarif: deny.sarif,
+        })
+    }
+
+    fn hadolint(&self) -> anyhow::Result<Scanned> {
+        let dockerfile = self.root.join("Dockerfile");
+        let lint = hadolint::lint(self.sh, &dockerfile)?;
+        let findings = lint
+            .into_iter()
+            .map(|f| Finding {
+                gating: hadolint::gates(&f.level),
+                id: f.code,
+                severity: f.level,
+                package: String::new(),
+                installed: String::new(),
+                fixed: None,
+                title: f.message,
+                location: format!("Dockerfile:{}", f.line),
+            })
+            .collect();
+        Ok(Scanned {
+            findings: Findings {
+                findings,
+                suppressed: Vec::new(),
+            },
+            database: None,
+            sarif: hadolint::sarif(self.sh, &dockerfile)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{Check, Status};
+    use crate::sbom::tests::real_image;
+    use crate::testing;
+
+    struct Fixture {
+        sh: Shell,
+        root: PathBuf,
+        metadata: Metadata,
+        image: String,
+        data: PathBuf,
+    }
+
+    /// The offline runtime base (real Debian 13 packages) and the shared data.
+    fn fixture(test: &str) -> Option<Fixture> {
+        let data = testing::shared_data(test)?;
+        let sh = Shell::new().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        sh.change_dir(&root);
+        let metadata = Metadata::load(&root).unwrap();
+        let image = real_image(&sh, &root, &metadata).reference;
+        Some(Fixture {
+            sh,
+            root,
+            metadata,
+            image,
+            data,
+        })
+    }
+
+    impl Fixture {
+        /// Scans with one of the test databases, the image's steps only.
+        fn scan(&self, db: &str, gate_unfixed: bool, ignore_file: Option<&Path>) -> Verdict {
+            flags::Scan {
+                image: Some(self.image.clone()),
+                severity: Vec::new(),
+                gate_unfixed,
+                ignore_file: ignore_file.map(|p| p.display().to_string()),
+                trivy_db: Some(self.data.join("trivy-db").join(db)),
+                advisory_db: None,
+                skip: ["config", "deny", "hadolint", "secret"]
+                    .map(String::from)
+                    .to_vec(),
+            }
+            .run(&self.sh, &self.metadata)
+            .unwrap()
+        }
+
+        fn ignore_file(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.root.join("target/xtask").join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    fn check(verdict: &Verdict, step: Step) -> &Check {
+        verdict
+            .checks
+            .iter()
+            .find(|c| c.name == step.title())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_vulnerable_database_fails_the_gate_and_names_the_findings() {
+        let _trivy = testing::trivy_lock();
+        let Some(fixture) = fixture("the_vulnerable_database_fails_the_gate") else {
+            return;
+        };
+        let verdict = fixture.scan("vulnerable", false, None);
+        let vuln = check(&verdict, Step::Vuln);
+        assert_eq!(vuln.status, Status::Fail);
+        let actual = vuln.actual.as_deref().unwrap();
+        assert!(actual.contains("CVE-2099-1001 libc6"), "{actual}");
+        assert!(actual.contains("CVE-2099-1002"), "{actual}");
+        assert!(
+            !actual.contains("CVE-2099-1005"),
+            "unfixed: shown, not gating: {actual}"
+        );
+        assert!(verdict.text.contains("do not gate"), "{}", verdict.text);
+
+        let crates = check(&verdict, Step::Crates);
+        let actual = crates.actual.as_deref().unwrap();
+        assert!(actual.contains("GHSA-2099-aaaa-0001 tokio"), "{actual}");
+        let json = verdict.to_json().to_string();
+        assert!(
+            !json.contains("GHSA-2099-aaaa-0003"),
+            "xshell is the xtask's, not the server's"
+        );
+        assert!(json.contains("trivy-db from"), "the database is named");
+        assert!(check(&verdict, Step::Deny).status == Status::Skipped);
+
+        let verdict = fixture.scan("vulnerable", true, None);
+        let actual = check(&verdict, Step::Vuln).actual.clone().unwrap();
+        assert!(actual.contains("CVE-2099-1005 tzdata"), "{actual}");
+    }
+
+    #[test]
+    fn the_clean_database_passes() {
+        let _trivy = testing::trivy_lock();
+        let Some(fixture) = fixture("the_clean_database_passes") else {
+            return;
+        };
+        let verdict = fixture.scan("clean", true, None);
+        assert!(verdict.passed(), "{}", verdict.render());
+        assert_eq!(check(&verdict, Step::Vuln).status, Status::Pass);
+    }
+
+    #[test]
+    fn an_ignore_holds_until_it_expires() {
+        let _trivy = testing::trivy_lock();
+        let Some(fixture) = fixture("an_ignore_holds_until_it_expires") else {
+            return;
+        };
+        let ignore = |date: &str| {
+            format!(
+                "vulnerabilities:\n  - id: CVE-2099-1001\n    expired_at: {date}\n    statement: test\n  - id: CVE-2099-1002\n    expired_at: {date}\n    statement: test\n  - id: GHSA-2099-aaaa-0001\n    statement: test\n  - id: GHSA-2099-aaaa-0002\n    statement: test\n"
+            )
+        };
+        let future = fixture.ignore_file("ignore-future.yaml", &ignore("2099-12-31"));
+        let verdict = fixture.scan("vulnerable", false, Some(&future));
+        assert!(verdict.passed(), "{}", verdict.render());
+        assert!(check(&verdict, Step::Vuln).measured.contains("3 ignored"));
+
+        let past = fixture.ignore_file("ignore-past.yaml", &ignore("2020-01-01"));
+        let verdict = fixture.scan("vulnerable", false, Some(&past));
+        assert_eq!(check(&verdict, Step::Vuln).status, Status::Fail);
+        assert!(
+            verdict.text.contains("expired ignore: CVE-2099-1001"),
+            "{}",
+            verdict.text
+        );
+    }
+
+    #[test]
+    fn the_workspaces_own_checks_pass_and_write_valid_sarif() {
+        let _trivy = testing::trivy_lock();
+        let Some(fixture) = fixture("the_workspaces_own_checks_pass") else {
+            return;
+        };
+        let verdict = flags::Scan {
+            image: None,
+            severity: Vec::new(),
+            gate_unfixed: false,
+            ignore_file: None,
+            trivy_db: None,
+            advisory_db: Some(
+                fixture
+                    .data
+                    .join("advisory-db.bundle")
+                    .display()
+                    .to_string(),
+            ),
+            skip: ["vuln", "secret", "crates"].map(String::from).to_vec(),
+        }
+        .run(&fixture.sh, &fixture.metadata)
+        .unwrap();
+        assert!(verdict.passed(), "{}", verdict.render());
+        for step in [Step::Config, Step::Deny, Step::Hadolint] {
+            assert_eq!(check(&verdict, step).status, Status::Pass, "{step:?}");
+        }
+        let sarif = output_dir(&fixture.root).join("scan.sarif");
+        let sh = &fixture.sh;
+        let schema = fixture.root.join("target/xtask/sarif-schema-2.1.0.json");
+        std::fs::write(&schema, sarif::SCHEMA).unwrap();
+        crate::process::read(xshell::cmd!(
+            sh,
+            "check-jsonschema --schemafile {schema} {sarif}"
+        ))
+        .unwrap();
+        let log: Value = serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+        let tools: Vec<&str> = log["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["tool"]["driver"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(tools, ["Trivy", "cargo-deny", "Hadolint"]);
+    }
+
+    #[test]
+    fn cargo_deny_fails_a_crate_pinned_to_a_vulnerable_version() {
+        let _trivy = testing::trivy_lock();
+        let Some(data) = testing::shared_data("cargo_deny_fails_a_vulnerable_crate") else {
+            return;
+        };
+        let sh = Shell::new().unwrap();
+        let dir = sh.create_temp_dir().unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        std::fs::write(
+            &manifest,
+            "[package]\nname = \"throwaway\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"MIT\"\n\n[dependencies]\ntime = \"=0.1.43\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
+        let bundle = data.join("advisory-db.bundle").display().to_string();
+        let outcome = deny::run(&sh, &manifest, Some(&bundle)).unwrap();
+        let gating: Vec<&str> = outcome.findings.gating().map(|f| f.id.as_str()).collect();
+        assert!(gating.contains(&"RUSTSEC-2020-0071"), "{gating:?}");
+        assert!(
+            outcome.summary.contains("advisories FAILED"),
+            "{}",
+            outcome.summary
+        );
+    }
+
+    #[test]
+    fn an_unknown_step_is_an_error_that_lists_the_steps() {
+        let error = skips(&["vulns=typo".into()]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no scan step \"vulns\"; the steps are: vuln, secret, config, crates, deny, hadolint"
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! What tests share: the team's offline scanner data, and a lock for the
+//! tests that run trivy (they share its cache and the scan's output folder).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// The offline stand-ins for the scanners' databases: `$XTASK_SHARED_DATA`,
+/// else a `shared/data` folder beside the checkout or above it.
+pub fn shared_data(test: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let found = std::env::var_os("XTASK_SHARED_DATA")
+        .map(PathBuf::from)
+        .or_else(|| {
+            root.ancestors()
+                .skip(1)
+                .map(|dir| dir.join("shared/data"))
+                .find(|dir| dir.join("trivy-db").is_dir())
+        });
+    if found.is_none() {
+        // Straight to stderr: the test harness hides what `eprintln!`
+        // writes for a passing test, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: no shared/data (trivy-db, advisory-db.bundle) beside the checkout; set XTASK_SHARED_DATA"
+        );
+    }
+    found
+}
+
+static TRIVY: Mutex<()> = Mutex::new(());
+
+/// Held by every test that runs trivy or writes under target/xtask/scan.
+pub fn trivy_lock() -> MutexGuard<'static, ()> {
+    TRIVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
