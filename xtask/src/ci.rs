@@ -29,11 +29,17 @@ impl flags::Ci {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
         let steps = plan::steps(&self);
-        let skips: Vec<(String, String)> = self
-            .skip
-            .iter()
-            .map(|text| flags::skip(text).map_err(anyhow::Error::msg))
-            .collect::<anyhow::Result<_>>()?;
+        let mut skips: Vec<(String, String)> = Vec::new();
+        for text in &self.skip {
+            match text.strip_prefix(plan::SCAN_STEP_PREFIX) {
+                // Checked here, so a typo fails before the first step runs.
+                Some(scan_step) => {
+                    let (name, _) = flags::skip(scan_step).map_err(anyhow::Error::msg)?;
+                    crate::scan::Step::named(&name)?;
+                }
+                None => skips.push(flags::skip(text).map_err(anyhow::Error::msg)?),
+            }
+        }
         let selection = plan::select(&steps, &self.only, &skips)?;
         let runner = Runner {
             log_dir: root.join("target/xtask/ci/logs"),
@@ -211,5 +217,32 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert_eq!(top.trim(), "permissions:\n  contents: read");
+    }
+
+    /// `security-events: write` goes only to a job that uploads SARIF.
+    #[test]
+    fn only_the_job_that_uploads_sarif_may_write_security_events() {
+        let text = workflow();
+        // Each job starts at a key indented by two spaces under `jobs:`.
+        let mut jobs: Vec<String> = Vec::new();
+        for line in text.lines().skip_while(|line| *line != "jobs:").skip(1) {
+            let starts_job =
+                line.starts_with("  ") && !line.starts_with("   ") && line.ends_with(':');
+            if starts_job || jobs.is_empty() {
+                jobs.push(String::new());
+            }
+            if let Some(job) = jobs.last_mut() {
+                job.push_str(line);
+                job.push('\n');
+            }
+        }
+        let mut uploads = 0;
+        for job in &jobs {
+            let writes = job.contains("security-events: write");
+            let uploads_sarif = job.contains("github/codeql-action/upload-sarif@");
+            assert_eq!(writes, uploads_sarif, "{job}");
+            uploads += usize::from(uploads_sarif);
+        }
+        assert_eq!(uploads, 1);
     }
 }

@@ -159,7 +159,8 @@ pub struct Ci {
     #[arg(long, value_name = "STEP")]
     pub only: Vec<String>,
     /// Skip a step, with the reason the summary shows (repeatable), e.g.
-    /// `--skip 'scan=no vulnerability database here'`.
+    /// `--skip 'shutdown-test=no engine here'`. `scan.STEP` skips one of
+    /// scan's own steps in both scan steps: `--skip 'scan.vuln=no database'`.
     #[arg(long, value_name = "STEP[=REASON]")]
     pub skip: Vec<String>,
     /// Run the remaining steps after one fails.
@@ -209,8 +210,11 @@ pub struct Scan {
     /// path of a clone or git bundle.
     #[arg(long, value_name = "URL|PATH", env = "XTASK_ADVISORY_DB")]
     pub advisory_db: Option<String>,
-    /// Leave a step out, with the reason the summary shows (repeatable):
-    /// vuln, secret, config, crates, deny, hadolint.
+    /// Run only this step (repeatable): vuln, secret, config, crates, deny,
+    /// hadolint.
+    #[arg(long, value_name = "STEP")]
+    pub only: Vec<String>,
+    /// Leave a step out, with the reason the summary shows (repeatable).
     #[arg(long, value_name = "STEP[=REASON]")]
     pub skip: Vec<String>,
 }

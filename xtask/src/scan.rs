@@ -131,19 +131,17 @@ impl Results {
         self.outcomes.insert(step.name(), outcome);
     }
 
-    fn write_sarif(&self, out: &Path) -> anyhow::Result<PathBuf> {
+    fn write_sarif(&self, out: &Path, subject: &str) -> anyhow::Result<PathBuf> {
         let logs: Vec<(&str, &Value)> = self.sarif.iter().map(|(s, v)| (*s, v)).collect();
         let path = out.join("scan.sarif");
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&sarif::merge(&logs)?)? + "\n",
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        let log = sarif::merge(subject, &logs)?;
+        std::fs::write(&path, serde_json::to_string_pretty(&log)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
 }
 
-/// Every report, the SARIF log, and trivy's copy of the ignore file go here.
+/// Every report and the SARIF log go here, in a folder per subject.
 pub fn output_dir(root: &Path) -> PathBuf {
     root.join("target/xtask/scan")
 }
@@ -158,6 +156,7 @@ impl flags::Scan {
             self.ignore_file.as_deref(),
         )?;
         let skips = skips(&self.skip)?;
+        let only = only(&self.only)?;
         let ignore_path = root.join(&policy.ignore_file);
         let ignores = if ignore_path.is_file() {
             ignores::load(&ignore_path)?
@@ -166,20 +165,24 @@ impl flags::Scan {
         } else {
             Vec::new()
         };
-        let out = output_dir(&root);
+        let chosen = |step: &Step| only.is_empty() || only.contains(step);
+        let runs = |step: Step| chosen(&step) && !skips.contains_key(&step);
+        let image = if Step::ALL.iter().any(|&s| s.needs_image() && runs(s)) {
+            Some(last_build::resolve(&root, self.image.as_deref())?)
+        } else {
+            None
+        };
+        // Each subject keeps its own reports, so that scanning both images
+        // leaves both.
+        let subject = image.as_ref().map_or("workspace", |i| i.name.as_str());
+        let stem = subject.replace(['/', ':'], "-");
+        let out = output_dir(&root).join(&stem);
         if out.exists() {
             std::fs::remove_dir_all(&out)
                 .with_context(|| format!("cannot clear {}", out.display()))?;
         }
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
-
-        let runs = |step: Step| !skips.contains_key(&step);
-        let image = if Step::ALL.iter().any(|&s| s.needs_image() && runs(s)) {
-            Some(last_build::resolve(&root, self.image.as_deref())?)
-        } else {
-            None
-        };
         let scan = Scan {
             sh,
             root: &root,
@@ -189,7 +192,7 @@ impl flags::Scan {
             trivy_db: self.trivy_db.as_deref(),
         };
         let mut results = Results::default();
-        for (step, reason) in &skips {
+        for (step, reason) in skips.iter().filter(|(step, _)| chosen(step)) {
             results
                 .outcomes
                 .insert(step.name(), Outcome::Skipped(reason.clone()));
@@ -220,16 +223,14 @@ impl flags::Scan {
             eprintln!("scan: hadolint on the Dockerfile");
             results.record(Step::Hadolint, scan.hadolint());
         }
-        let sarif_path = results.write_sarif(&out)?;
+        let sarif_path = results.write_sarif(&out, &stem)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let today = git::rfc3339_utc(now);
         let expired: Vec<&Ignore> = ignores.iter().filter(|i| i.expired(&today[..10])).collect();
         Ok(report::verdict(&report::Scanned {
-            subject: image
-                .as_ref()
-                .map_or_else(|| "the workspace".to_owned(), |i| i.name.clone()),
+            subject: subject.to_owned(),
             policy: &policy,
             outcomes: &results.outcomes,
             expired: &expired,
@@ -238,18 +239,32 @@ impl flags::Scan {
     }
 }
 
+impl Step {
+    /// The step a name on the command line means.
+    pub fn named(name: &str) -> anyhow::Result<Step> {
+        Step::ALL
+            .iter()
+            .copied()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+                anyhow::anyhow!("no scan step {name:?}; the steps are: {}", names.join(", "))
+            })
+    }
+}
+
 /// `--skip STEP[=REASON]`, each naming a step.
 fn skips(flags: &[String]) -> anyhow::Result<BTreeMap<Step, String>> {
     let mut skips = BTreeMap::new();
     for text in flags {
         let (name, reason) = flags::skip(text).map_err(anyhow::Error::msg)?;
-        let Some(&step) = Step::ALL.iter().find(|s| s.name() == name) else {
-            let names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
-            bail!("no scan step {name:?}; the steps are: {}", names.join(", "));
-        };
-        skips.insert(step, reason);
+        skips.insert(Step::named(&name)?, reason);
     }
     Ok(skips)
+}
+
+fn only(names: &[String]) -> anyhow::Result<Vec<Step>> {
+    names.iter().map(|name| Step::named(name)).collect()
 }
 
 /// What every step needs to run.
@@ -497,9 +512,8 @@ mod tests {
                 ignore_file: ignore_file.map(|p| p.display().to_string()),
                 trivy_db: Some(self.data.join("trivy-db").join(db)),
                 advisory_db: None,
-                skip: ["config", "deny", "hadolint", "secret"]
-                    .map(String::from)
-                    .to_vec(),
+                only: ["vuln", "crates"].map(String::from).to_vec(),
+                skip: Vec::new(),
             }
             .run(&self.sh, &self.metadata)
             .unwrap()
@@ -547,7 +561,10 @@ mod tests {
             "xshell is the xtask's, not the server's"
         );
         assert!(json.contains("trivy-db from"), "the database is named");
-        assert!(check(&verdict, Step::Deny).status == Status::Skipped);
+        assert!(
+            verdict.checks.iter().all(|c| c.name != Step::Deny.title()),
+            "--only leaves the other steps out"
+        );
 
         let verdict = fixture.scan("vulnerable", true, None);
         let actual = check(&verdict, Step::Vuln).actual.clone().unwrap();
@@ -610,6 +627,7 @@ mod tests {
                     .display()
                     .to_string(),
             ),
+            only: Vec::new(),
             skip: ["vuln", "secret", "crates"].map(String::from).to_vec(),
         }
         .run(&fixture.sh, &fixture.metadata)
@@ -618,7 +636,7 @@ mod tests {
         for step in [Step::Config, Step::Deny, Step::Hadolint] {
             assert_eq!(check(&verdict, step).status, Status::Pass, "{step:?}");
         }
-        let sarif = output_dir(&fixture.root).join("scan.sarif");
+        let sarif = output_dir(&fixture.root).join("workspace/scan.sarif");
         let sh = &fixture.sh;
         let schema = fixture.root.join("target/xtask/sarif-schema-2.1.0.json");
         std::fs::write(&schema, sarif::SCHEMA).unwrap();

@@ -32,7 +32,8 @@ const ONLY_VULN: [&str; 10] = [
 
 #[test]
 fn a_missing_trivy_fails_with_the_install_hint() {
-    let mut args = vec!["--image", "server:any"];
+    // Each test names its own image: each subject has its own report folder.
+    let mut args = vec!["--image", "server:no-trivy"];
     args.extend(ONLY_VULN);
     let said = assert_clear_failure(&scan(&args, &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]));
     assert!(said.contains("trivy is missing"), "{said}");
@@ -42,7 +43,7 @@ fn a_missing_trivy_fails_with_the_install_hint() {
 #[test]
 fn a_stopped_engine_fails_the_image_steps() {
     let dir = std::env::temp_dir().join("xtask-scan-no-db");
-    let mut args = vec!["--image", "server:any", "--trivy-db"];
+    let mut args = vec!["--image", "server:no-database", "--trivy-db"];
     let db = dir.display().to_string();
     args.push(&db);
     args.extend(ONLY_VULN);

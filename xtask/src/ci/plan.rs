@@ -44,6 +44,7 @@ fn xtask(args: Vec<String>, image_of: Option<&'static str>) -> Action {
 }
 
 /// Every step, in the order they run.
+#[allow(clippy::too_many_lines)] // a list, one block per step
 pub fn steps(options: &flags::Ci) -> Vec<Step> {
     let image = |name: &str, optimize: bool| {
         let mut args = vec!["image".to_owned()];
@@ -62,6 +63,24 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
         xtask(args, None)
     };
     let on = |command: &str, image: &'static str| xtask(vec![command.to_owned()], Some(image));
+    let scan_only = |steps: &[&str]| {
+        let mut args = vec!["scan".to_owned()];
+        for step in steps {
+            args.extend(["--only".to_owned(), (*step).to_owned()]);
+        }
+        args.extend(
+            scan_skips(options)
+                .into_iter()
+                .flat_map(|skip| ["--skip".to_owned(), skip]),
+        );
+        args
+    };
+    let scan_image = |image: &'static str| {
+        xtask(
+            scan_only(&["vuln", "secret", "crates", "config"]),
+            Some(image),
+        )
+    };
     vec![
         Step {
             name: "fmt",
@@ -86,6 +105,16 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             action: cargo(&["test", "--workspace"]),
         },
         Step {
+            name: "deny",
+            proves: "cargo-deny: advisories, bans, licenses, sources",
+            action: xtask(scan_only(&["deny"]), None),
+        },
+        Step {
+            name: "hadolint",
+            proves: "the Dockerfile lints clean",
+            action: xtask(scan_only(&["hadolint"]), None),
+        },
+        Step {
             name: "image",
             proves: "lints, builds and conforms",
             action: image("image", false),
@@ -106,6 +135,26 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             action: on("size-check", "image-optimized"),
         },
         Step {
+            name: "sbom",
+            proves: "SPDX and CycloneDX, valid, agree with syft and trivy",
+            action: on("sbom", "image"),
+        },
+        Step {
+            name: "sbom-optimized",
+            proves: "--optimize: SPDX and CycloneDX, valid, agree with syft and trivy",
+            action: on("sbom", "image-optimized"),
+        },
+        Step {
+            name: "scan",
+            proves: "trivy: image, crates, Dockerfile and deploy/, gated",
+            action: scan_image("image"),
+        },
+        Step {
+            name: "scan-optimized",
+            proves: "--optimize: trivy: image, crates, Dockerfile and deploy/, gated",
+            action: scan_image("image-optimized"),
+        },
+        Step {
             name: "shutdown-test",
             proves: "hardened lifecycle, drain, durability",
             action: on("shutdown-test", "image"),
@@ -116,6 +165,19 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             action: on("shutdown-test", "image-optimized"),
         },
     ]
+}
+
+/// The prefix of a `--skip` that reaches into scan's own steps.
+pub const SCAN_STEP_PREFIX: &str = "scan.";
+
+/// `--skip scan.vuln=REASON` becomes scan's `--skip vuln=REASON`.
+fn scan_skips(options: &flags::Ci) -> Vec<String> {
+    options
+        .skip
+        .iter()
+        .filter_map(|text| text.strip_prefix(SCAN_STEP_PREFIX))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A GitHub Actions cache spec without a scope gets the build's name as
@@ -188,11 +250,34 @@ mod tests {
     #[test]
     fn the_checks_that_need_no_image_come_first() {
         let steps = steps(&options(false));
-        assert_eq!(names(&steps)[..3], ["fmt", "clippy", "test"]);
+        assert_eq!(
+            names(&steps)[..5],
+            ["fmt", "clippy", "test", "deny", "hadolint"]
+        );
         assert!(
             names(&steps).iter().position(|n| *n == "image")
                 < names(&steps).iter().position(|n| *n == "size-check")
         );
+    }
+
+    #[test]
+    fn a_skip_of_a_scan_step_reaches_both_scans_and_nothing_else() {
+        let mut options = options(true);
+        options.skip = vec!["scan.vuln=no database here".into()];
+        for step in steps(&options) {
+            let Action::Xtask { args, .. } = &step.action else {
+                continue;
+            };
+            let forwarded = args
+                .windows(2)
+                .any(|w| w == ["--skip", "vuln=no database here"]);
+            assert_eq!(
+                forwarded,
+                step.name.starts_with("scan") || step.name == "deny" || step.name == "hadolint",
+                "{}: {args:?}",
+                step.name
+            );
+        }
     }
 
     #[test]

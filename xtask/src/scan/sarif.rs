@@ -1,7 +1,7 @@
 //! One SARIF 2.1.0 log for code scanning: each scanner's own SARIF run,
-//! tagged with the step it came from. GitHub refuses two runs of one tool
-//! in one upload unless their categories (`automationDetails.id`) differ,
-//! and trivy makes three.
+//! tagged with the subject and step it came from. GitHub refuses two runs
+//! of one tool in one upload unless their categories (`automationDetails.id`)
+//! differ; trivy makes three runs per image, and both images are scanned.
 
 use serde_json::{Value, json};
 
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 pub const SCHEMA: &str = include_str!("sarif-schema-2.1.0.json");
 
 /// `(step, a tool's SARIF log)` → one log with every run.
-pub fn merge(logs: &[(&str, &Value)]) -> anyhow::Result<Value> {
+pub fn merge(subject: &str, logs: &[(&str, &Value)]) -> anyhow::Result<Value> {
     let mut runs = Vec::new();
     for (step, log) in logs {
         let Some(their_runs) = log["runs"].as_array() else {
@@ -19,7 +19,7 @@ pub fn merge(logs: &[(&str, &Value)]) -> anyhow::Result<Value> {
         };
         for run in their_runs {
             let mut run = run.clone();
-            run["automationDetails"] = json!({"id": format!("xtask-scan/{step}/")});
+            run["automationDetails"] = json!({"id": format!("xtask-scan/{subject}/{step}/")});
             runs.push(run);
         }
     }
@@ -38,11 +38,18 @@ mod tests {
     fn each_run_keeps_its_tool_and_gets_its_steps_category() {
         let trivy = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "Trivy"}}, "results": []}]});
         let deny = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "cargo-deny"}}, "results": []}]});
-        let log = merge(&[("vuln", &trivy), ("config", &trivy), ("deny", &deny)]).unwrap();
+        let log = merge(
+            "server-1",
+            &[("vuln", &trivy), ("config", &trivy), ("deny", &deny)],
+        )
+        .unwrap();
         let runs = log["runs"].as_array().unwrap();
         assert_eq!(runs.len(), 3);
-        assert_eq!(runs[1]["automationDetails"]["id"], "xtask-scan/config/");
+        assert_eq!(
+            runs[1]["automationDetails"]["id"],
+            "xtask-scan/server-1/config/"
+        );
         assert_eq!(runs[2]["tool"]["driver"]["name"], "cargo-deny");
-        assert!(merge(&[("broken", &json!({"runs": null}))]).is_err());
+        assert!(merge("x", &[("broken", &json!({"runs": null}))]).is_err());
     }
 }
