@@ -6,7 +6,7 @@
 //! ```text
 //! main.rs            the command line's dispatch
 //! flags.rs           the command line: every command and option
-//! metadata.rs        [workspace.metadata.xtask]: what is built, and its budgets
+//! metadata.rs        [workspace.metadata.xtask]: what is built, budgets, scan policy
 //! checks.rs          Check and Verdict: the one pass/fail type
 //! output.rs          stdout, tables, human units
 //! tools.rs           external programs: found, versioned, how to install
@@ -43,7 +43,8 @@
 //!   sbom/              debian (dpkg's database), crates (cargo tree),
 //!                      purl, spdx, cyclonedx, validate, cross_check
 //! scan.rs            `scan`: trivy, cargo-deny, hadolint, gated, with SARIF
-//!   scan/              policy, ignores, trivy_report, deny, findings, sarif
+//!   scan/              policy, ignores, trivy_report, deny, findings,
+//!                      sarif, report (the verdict)
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
 //! ```
