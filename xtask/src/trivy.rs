@@ -133,13 +133,19 @@ impl Trivy {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let reason = fatal_line(&String::from_utf8_lossy(&output.stderr));
-        match database {
-            Some(db) if !db.offline && reason.contains("DB") => bail!(
-                "trivy could not fetch its vulnerability database {}: {reason}; give a local copy with --trivy-db DIR (a trivy cache directory holding {DB_FILE}), or skip the step with --skip",
-                db.source
-            ),
-            _ => bail!("trivy {subcommand} failed: {reason}"),
-        }
+        bail!("{}", failure(subcommand, database, &reason))
+    }
+}
+
+/// Why trivy failed, in one line; a database it could not fetch is named
+/// with the ways to give it one.
+fn failure(subcommand: &str, database: Option<&Database>, reason: &str) -> String {
+    match database {
+        Some(db) if !db.offline && reason.contains("DB") => format!(
+            "trivy could not fetch its vulnerability database {}: {reason}; give a local copy with --trivy-db DIR (a trivy cache directory holding {DB_FILE}), or skip the step with --skip",
+            db.source
+        ),
+        _ => format!("trivy {subcommand} failed: {reason}"),
     }
 }
 
@@ -168,6 +174,25 @@ mod tests {
             fatal_line(stderr),
             "run error: init error: DB error: failed to download vulnerability DB: 1 error occurred: * Get \"https://mirror.gcr.io/v2/\": no such host"
         );
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_fetched_is_named_with_the_ways_to_give_one() {
+        let online = Database {
+            source: ONLINE_DB.to_owned(),
+            updated_at: None,
+            offline: false,
+        };
+        let stderr = "2026-11-23T02:52:59Z\tFATAL\tFatal error\trun error: init error: DB error: failed to download vulnerability DB: OCI artifact error\n\t* Get \"https://mirror.gcr.io/v2/\": dial tcp: lookup mirror.gcr.io: no such host\n";
+        let line = failure("image", Some(&online), &fatal_line(stderr));
+        assert!(
+            line.starts_with("trivy could not fetch its vulnerability database mirror.gcr.io/aquasec/trivy-db:2: run error"),
+            "{line}"
+        );
+        assert!(line.contains("--trivy-db DIR"), "{line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+        let line = failure("config", None, "unknown flag: --x");
+        assert_eq!(line, "trivy config failed: unknown flag: --x");
     }
 
     #[test]
