@@ -48,6 +48,7 @@ impl flags::Bench {
         std::fs::create_dir_all(&logs)
             .with_context(|| format!("cannot create {}", logs.display()))?;
         let revision = Revision::read(sh)?;
+        let xtask = snapshot_self(&work)?;
         let stand_ins = offline::prepare(sh, &docker, &root, &metadata.image)?;
         let bases = VariantBases {
             project: Bases {
@@ -68,7 +69,7 @@ impl flags::Bench {
         let mut optimized_image = None;
         for variant in selected {
             let measured = measure_variant(
-                sh, &docker, &builder, variant, &bases, metadata, &revision, &work, runs,
+                sh, &docker, &builder, variant, &bases, metadata, &revision, &work, &xtask, runs,
             );
             let report_entry = match measured {
                 Ok((entry, id)) => {
@@ -154,6 +155,7 @@ fn measure_variant(
     metadata: &Metadata,
     revision: &Revision,
     work: &Path,
+    xtask: &Path,
     runs: usize,
 ) -> anyhow::Result<(VariantReport, String)> {
     let dir = variants::dir(work, variant);
@@ -163,11 +165,16 @@ fn measure_variant(
     let (builds, id) = measure::builds(sh, docker, builder, variant, request, &dir, &logs)?;
     let image = measure::image(sh, docker, &id)?;
     eprintln!("bench: {}: shutdown-test ×{runs}", variant.name());
-    let run_figures = measure::runs(
+    // A failed start or stop keeps the build and size figures already taken.
+    let (runs, error) = match measure::runs(
+        xtask,
         &id,
         runs,
         &logs.join(format!("{}-shutdown-test", variant.name())),
-    )?;
+    ) {
+        Ok(figures) => (Some(figures), None),
+        Err(error) => (None, Some(format!("{error:#}"))),
+    };
     Ok((
         VariantReport {
             variant,
@@ -175,8 +182,8 @@ fn measure_variant(
             description: variant.describe(),
             builds: Some(builds),
             image: Some(image),
-            runs: Some(run_figures),
-            error: None,
+            runs,
+            error,
         },
         id,
     ))
@@ -223,6 +230,16 @@ fn write_report(report: &Report, work: &Path) -> anyhow::Result<String> {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(markdown)
+}
+
+/// A copy of this program for the `shutdown-test` runs: a rebuild of the
+/// xtask during a long bench replaces the file `current_exe` names.
+fn snapshot_self(work: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let copy = work.join("xtask");
+    std::fs::copy(&exe, &copy)
+        .with_context(|| format!("cannot copy {} to {}", exe.display(), copy.display()))?;
+    Ok(copy)
 }
 
 fn read(path: &Path) -> String {

@@ -111,8 +111,7 @@ pub struct RunFigures {
 }
 
 /// Runs `shutdown-test` on the image `runs` times and takes the medians.
-pub fn runs(id: &str, runs: usize, log: &Path) -> anyhow::Result<RunFigures> {
-    let xtask = std::env::current_exe().context("cannot find this program's path")?;
+pub fn runs(xtask: &Path, id: &str, runs: usize, log: &Path) -> anyhow::Result<RunFigures> {
     let mut ready = Vec::new();
     let mut healthy = Vec::new();
     let mut idle = Vec::new();
@@ -122,12 +121,12 @@ pub fn runs(id: &str, runs: usize, log: &Path) -> anyhow::Result<RunFigures> {
     let mut failed_checks = Vec::new();
     for run in 1..=runs {
         let stderr = std::fs::File::create(log.with_extension(format!("{run}.log")))?;
-        let output = Command::new(&xtask)
+        let output = Command::new(xtask)
             .args(["--json", "shutdown-test", "--image", id])
             .stdin(Stdio::null())
             .stderr(stderr)
             .output()
-            .context("cannot run shutdown-test")?;
+            .with_context(|| format!("cannot run {} shutdown-test", xtask.display()))?;
         let verdict: serde_json::Value =
             serde_json::from_slice(&output.stdout).with_context(|| {
                 format!(
