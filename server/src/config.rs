@@ -152,13 +152,14 @@ impl Command {
             // a healthy container look unhealthy.
             return Ok(Self::HealthCheck(lookup.listen_addr()?));
         }
+        let shutdown_timeout = lookup.shutdown_timeout()?;
         Ok(Self::Serve(Box::new(Config {
             listen_addr: lookup.listen_addr()?,
             database: lookup.database()?,
             db_pool_size: lookup.db_pool_size()?,
             body_limit: lookup.body_limit()?,
-            shutdown_timeout: lookup.shutdown_timeout()?,
-            shutdown_delay: lookup.shutdown_delay(lookup.shutdown_timeout()?)?,
+            shutdown_timeout,
+            shutdown_delay: lookup.shutdown_delay(shutdown_timeout)?,
             log_level: lookup.log_level()?,
             log_format: lookup.log_format()?,
         })))
