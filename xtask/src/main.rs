@@ -37,6 +37,9 @@
 //! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
 //!   shutdown_test/     lifecycle, drain, deadline, health_check,
 //!                      silent_server, summary
+//! rollout_test.rs    `rollout-test`: a rolling restart behind HAProxy
+//!   rollout_test/      haproxy (the image, its settings, its statistics),
+//!                      traffic, summary
 //! ci.rs              `ci`: every step in order, one summary
 //!   ci/                plan (the steps), runner (a step as a process), summary
 //! sbom.rs            `sbom`: SPDX and CycloneDX, made offline
@@ -62,6 +65,7 @@ mod load;
 mod metadata;
 mod output;
 mod process;
+mod rollout_test;
 mod sbom;
 mod scan;
 mod setup;
@@ -106,6 +110,7 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::RolloutTest(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Ci(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Sbom(args) => args.run(&sh, &metadata()?)?,

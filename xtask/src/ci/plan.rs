@@ -164,6 +164,11 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             proves: "--optimize: hardened lifecycle, drain, durability",
             action: on("shutdown-test", "image-optimized"),
         },
+        Step {
+            name: "rollout-test",
+            proves: "a rolling restart behind HAProxy fails no request",
+            action: on("rollout-test", "image"),
+        },
     ]
 }
 
@@ -317,6 +322,20 @@ mod tests {
                 assert!(names(&steps).contains(image), "{image}");
             }
         }
+    }
+
+    #[test]
+    fn the_rollout_runs_last_on_the_release_image() {
+        let steps = steps(&options(false));
+        let last = steps.last().unwrap();
+        assert_eq!(last.name, "rollout-test");
+        assert_eq!(
+            last.action,
+            Action::Xtask {
+                args: vec!["rollout-test".into()],
+                image_of: Some("image")
+            }
+        );
     }
 
     #[test]

@@ -189,6 +189,15 @@ impl Scope {
         Ok(started.elapsed())
     }
 
+    /// `docker start` of a stopped container: the same name, settings and
+    /// volumes, as a restarted replica has.
+    pub fn start_again(&self, sh: &Shell, container: &Container) -> anyhow::Result<()> {
+        self.docker
+            .output(sh, ["start", &container.name])
+            .with_context(|| format!("cannot start {} again", container.name))?;
+        Ok(())
+    }
+
     /// `docker stop` without waiting for it, for stopping under load.
     pub fn stop_in_background(
         &self,
