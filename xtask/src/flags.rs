@@ -35,6 +35,9 @@ pub enum Command {
     SizeCheck(SizeCheck),
     /// Run the image hardened, drain it under load and prove nothing was lost.
     ShutdownTest(ShutdownTest),
+    /// `docker compose up` of deploy/compose.yaml with PostgreSQL, offline,
+    /// and the service proved through it.
+    ComposeTest(ComposeTest),
     /// Restart two replicas one at a time behind HAProxy under load, with
     /// `SHUTDOWN_DELAY` set and then at 0, and count the failed requests.
     RolloutTest(RolloutTest),
@@ -151,6 +154,17 @@ pub struct ShutdownTest {
     /// HEALTHCHECK start period set at run time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub health_start_period: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeTest {
+    /// The server image. Default: the one the last `cargo xtask image` built.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The PostgreSQL image, e.g. `postgres:17` where a registry is
+    /// reachable. Default: one made from Debian 13's postgresql-17.
+    #[arg(long)]
+    pub postgres_image: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -165,6 +165,11 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             action: on("shutdown-test", "image-optimized"),
         },
         Step {
+            name: "compose-test",
+            proves: "deploy/compose.yaml comes up offline and serves on PostgreSQL",
+            action: on("compose-test", "image"),
+        },
+        Step {
             name: "rollout-test",
             proves: "a rolling restart behind HAProxy fails no request",
             action: on("rollout-test", "image"),
@@ -325,17 +330,21 @@ mod tests {
     }
 
     #[test]
-    fn the_rollout_runs_last_on_the_release_image() {
+    fn the_deployments_run_last_on_the_release_image() {
         let steps = steps(&options(false));
-        let last = steps.last().unwrap();
-        assert_eq!(last.name, "rollout-test");
-        assert_eq!(
-            last.action,
-            Action::Xtask {
-                args: vec!["rollout-test".into()],
-                image_of: Some("image")
-            }
-        );
+        for (step, command) in steps[steps.len() - 2..]
+            .iter()
+            .zip(["compose-test", "rollout-test"])
+        {
+            assert_eq!(step.name, command);
+            assert_eq!(
+                step.action,
+                Action::Xtask {
+                    args: vec![command.into()],
+                    image_of: Some("image")
+                }
+            );
+        }
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct PackageImage<'a> {
     pub packages: &'a [&'a str],
     /// Files laid into the root filesystem: path and content.
     pub files: &'a [(&'a str, &'a str)],
+    /// Shell commands run on the host after the files are laid, with the
+    /// root filesystem in `$1`: users, ownership, what to leave out.
+    pub setup: &'a str,
     /// `docker import --change` instructions, e.g. `ENTRYPOINT [...]`.
     pub changes: &'a [&'a str],
 }
@@ -145,7 +148,7 @@ pub fn package_image(
         parts.extend([*path, *content]);
     }
     let changes = spec.changes.join("\n");
-    parts.push(&changes);
+    parts.extend([changes.as_str(), spec.setup]);
     let reference = format!("{image}-offline/{}:{}", spec.name, content_key(&parts));
     ensure(sh, docker, &work, &reference, spec.changes, |tarball| {
         eprintln!("making {reference} from Debian {SUITE}'s {packages}");
@@ -159,10 +162,18 @@ pub fn package_image(
             }
             sh.write_file(&target, content)?;
         }
+        let script = format!(
+            "#!/bin/sh\nset -eu\ncp -R '{}/.' \"$1/\"\n{}\n",
+            files.display(),
+            spec.setup
+        );
+        let mut hook = OsString::from("--extract-hook=");
+        hook.push(write_hook(
+            &work,
+            &format!("{}-hook.sh", spec.name),
+            &script,
+        )?);
         let include = format!("--include={packages}");
-        let mut hook = OsString::from("--extract-hook=cp -R ");
-        hook.push(&files);
-        hook.push("/. \"$1/\"");
         let made = process::run(cmd!(
             sh,
             "{mmdebstrap} --variant=extract {include} --skip=output/dev {hook} {SUITE} {tarball}"

@@ -38,6 +38,7 @@ pub fn image(
             name: "haproxy",
             packages: &["haproxy"],
             files: &[(CONFIG_PATH, CONFIG)],
+            setup: "",
             changes: &[&entrypoint, "USER 65534:65534"],
         },
     )
