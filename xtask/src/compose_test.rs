@@ -61,8 +61,7 @@ impl flags::ComposeTest {
         let (scope, _) = Scope::open(&docker, sh, PREFIX)?;
         let port = free_loopback_port()?;
         let env = vec![
-            // A tag: compose reads an image id as a name.
-            ("SERVER_IMAGE".to_owned(), image_ref.name.clone()),
+            ("SERVER_IMAGE".to_owned(), image_ref.reference.clone()),
             ("POSTGRES_IMAGE".to_owned(), postgres.clone()),
             ("SERVER_PORT".to_owned(), port.port().to_string()),
         ];
