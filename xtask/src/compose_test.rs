@@ -203,25 +203,33 @@ impl Test<'_> {
             UP_TIMEOUT_SECS,
         ]);
         if let Err(error) = up {
-            let logs = self
-                .project
-                .read(&["logs", "--tail", "10"])
-                .unwrap_or_default();
-            bail!("{error:#}; logs:\n{logs}");
+            bail!("{error:#}; logs: {}", self.logs(None));
         }
         // docker-compose 2.22 can exit 0 when a dependency turned unhealthy.
         for service in ["db", "server"] {
             let state = self.inspect(&self.project.container(service)?)?.state;
             if state.health_status() != Some("healthy") {
-                let logs = self.project.read(&["logs", "--tail", "10", service]);
                 bail!(
-                    "{service} is {} after up --wait; logs:\n{}",
+                    "{service} is {} after up --wait; logs: {}",
                     state.health_status().unwrap_or("without a health check"),
-                    logs.unwrap_or_default()
+                    self.logs(Some(service))
                 );
             }
         }
         Ok(started.elapsed())
+    }
+
+    /// The last lines the services wrote, on one line.
+    fn logs(&self, service: Option<&str>) -> String {
+        let mut args = vec!["logs", "--no-log-prefix", "--tail", "5"];
+        args.extend(service);
+        match self.project.read(&args) {
+            Ok(text) if !text.trim().is_empty() => {
+                text.lines().map(str::trim).collect::<Vec<_>>().join(" | ")
+            }
+            Ok(_) => "(none)".to_owned(),
+            Err(error) => format!("(cannot read: {error:#})"),
+        }
     }
 
     fn inspect(&self, container: &str) -> anyhow::Result<ContainerInspect> {

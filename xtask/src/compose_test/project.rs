@@ -80,10 +80,9 @@ impl<'a> Project<'a> {
     /// The container of `service`.
     pub fn container(&self, service: &str) -> anyhow::Result<String> {
         let id = self.read(&["ps", "--all", "--quiet", service])?;
-        id.lines()
-            .next()
-            .map(str::to_owned)
-            .with_context(|| format!("no container for the service {service}"))
+        id.lines().next().map(str::to_owned).with_context(|| {
+            format!("docker-compose made no container for {service} (its output above says why)")
+        })
     }
 
     /// What the engine still holds of the project: containers, networks and
