@@ -663,7 +663,7 @@ fn remove_owned_by_this_process() {
     );
 }
 
-/// Removes containers and volumes whose creating process is gone.
+/// Removes containers, volumes and networks whose creating process is gone.
 fn sweep_leftovers(docker: &Docker, sh: &Shell) -> anyhow::Result<Removed> {
     let filter = format!("label={SCOPE_LABEL}");
     let format = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
@@ -687,10 +687,28 @@ fn sweep_leftovers(docker: &Docker, sh: &Shell) -> anyhow::Result<Removed> {
             ],
         )
         .context("cannot list earlier test volumes")?;
+    // Networks: those a compose project of a test made (see compose_test).
+    let networks = docker
+        .output(
+            sh,
+            [
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                &volume_format,
+            ],
+        )
+        .context("cannot list earlier test networks")?;
     let containers = abandoned(&containers, process_is_running);
     let volumes = abandoned(&volumes, process_is_running);
     remove_containers(docker.program(), &containers);
     remove_volumes(docker.program(), &volumes);
+    let networks = abandoned(&networks, process_is_running);
+    if !networks.is_empty() {
+        quietly(docker.program(), ["network", "rm"], &networks);
+    }
     Ok(Removed {
         containers: containers.len(),
         volumes: volumes.len(),
