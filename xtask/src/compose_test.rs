@@ -1,8 +1,8 @@
 //! `cargo xtask compose-test`: `docker compose up` of deploy/compose.yaml,
-//! offline, and the service proved through it.
+//! offline where no registry is reachable, and the service proved through it.
 //!
-//! 1. `postgres.rs`: PostgreSQL made from Debian 13's package, unless
-//!    `--postgres-image` names one;
+//! 1. `postgres.rs`: with `--offline`, PostgreSQL made from Debian 13's
+//!    package; else the compose file's default, or `--postgres-image`;
 //! 2. `project.rs`: the compose file under a project name of its own, its
 //!    containers, network and volumes labelled; `up --wait` until both
 //!    services are healthy;
@@ -51,20 +51,28 @@ impl flags::ComposeTest {
         let docker = Docker::connect(sh)?;
         let image = docker.inspect_image(sh, &image_ref.reference)?;
         let compose = tools::require(sh, Tool::Compose)?.path;
-        let postgres = match self.postgres_image {
-            Some(name) => name,
-            None => postgres::image(sh, &docker, &root, &metadata.image)
-                .context("cannot make the PostgreSQL image")?,
+        let postgres = match (self.postgres_image, self.offline) {
+            (Some(name), _) => Some(name),
+            (None, true) => Some(
+                postgres::image(sh, &docker, &root, &metadata.image)
+                    .context("cannot make the PostgreSQL image")?,
+            ),
+            // The compose file's own default, pulled by docker-compose.
+            (None, false) => None,
         };
         // Arms Ctrl+C, which removes what carries this process's label, and
         // sweeps what a killed run left.
         let (scope, _) = Scope::open(&docker, sh, PREFIX)?;
         let port = free_loopback_port()?;
-        let env = vec![
+        let mut env = vec![
             ("SERVER_IMAGE".to_owned(), image_ref.reference.clone()),
-            ("POSTGRES_IMAGE".to_owned(), postgres.clone()),
             ("SERVER_PORT".to_owned(), port.port().to_string()),
         ];
+        env.extend(
+            postgres
+                .iter()
+                .map(|name| ("POSTGRES_IMAGE".to_owned(), name.clone())),
+        );
         let project = Project::new(
             sh,
             compose,
@@ -108,7 +116,7 @@ impl flags::ComposeTest {
         Ok(verdict(
             &image_ref.display_name(&image),
             &image,
-            &postgres,
+            postgres.as_deref().unwrap_or("the compose file's default"),
             up_ms,
             checks,
         ))
@@ -137,10 +145,10 @@ impl Test<'_> {
         match self.up() {
             Ok(up) => {
                 self.up_ms = Some(output::millis(up));
-                self.push(Check::judge("up, offline", true, human(up), expected));
+                self.push(Check::judge("up", true, human(up), expected));
             }
             Err(error) => {
-                self.push(Check::broken("up, offline", expected, &error));
+                self.push(Check::broken("up", expected, &error));
                 return Ok(());
             }
         }

@@ -161,9 +161,12 @@ pub struct ComposeTest {
     /// The server image. Default: the one the last `cargo xtask image` built.
     #[arg(long)]
     pub image: Option<String>,
-    /// The PostgreSQL image, e.g. `postgres:17` where a registry is
-    /// reachable. Default: one made from Debian 13's postgresql-17.
+    /// No registry: PostgreSQL from a local image made from Debian 13's
+    /// postgresql-17. Without it, the compose file's default is pulled.
     #[arg(long)]
+    pub offline: bool,
+    /// The PostgreSQL image to use instead of either.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "offline")]
     pub postgres_image: Option<String>,
 }
 
