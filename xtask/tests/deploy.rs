@@ -437,6 +437,8 @@ fn kubernetes_kills_no_shutdown_the_server_would_finish() {
     // SHUTDOWN_TIMEOUT bounds the delay and the drain together.
     assert!(delay < timeout, "{delay:?} {timeout:?}");
     assert!(grace > timeout, "{grace:?} {timeout:?}");
+    // Above the timeout plus the delay too, read as separate budgets.
+    assert!(grace > timeout + delay, "{grace:?} {timeout:?} + {delay:?}");
     // Readiness fails within period × failureThreshold of SIGTERM; the
     // delay outlasts it, so no new request meets a closed listener.
     let readiness = &server["readinessProbe"];
