@@ -20,15 +20,17 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 pub const BODY_LIMIT: &str = "BODY_LIMIT";
 pub const SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
+pub const SHUTDOWN_DELAY: &str = "SHUTDOWN_DELAY";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
-const SETTINGS: [&str; 7] = [
+const SETTINGS: [&str; 8] = [
     LISTEN_ADDR,
     DATABASE_URL,
     DB_POOL_SIZE,
     BODY_LIMIT,
     SHUTDOWN_TIMEOUT,
+    SHUTDOWN_DELAY,
     LOG_LEVEL,
     LOG_FORMAT,
 ];
@@ -40,6 +42,7 @@ const MAX_DB_POOL_SIZE: u32 = 1000;
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 const MAX_BODY_LIMIT: usize = 1024 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -58,6 +61,9 @@ pub struct Config {
     pub db_pool_size: u32,
     pub body_limit: usize,
     pub shutdown_timeout: Duration,
+    /// How long readiness answers 503 while new connections are still
+    /// served, before the drain; part of `shutdown_timeout`.
+    pub shutdown_delay: Duration,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
 }
@@ -108,6 +114,8 @@ name (--db-pool-size overrides DB_POOL_SIZE).
   DB_POOL_SIZE      database connections, 1-1000    (default 5)
   BODY_LIMIT        largest request body, in bytes  (default 65536)
   SHUTDOWN_TIMEOUT  drain deadline, e.g. 500ms, 10s (default 30s)
+  SHUTDOWN_DELAY    not ready but serving before the drain, within
+                    SHUTDOWN_TIMEOUT, e.g. 5s      (default 0s)
   LOG_LEVEL         error, warn, info, debug, trace (default info)
   LOG_FORMAT        text or json, to stdout         (default text)
 
@@ -144,12 +152,14 @@ impl Command {
             // a healthy container look unhealthy.
             return Ok(Self::HealthCheck(lookup.listen_addr()?));
         }
+        let shutdown_timeout = lookup.shutdown_timeout()?;
         Ok(Self::Serve(Box::new(Config {
             listen_addr: lookup.listen_addr()?,
             database: lookup.database()?,
             db_pool_size: lookup.db_pool_size()?,
             body_limit: lookup.body_limit()?,
-            shutdown_timeout: lookup.shutdown_timeout()?,
+            shutdown_timeout,
+            shutdown_delay: lookup.shutdown_delay(shutdown_timeout)?,
             log_level: lookup.log_level()?,
             log_format: lookup.log_format()?,
         })))
@@ -328,6 +338,21 @@ impl Lookup<'_> {
         }
     }
 
+    /// Shorter than the timeout, which bounds the delay and the drain together.
+    fn shutdown_delay(&self, timeout: Duration) -> Result<Duration, ConfigError> {
+        let Some(raw) = self.raw(SHUTDOWN_DELAY) else {
+            return Ok(DEFAULT_SHUTDOWN_DELAY);
+        };
+        match parse_duration(&raw.value) {
+            Some(delay) if delay < timeout => Ok(delay),
+            _ => Err(raw.invalid(format!(
+                "a whole number with a unit ms, s or m, e.g. 0s or 5s, shorter than \
+                 SHUTDOWN_TIMEOUT ({}ms)",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
     fn log_level(&self) -> Result<LevelFilter, ConfigError> {
         let Some(raw) = self.raw(LOG_LEVEL) else {
             return Ok(LevelFilter::INFO);
@@ -449,6 +474,7 @@ mod tests {
         assert_eq!(config.db_pool_size, 5);
         assert_eq!(config.body_limit, 65536);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.shutdown_delay, Duration::ZERO);
         assert_eq!(config.log_level, LevelFilter::INFO);
         assert_eq!(config.log_format, LogFormat::Text);
     }
@@ -478,6 +504,24 @@ mod tests {
         );
         assert_eq!(config.db_pool_size, 7);
         assert_eq!(config.shutdown_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_shutdown_delay_must_leave_time_to_drain() {
+        let config = serve(&["--shutdown-delay=5s"], &[("SHUTDOWN_TIMEOUT", "30s")]);
+        assert_eq!(config.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(
+            serve(&[], &[("SHUTDOWN_DELAY", "0s")]).shutdown_delay,
+            Duration::ZERO
+        );
+        let message = error(
+            &[],
+            &[("SHUTDOWN_DELAY", "10s"), ("SHUTDOWN_TIMEOUT", "10s")],
+        );
+        assert!(
+            message.contains("shorter than SHUTDOWN_TIMEOUT (10000ms)"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -525,6 +569,7 @@ mod tests {
             ("DB_POOL_SIZE", "0"),
             ("BODY_LIMIT", "-1"),
             ("SHUTDOWN_TIMEOUT", "0s"),
+            ("SHUTDOWN_DELAY", "5"),
             ("LOG_LEVEL", "loud"),
             ("LOG_FORMAT", "xml"),
         ];

@@ -100,10 +100,15 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         db_pool_size = config.db_pool_size,
         body_limit = config.body_limit,
         shutdown_timeout_ms = shutdown::millis(config.shutdown_timeout),
+        shutdown_delay_ms = shutdown::millis(config.shutdown_delay),
         startup_ms = tenths_of_millis(started.elapsed()),
         "ready"
     );
-    shutdown::serve(listener, app, &state, signals, config.shutdown_timeout).await
+    let deadlines = shutdown::Deadlines {
+        timeout: config.shutdown_timeout,
+        delay: config.shutdown_delay,
+    };
+    shutdown::serve(listener, app, &state, signals, deadlines).await
 }
 
 /// Milliseconds rounded to a tenth: finer digits in a log line are noise.

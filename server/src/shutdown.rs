@@ -1,8 +1,12 @@
-//! Graceful shutdown. On SIGTERM or SIGINT: readiness turns 503 at once, the
-//! listener closes, idle keep-alive connections close, in-flight requests
-//! run to completion, the pool closes, exit 0. `SHUTDOWN_TIMEOUT` bounds the
-//! drain (hyper has no deadline of its own, hyper#3188); when it passes, or
-//! on a second signal, the process exits non-zero at once.
+//! Graceful shutdown. On SIGTERM or SIGINT: readiness turns 503 at once;
+//! for `SHUTDOWN_DELAY` new connections are still accepted and served, so
+//! that load balancers which have not yet seen the 503 (or, in Kubernetes,
+//! the endpoint removal, which propagates concurrently with SIGTERM) lose
+//! nothing; then the listener closes, idle keep-alive connections close,
+//! in-flight requests run to completion, the pool closes, exit 0.
+//! `SHUTDOWN_TIMEOUT`, counted from the signal, bounds the delay and the
+//! drain together (hyper has no deadline of its own, hyper#3188); when it
+//! passes, or on a second signal, the process exits non-zero at once.
 
 use std::future::IntoFuture;
 use std::io;
@@ -63,16 +67,26 @@ impl Signals {
     }
 }
 
-/// Serves until a signal, then drains within `timeout`.
+/// How a shutdown proceeds after the first signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// From the signal to exit, delay included.
+    pub timeout: Duration,
+    /// From the signal to the start of the drain: not ready, still serving.
+    pub delay: Duration,
+}
+
+/// Serves until a signal, keeps serving (not ready) for `delay`, then
+/// drains; all within `timeout` of the signal.
 ///
 /// Exit status: 0 after a complete drain, 1 when the deadline passed first,
-/// 128 + signal number when a second signal cut the drain short.
+/// 128 + signal number when a second signal cut the shutdown short.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     state: &AppState,
     mut signals: Signals,
-    timeout: Duration,
+    Deadlines { timeout, delay }: Deadlines,
 ) -> ExitCode {
     let (begin_drain, drain_requested) = oneshot::channel::<()>();
     let serving = axum::serve(listener, app)
@@ -92,6 +106,28 @@ pub async fn serve(
     };
     let signalled = Instant::now();
     state.draining.start();
+    if !delay.is_zero() {
+        tracing::info!(
+            signal = first.name(),
+            delay_ms = millis(delay),
+            "shutting down: not ready, still serving until the delay ends"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            result = &mut serving => {
+                tracing::error!(error = ?result.err(), "server stopped during the shutdown delay");
+                return ExitCode::FAILURE;
+            }
+            second = signals.recv() => {
+                tracing::warn!(
+                    signal = second.name(),
+                    abandoned = state.metrics.in_flight(),
+                    "second signal: exiting at once"
+                );
+                return second.exit_code();
+            }
+        }
+    }
     tracing::info!(
         signal = first.name(),
         in_flight = state.metrics.in_flight(),
@@ -116,7 +152,7 @@ pub async fn serve(
                 ExitCode::FAILURE
             }
         },
-        () = tokio::time::sleep(timeout) => {
+        () = tokio::time::sleep(timeout.saturating_sub(signalled.elapsed())) => {
             tracing::error!(
                 abandoned = state.metrics.in_flight(),
                 timeout_ms = millis(timeout),

@@ -35,6 +35,12 @@ pub enum Command {
     SizeCheck(SizeCheck),
     /// Run the image hardened, drain it under load and prove nothing was lost.
     ShutdownTest(ShutdownTest),
+    /// `docker compose up` of deploy/compose.yaml with PostgreSQL, offline,
+    /// and the service proved through it.
+    ComposeTest(ComposeTest),
+    /// Restart two replicas one at a time behind HAProxy under load, with
+    /// `SHUTDOWN_DELAY` set and then at 0, and count the failed requests.
+    RolloutTest(RolloutTest),
     /// Run the whole pipeline in order, with one summary: format, clippy,
     /// tests, both images and their checks.
     ///
@@ -148,6 +154,46 @@ pub struct ShutdownTest {
     /// HEALTHCHECK start period set at run time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub health_start_period: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeTest {
+    /// The server image. Default: the one the last `cargo xtask image` built.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// No registry: PostgreSQL from a local image made from Debian 13's
+    /// postgresql-17. Without it, the compose file's default is pulled.
+    #[arg(long)]
+    pub offline: bool,
+    /// The PostgreSQL image to use instead of either.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "offline")]
+    pub postgres_image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutTest {
+    /// The image to test. Default: the one the last `cargo xtask image` built.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// `SHUTDOWN_DELAY` of the first rollout; must exceed the load
+    /// balancer's check interval × fall count. The second runs with 0.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// `SHUTDOWN_TIMEOUT` of the replicas; `docker stop` waits 10 s longer.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// HAProxy's health check interval on the readiness path.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration)]
+    pub check_interval: Duration,
+    /// Failed checks before HAProxy takes a replica out.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub check_fall: u32,
+    /// Clients sending requests through the load balancer, one at a time each.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub clients: usize,
+    /// Requests each client sends per second, at most.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub rate: u32,
 }
 
 #[derive(Debug, Args)]

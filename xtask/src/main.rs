@@ -37,6 +37,11 @@
 //! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
 //!   shutdown_test/     lifecycle, drain, deadline, health_check,
 //!                      silent_server, summary
+//! compose_test.rs    `compose-test`: deploy/compose.yaml up, offline
+//!   compose_test/      postgres (the image), project (docker-compose)
+//! rollout_test.rs    `rollout-test`: a rolling restart behind HAProxy
+//!   rollout_test/      haproxy (the image, its settings, its statistics),
+//!                      traffic, summary
 //! ci.rs              `ci`: every step in order, one summary
 //!   ci/                plan (the steps), runner (a step as a process), summary
 //! sbom.rs            `sbom`: SPDX and CycloneDX, made offline
@@ -52,6 +57,7 @@
 mod bench;
 mod checks;
 mod ci;
+mod compose_test;
 mod docker;
 mod flags;
 mod git;
@@ -62,6 +68,7 @@ mod load;
 mod metadata;
 mod output;
 mod process;
+mod rollout_test;
 mod sbom;
 mod scan;
 mod setup;
@@ -106,6 +113,8 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::ComposeTest(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::RolloutTest(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Ci(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Sbom(args) => args.run(&sh, &metadata()?)?,

@@ -652,7 +652,8 @@ mod tests {
             .iter()
             .map(|run| run["tool"]["driver"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(tools, ["Trivy", "cargo-deny", "Hadolint"]);
+        // trivy's config step runs once on the Dockerfile, once on deploy/.
+        assert_eq!(tools, ["Trivy", "Trivy", "cargo-deny", "Hadolint"]);
     }
 
     #[test]

