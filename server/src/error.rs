@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::db_fault::DbFault;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -63,13 +65,20 @@ from_rejection!(JsonRejection, PathRejection, QueryRejection);
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
+        match DbFault::of(&error) {
+            DbFault::Full => {
+                tracing::error!(error = %error, "database full: write refused");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "no room to store the note",
+                )
+            }
             // The database is away or saturated: worth a retry, not a bug.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            DbFault::Unavailable => {
                 tracing::warn!(error = %error, "database unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
             }
-            _ => {
+            DbFault::Internal => {
                 tracing::error!(error = %error, "database error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }

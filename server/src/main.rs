@@ -2,6 +2,7 @@
 //! shut down gracefully on SIGTERM or SIGINT.
 
 mod config;
+mod db_fault;
 mod error;
 mod health;
 mod logging;

@@ -16,12 +16,19 @@ use tokio::sync::oneshot;
 
 use crate::state::AppState;
 
+/// Linux's number for SIGXFSZ, the signal a write past `RLIMIT_FSIZE` raises.
+const SIGXFSZ: i32 = 25;
+
 /// SIGTERM and SIGINT handlers. Installed explicitly because the kernel gives
 /// PID 1 no default action for SIGTERM: without a handler, a container's
 /// `docker stop` would be ignored until it escalates to SIGKILL.
 pub struct Signals {
     terminate: Signal,
     interrupt: Signal,
+    /// Held, never read: with a handler installed, a write past the file
+    /// size limit fails with an error the database reports, instead of
+    /// SIGXFSZ killing the process.
+    _file_too_large: Signal,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +59,7 @@ impl Signals {
         Ok(Self {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            _file_too_large: signal(SignalKind::from_raw(SIGXFSZ))?,
         })
     }
 

@@ -3,6 +3,7 @@
 //! statically typed, and the SQL below is written once in the dialect both
 //! understand (`$1` placeholders, `RETURNING`).
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::Database;
+use crate::db_fault::DbFault;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -21,11 +23,23 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// instead of hanging while the database is away.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Larger than a page of either database, so that the probe must allocate
+/// one, as a new note would.
+const WRITE_PROBE_BYTES: usize = 16 * 1024;
+
 /// How long SQLite waits on a lock held by another connection of the pool.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
-pub enum Storage {
+pub struct Storage {
+    pool: Pool,
+    /// The cause of the last write that failed for a fault of the database
+    /// itself (full, I/O error), until a write succeeds again.
+    write_fault: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -42,9 +56,9 @@ pub struct Note {
 /// type-checked against its own driver.
 macro_rules! with_pool {
     ($storage:expr, $pool:ident => $body:expr) => {
-        match $storage {
-            Storage::Sqlite($pool) => $body,
-            Storage::Postgres($pool) => $body,
+        match &$storage.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -82,7 +96,7 @@ impl Storage {
                 SQLITE_MIGRATIONS.run(&pool).await.with_context(|| {
                     format!("cannot migrate the SQLite database {}", path.display())
                 })?;
-                Ok(Self::Sqlite(pool))
+                Ok(Self::new(Pool::Sqlite(pool)))
             }
             Database::Postgres(options) => {
                 let target = format!(
@@ -101,17 +115,66 @@ impl Storage {
                     .run(&pool)
                     .await
                     .with_context(|| format!("cannot migrate the PostgreSQL database {target}"))?;
-                Ok(Self::Postgres(pool))
+                Ok(Self::new(Pool::Postgres(pool)))
             }
+        }
+    }
+
+    fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            write_fault: Arc::default(),
         }
     }
 
     /// The name used in logs and readiness checks.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
         }
+    }
+
+    /// Why the last write failed, while no write has succeeded since.
+    pub fn write_fault(&self) -> Option<String> {
+        self.write_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remembers a write's outcome for readiness.
+    fn record_write<T>(&self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        let fault = match &outcome {
+            Ok(_) => None,
+            // A pool timeout is load, not a database that cannot write.
+            Err(error @ sqlx::Error::Database(_)) if DbFault::of(error).is_storage_fault() => {
+                Some(error.to_string())
+            }
+            Err(_) => return outcome,
+        };
+        *self
+            .write_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fault;
+        outcome
+    }
+
+    /// Writes a page-sized row and deletes it in one committed transaction:
+    /// it fails while the database has no room or cannot write, and a
+    /// success clears the remembered fault.
+    pub async fn probe_write(&self) -> Result<(), sqlx::Error> {
+        let payload = "x".repeat(WRITE_PROBE_BYTES);
+        let outcome = with_pool!(self, pool => {
+            let mut transaction = pool.begin().await?;
+            sqlx::query("INSERT INTO write_probe (payload) VALUES ($1)")
+                .bind(&payload)
+                .execute(&mut *transaction)
+                .await?;
+            sqlx::query("DELETE FROM write_probe").execute(&mut *transaction).await?;
+            transaction.commit().await
+        });
+        self.record_write(outcome)
     }
 
     /// A round trip through a pooled connection: what readiness measures.
@@ -122,9 +185,16 @@ impl Storage {
     pub async fn create(&self, title: &str, body: &str) -> Result<Note, sqlx::Error> {
         const SQL: &str =
             "INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING id, title, body, created_at";
-        with_pool!(self, pool => {
-            sqlx::query_as(SQL).bind(title).bind(body).fetch_one(pool).await
-        })
+        // Stepped to the end, not `fetch_one`: SQLite commits on the step
+        // after the returned row, and that step is where a full disk or an
+        // I/O error is reported. Stopping early would answer 201 for a note
+        // that was rolled back.
+        let created: Result<Vec<Note>, sqlx::Error> = with_pool!(self, pool => {
+            sqlx::query_as(SQL).bind(title).bind(body).fetch_all(pool).await
+        });
+        self.record_write(
+            created.and_then(|notes| notes.into_iter().next().ok_or(sqlx::Error::RowNotFound)),
+        )
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Note>, sqlx::Error> {
@@ -143,10 +213,14 @@ impl Storage {
 
     /// Whether a note was there to delete.
     pub async fn delete(&self, id: i64) -> Result<bool, sqlx::Error> {
-        with_pool!(self, pool => {
-            let result = sqlx::query("DELETE FROM notes WHERE id = $1").bind(id).execute(pool).await?;
-            Ok(result.rows_affected() > 0)
-        })
+        let deleted = with_pool!(self, pool => {
+            sqlx::query("DELETE FROM notes WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|result| result.rows_affected() > 0)
+        });
+        self.record_write(deleted)
     }
 
     /// Waits for borrowed connections to come back, then closes them all
