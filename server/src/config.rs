@@ -19,15 +19,17 @@ pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 pub const BODY_LIMIT: &str = "BODY_LIMIT";
+pub const RESPONSE_LIMIT: &str = "RESPONSE_LIMIT";
 pub const SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
-const SETTINGS: [&str; 7] = [
+const SETTINGS: [&str; 8] = [
     LISTEN_ADDR,
     DATABASE_URL,
     DB_POOL_SIZE,
     BODY_LIMIT,
+    RESPONSE_LIMIT,
     SHUTDOWN_TIMEOUT,
     LOG_LEVEL,
     LOG_FORMAT,
@@ -39,6 +41,10 @@ const DEFAULT_DB_POOL_SIZE: u32 = 5;
 const MAX_DB_POOL_SIZE: u32 = 1000;
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 const MAX_BODY_LIMIT: usize = 1024 * 1024 * 1024;
+/// Envoy's default buffer limit per connection: a page fits a proxy's buffer.
+const DEFAULT_RESPONSE_LIMIT: usize = 1024 * 1024;
+/// Room for a page's envelope and one small note.
+const MIN_RESPONSE_LIMIT: usize = 1024;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the command line asks for.
@@ -57,6 +63,7 @@ pub struct Config {
     pub database: Database,
     pub db_pool_size: u32,
     pub body_limit: usize,
+    pub response_limit: usize,
     pub shutdown_timeout: Duration,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
@@ -107,6 +114,7 @@ name (--db-pool-size overrides DB_POOL_SIZE).
   DATABASE_URL      sqlite://PATH or postgres://... (default sqlite://data/server.db)
   DB_POOL_SIZE      database connections, 1-1000    (default 5)
   BODY_LIMIT        largest request body, in bytes  (default 65536)
+  RESPONSE_LIMIT    largest page of notes, in bytes (default 1048576)
   SHUTDOWN_TIMEOUT  drain deadline, e.g. 500ms, 10s (default 30s)
   LOG_LEVEL         error, warn, info, debug, trace (default info)
   LOG_FORMAT        text or json, to stdout         (default text)
@@ -149,6 +157,7 @@ impl Command {
             database: lookup.database()?,
             db_pool_size: lookup.db_pool_size()?,
             body_limit: lookup.body_limit()?,
+            response_limit: lookup.response_limit()?,
             shutdown_timeout: lookup.shutdown_timeout()?,
             log_level: lookup.log_level()?,
             log_format: lookup.log_format()?,
@@ -317,6 +326,18 @@ impl Lookup<'_> {
         }
     }
 
+    fn response_limit(&self) -> Result<usize, ConfigError> {
+        let Some(raw) = self.raw(RESPONSE_LIMIT) else {
+            return Ok(DEFAULT_RESPONSE_LIMIT);
+        };
+        match raw.value.parse::<usize>() {
+            Ok(limit) if (MIN_RESPONSE_LIMIT..=MAX_BODY_LIMIT).contains(&limit) => Ok(limit),
+            _ => Err(raw.invalid(format!(
+                "a number of bytes from {MIN_RESPONSE_LIMIT} to {MAX_BODY_LIMIT}, e.g. 1048576"
+            ))),
+        }
+    }
+
     fn shutdown_timeout(&self) -> Result<Duration, ConfigError> {
         let Some(raw) = self.raw(SHUTDOWN_TIMEOUT) else {
             return Ok(DEFAULT_SHUTDOWN_TIMEOUT);
@@ -448,6 +469,7 @@ mod tests {
         assert_eq!(config.database.kind(), "sqlite");
         assert_eq!(config.db_pool_size, 5);
         assert_eq!(config.body_limit, 65536);
+        assert_eq!(config.response_limit, 1_048_576);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(config.log_level, LevelFilter::INFO);
         assert_eq!(config.log_format, LogFormat::Text);
@@ -524,6 +546,7 @@ mod tests {
             ("DATABASE_URL", "mysql://db"),
             ("DB_POOL_SIZE", "0"),
             ("BODY_LIMIT", "-1"),
+            ("RESPONSE_LIMIT", "100"),
             ("SHUTDOWN_TIMEOUT", "0s"),
             ("LOG_LEVEL", "loud"),
             ("LOG_FORMAT", "xml"),

@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod logging;
 mod metrics;
+mod page;
 mod probe;
 mod routes;
 mod shutdown;
@@ -14,6 +15,7 @@ mod state;
 mod storage;
 #[cfg(test)]
 mod testing;
+mod upload;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -92,7 +94,7 @@ async fn run(config: Config, started: Instant) -> ExitCode {
     };
     let listen_addr = listener.local_addr().unwrap_or(config.listen_addr);
 
-    let state = AppState::new(storage);
+    let state = AppState::new(storage, config.response_limit);
     let app = routes::router(state.clone(), config.body_limit);
     tracing::info!(
         version = config::VERSION,
@@ -100,6 +102,7 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         database = config.database.kind(),
         db_pool_size = config.db_pool_size,
         body_limit = config.body_limit,
+        response_limit = config.response_limit,
         shutdown_timeout_ms = shutdown::millis(config.shutdown_timeout),
         startup_ms = tenths_of_millis(started.elapsed()),
         "ready"

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
@@ -202,12 +203,25 @@ impl Storage {
         with_pool!(self, pool => sqlx::query_as(SQL).bind(id).fetch_optional(pool).await)
     }
 
-    /// Notes in creation order.
-    pub async fn list(&self, limit: i64, offset: i64) -> Result<Vec<Note>, sqlx::Error> {
+    /// Hands notes in creation order to `visit`, from `offset`, at most
+    /// `limit` of them, until `visit` returns false. Streamed, so that notes
+    /// a page has no room for are never held in memory.
+    pub async fn visit_notes(
+        &self,
+        limit: i64,
+        offset: i64,
+        mut visit: impl FnMut(Note) -> bool + Send,
+    ) -> Result<(), sqlx::Error> {
         const SQL: &str =
             "SELECT id, title, body, created_at FROM notes ORDER BY id LIMIT $1 OFFSET $2";
         with_pool!(self, pool => {
-            sqlx::query_as(SQL).bind(limit).bind(offset).fetch_all(pool).await
+            let mut rows = sqlx::query_as(SQL).bind(limit).bind(offset).fetch(pool);
+            while let Some(note) = rows.try_next().await? {
+                if !visit(note) {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 
@@ -252,7 +266,15 @@ mod tests {
             storage.get(created.id).await.unwrap(),
             Some(created.clone())
         );
-        assert_eq!(storage.list(10, 0).await.unwrap(), vec![created.clone()]);
+        let mut listed = Vec::new();
+        storage
+            .visit_notes(10, 0, |note| {
+                listed.push(note);
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![created.clone()]);
         assert!(storage.delete(created.id).await.unwrap());
         assert!(!storage.delete(created.id).await.unwrap());
         assert_eq!(storage.get(created.id).await.unwrap(), None);

@@ -18,6 +18,7 @@ fn notes_api_works_against_postgres() {
     let server = Launch::new(dir.path())
         .env("DATABASE_URL", &postgres.url())
         .env("BODY_LIMIT", &api::BODY_LIMIT.to_string())
+        .env("RESPONSE_LIMIT", &api::RESPONSE_LIMIT.to_string())
         .start();
     let ready_line = server
         .wait_for_log("ready", Duration::ZERO)
@@ -26,6 +27,8 @@ fn notes_api_works_against_postgres() {
 
     api::notes_can_be_created_read_listed_and_deleted(server.addr());
     api::bad_requests_get_json_errors_and_the_server_keeps_serving(server.addr());
+    api::oversized_uploads_are_refused_before_their_body_is_read(server.addr());
+    api::pages_stay_within_the_response_limit(server.addr());
 
     let ready = http::get(server.addr(), "/ready");
     assert_eq!(ready.status, 200, "{}", ready.text());
