@@ -12,6 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::SqliteConnectOptions;
 use tracing::level_filters::LevelFilter;
 
+pub use crate::connections::Limits;
+
 /// The server's version, reported by `--version`, `/health` and `/metrics`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -21,16 +23,26 @@ pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 pub const BODY_LIMIT: &str = "BODY_LIMIT";
 pub const RESPONSE_LIMIT: &str = "RESPONSE_LIMIT";
 pub const SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
+pub const HEADER_READ_TIMEOUT: &str = "HEADER_READ_TIMEOUT";
+pub const BODY_READ_TIMEOUT: &str = "BODY_READ_TIMEOUT";
+pub const IDLE_TIMEOUT: &str = "IDLE_TIMEOUT";
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+pub const MAX_HEADER_BYTES: &str = "MAX_HEADER_BYTES";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
-const SETTINGS: [&str; 8] = [
+const SETTINGS: [&str; 13] = [
     LISTEN_ADDR,
     DATABASE_URL,
     DB_POOL_SIZE,
     BODY_LIMIT,
     RESPONSE_LIMIT,
     SHUTDOWN_TIMEOUT,
+    HEADER_READ_TIMEOUT,
+    BODY_READ_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_HEADER_BYTES,
     LOG_LEVEL,
     LOG_FORMAT,
 ];
@@ -46,6 +58,16 @@ const DEFAULT_RESPONSE_LIMIT: usize = 1024 * 1024;
 /// Room for a page's envelope and one small note.
 const MIN_RESPONSE_LIMIT: usize = 1024;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+// nginx's defaults: client_header_timeout, client_body_timeout and
+// keepalive_timeout; worker_connections; large_client_header_buffers 4 8k.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_mins(1);
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_mins(1);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// hyper's floor for its read buffer, and its default ceiling.
+const MAX_HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 8 * 1024..=400 * 1024;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -65,6 +87,7 @@ pub struct Config {
     pub body_limit: usize,
     pub response_limit: usize,
     pub shutdown_timeout: Duration,
+    pub connection_limits: Limits,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
 }
@@ -110,14 +133,19 @@ Usage: server [serve] [--NAME=VALUE ...]
 Settings come from the environment; a flag overrides the variable of the same
 name (--db-pool-size overrides DB_POOL_SIZE).
 
-  LISTEN_ADDR       address to listen on            (default 0.0.0.0:8080)
-  DATABASE_URL      sqlite://PATH or postgres://... (default sqlite://data/server.db)
-  DB_POOL_SIZE      database connections, 1-1000    (default 5)
-  BODY_LIMIT        largest request body, in bytes  (default 65536)
-  RESPONSE_LIMIT    largest page of notes, in bytes (default 1048576)
-  SHUTDOWN_TIMEOUT  drain deadline, e.g. 500ms, 10s (default 30s)
-  LOG_LEVEL         error, warn, info, debug, trace (default info)
-  LOG_FORMAT        text or json, to stdout         (default text)
+  LISTEN_ADDR          address to listen on             (default 0.0.0.0:8080)
+  DATABASE_URL         sqlite://PATH or postgres://...  (default sqlite://data/server.db)
+  DB_POOL_SIZE         database connections, 1-1000     (default 5)
+  BODY_LIMIT           largest request body, in bytes   (default 65536)
+  RESPONSE_LIMIT       largest page of notes, in bytes  (default 1048576)
+  SHUTDOWN_TIMEOUT     drain deadline, e.g. 500ms, 10s  (default 30s)
+  HEADER_READ_TIMEOUT  time to send a request head      (default 60s)
+  BODY_READ_TIMEOUT    longest pause within a body      (default 60s)
+  IDLE_TIMEOUT         keep-alive between requests      (default 75s)
+  MAX_CONNECTIONS      open connections, 1-1000000      (default 512)
+  MAX_HEADER_BYTES     largest head, 8192-409600 bytes  (default 32768)
+  LOG_LEVEL            error, warn, info, debug, trace  (default info)
+  LOG_FORMAT           text or json, to stdout          (default text)
 
 --health-check asks the running server's GET /health over loopback and exits
 0 when it answers 200, 1 otherwise.";
@@ -159,6 +187,14 @@ impl Command {
             body_limit: lookup.body_limit()?,
             response_limit: lookup.response_limit()?,
             shutdown_timeout: lookup.shutdown_timeout()?,
+            connection_limits: Limits {
+                header_read_timeout: lookup
+                    .timeout(HEADER_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT)?,
+                body_read_timeout: lookup.timeout(BODY_READ_TIMEOUT, DEFAULT_BODY_READ_TIMEOUT)?,
+                idle_timeout: lookup.timeout(IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)?,
+                max_connections: lookup.max_connections()?,
+                max_header_bytes: lookup.max_header_bytes()?,
+            },
             log_level: lookup.log_level()?,
             log_format: lookup.log_format()?,
         })))
@@ -339,8 +375,37 @@ impl Lookup<'_> {
     }
 
     fn shutdown_timeout(&self) -> Result<Duration, ConfigError> {
-        let Some(raw) = self.raw(SHUTDOWN_TIMEOUT) else {
-            return Ok(DEFAULT_SHUTDOWN_TIMEOUT);
+        self.timeout(SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    fn max_connections(&self) -> Result<u32, ConfigError> {
+        let Some(raw) = self.raw(MAX_CONNECTIONS) else {
+            return Ok(DEFAULT_MAX_CONNECTIONS);
+        };
+        match raw.value.parse::<u32>() {
+            Ok(count) if (1..=MAX_MAX_CONNECTIONS).contains(&count) => Ok(count),
+            _ => Err(raw.invalid(format!("a whole number from 1 to {MAX_MAX_CONNECTIONS}"))),
+        }
+    }
+
+    fn max_header_bytes(&self) -> Result<usize, ConfigError> {
+        let Some(raw) = self.raw(MAX_HEADER_BYTES) else {
+            return Ok(DEFAULT_MAX_HEADER_BYTES);
+        };
+        match raw.value.parse::<usize>() {
+            Ok(bytes) if MAX_HEADER_BYTES_RANGE.contains(&bytes) => Ok(bytes),
+            _ => Err(raw.invalid(format!(
+                "a number of bytes from {} to {}, e.g. 32768",
+                MAX_HEADER_BYTES_RANGE.start(),
+                MAX_HEADER_BYTES_RANGE.end()
+            ))),
+        }
+    }
+
+    /// A positive duration with a unit, or `default` when unset.
+    fn timeout(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        let Some(raw) = self.raw(name) else {
+            return Ok(default);
         };
         match parse_duration(&raw.value) {
             Some(timeout) if !timeout.is_zero() => Ok(timeout),
@@ -471,6 +536,12 @@ mod tests {
         assert_eq!(config.body_limit, 65536);
         assert_eq!(config.response_limit, 1_048_576);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        let limits = config.connection_limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_mins(1));
+        assert_eq!(limits.body_read_timeout, Duration::from_mins(1));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(75));
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.max_header_bytes, 32768);
         assert_eq!(config.log_level, LevelFilter::INFO);
         assert_eq!(config.log_format, LogFormat::Text);
     }
@@ -548,6 +619,11 @@ mod tests {
             ("BODY_LIMIT", "-1"),
             ("RESPONSE_LIMIT", "100"),
             ("SHUTDOWN_TIMEOUT", "0s"),
+            ("HEADER_READ_TIMEOUT", "10"),
+            ("BODY_READ_TIMEOUT", "0ms"),
+            ("IDLE_TIMEOUT", "forever"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_HEADER_BYTES", "100"),
             ("LOG_LEVEL", "loud"),
             ("LOG_FORMAT", "xml"),
         ];

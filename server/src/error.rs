@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::body_timeout::BodyReadTimedOut;
 use crate::db_fault::DbFault;
 
 #[derive(Debug)]
@@ -61,7 +62,20 @@ macro_rules! from_rejection {
     )*};
 }
 
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
+from_rejection!(PathRejection, QueryRejection);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = cause {
+            if let Some(timed_out) = error.downcast_ref::<BodyReadTimedOut>() {
+                return Self::new(StatusCode::REQUEST_TIMEOUT, timed_out.to_string());
+            }
+            cause = error.source();
+        }
+        Self::new(rejection.status(), rejection.body_text())
+    }
+}
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {

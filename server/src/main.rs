@@ -1,7 +1,9 @@
 //! The notes service: read the configuration, open the store, serve, and
 //! shut down gracefully on SIGTERM or SIGINT.
 
+mod body_timeout;
 mod config;
+mod connections;
 mod db_fault;
 mod error;
 mod health;
@@ -104,10 +106,23 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         body_limit = config.body_limit,
         response_limit = config.response_limit,
         shutdown_timeout_ms = shutdown::millis(config.shutdown_timeout),
+        header_read_timeout_ms = shutdown::millis(config.connection_limits.header_read_timeout),
+        body_read_timeout_ms = shutdown::millis(config.connection_limits.body_read_timeout),
+        idle_timeout_ms = shutdown::millis(config.connection_limits.idle_timeout),
+        max_connections = config.connection_limits.max_connections,
+        max_header_bytes = config.connection_limits.max_header_bytes,
         startup_ms = tenths_of_millis(started.elapsed()),
         "ready"
     );
-    shutdown::serve(listener, app, &state, signals, config.shutdown_timeout).await
+    shutdown::serve(
+        listener,
+        app,
+        config.connection_limits,
+        &state,
+        signals,
+        config.shutdown_timeout,
+    )
+    .await
 }
 
 /// Milliseconds rounded to a tenth: finer digits in a log line are noise.

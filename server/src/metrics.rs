@@ -27,6 +27,7 @@ const UNMATCHED: &str = "unmatched";
 #[derive(Default)]
 pub struct Metrics {
     in_flight: AtomicU64,
+    connections_open: AtomicU64,
     routes: Mutex<BTreeMap<String, RouteSeries>>,
 }
 
@@ -55,9 +56,9 @@ impl Histogram {
     }
 }
 
-/// Counts one request as in flight for as long as it lives, so a request
-/// whose client goes away mid-way is still taken off the gauge.
-struct InFlight<'a>(&'a AtomicU64);
+/// Counts one request (or connection) as in flight for as long as it
+/// lives, so one whose client goes away mid-way is still taken off the gauge.
+pub struct InFlight<'a>(&'a AtomicU64);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -69,6 +70,17 @@ impl Metrics {
     /// Requests that have started and not yet been answered.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts one connection as open for as long as the guard lives.
+    pub fn open_connection(&self) -> InFlight<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.connections_open)
+    }
+
+    /// A request head hyper refused before any route saw it.
+    pub fn record_refused_head(&self, status: StatusCode) {
+        self.record(UNMATCHED, "OTHER", status, Duration::ZERO);
     }
 
     fn start_request(&self) -> InFlight<'_> {
@@ -113,6 +125,14 @@ impl Metrics {
         out.push_str("# HELP http_requests_in_flight Requests started and not yet answered.\n");
         out.push_str("# TYPE http_requests_in_flight gauge\n");
         let _ = writeln!(out, "http_requests_in_flight {}", self.in_flight());
+
+        out.push_str("# HELP http_connections_open Client connections open now.\n");
+        out.push_str("# TYPE http_connections_open gauge\n");
+        let _ = writeln!(
+            out,
+            "http_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
 
         out.push_str("# HELP http_request_duration_seconds Time from request to response head, by route template.\n");
         out.push_str("# TYPE http_request_duration_seconds histogram\n");

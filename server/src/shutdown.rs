@@ -1,19 +1,21 @@
 //! Graceful shutdown. On SIGTERM or SIGINT: readiness turns 503 at once, the
-//! listener closes, idle keep-alive connections close, in-flight requests
+//! listener closes, connections without a request in flight close (idle or
+//! mid-head), in-flight requests
 //! run to completion, the pool closes, exit 0. `SHUTDOWN_TIMEOUT` bounds the
 //! drain (hyper has no deadline of its own, hyper#3188); when it passes, or
 //! on a second signal, the process exits non-zero at once.
 
-use std::future::IntoFuture;
 use std::io;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
+use crate::connections::{self, Limits};
 use crate::state::AppState;
 
 /// Linux's number for SIGXFSZ, the signal a write past `RLIMIT_FSIZE` raises.
@@ -78,22 +80,24 @@ impl Signals {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: Limits,
     state: &AppState,
     mut signals: Signals,
     timeout: Duration,
 ) -> ExitCode {
-    let (begin_drain, drain_requested) = oneshot::channel::<()>();
-    let serving = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = drain_requested.await;
-        })
-        .into_future();
+    let (begin_drain, drain_requested) = watch::channel(false);
+    let serving = connections::serve(
+        listener,
+        app,
+        limits,
+        Arc::clone(&state.metrics),
+        drain_requested,
+    );
     let mut serving = std::pin::pin!(serving);
 
     let first = tokio::select! {
-        result = &mut serving => {
-            // Only an accept loop failure ends serving before a signal.
-            tracing::error!(error = ?result.err(), "server stopped without a signal");
+        () = &mut serving => {
+            tracing::error!("server stopped without a signal");
             return ExitCode::FAILURE;
         }
         received = signals.recv() => received,
@@ -106,24 +110,17 @@ pub async fn serve(
         timeout_ms = millis(timeout),
         "shutting down: draining in-flight requests"
     );
-    let _ = begin_drain.send(());
+    let _ = begin_drain.send(true);
 
     let drain = async {
-        let outcome = serving.await;
+        serving.await;
         state.storage.close().await;
-        outcome
     };
     tokio::select! {
-        outcome = drain => match outcome {
-            Ok(()) => {
-                tracing::info!(drain_ms = millis(signalled.elapsed()), "stopped cleanly");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                tracing::error!(%error, "server failed while draining");
-                ExitCode::FAILURE
-            }
-        },
+        () = drain => {
+            tracing::info!(drain_ms = millis(signalled.elapsed()), "stopped cleanly");
+            ExitCode::SUCCESS
+        }
         () = tokio::time::sleep(timeout) => {
             tracing::error!(
                 abandoned = state.metrics.in_flight(),
