@@ -48,6 +48,10 @@ pub enum Command {
     /// Writes target/xtask/bench/report.md, report.json and chart.svg. A full
     /// run takes about half an hour on 2 cores: every variant is built cold.
     Bench(Bench),
+    /// Drive the release server on loopback with fixed traffic mixes, on
+    /// SQLite and on a throwaway PostgreSQL cluster, and report requests per
+    /// second, p50/p99 latency, non-2xx answers and peak resident memory.
+    ServerLoad(ServerLoad),
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +174,22 @@ pub struct Bench {
     /// Measure only this variant (repeatable): naive, chef-slim, project, project-optimized.
     #[arg(long, value_name = "VARIANT")]
     pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerLoad {
+    /// The server binary to drive. Default: `cargo build --release` of the manifest's package.
+    #[arg(long, value_name = "PATH")]
+    pub server: Option<std::path::PathBuf>,
+    /// How long each mix runs.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Leave out the SQLite runs.
+    #[arg(long)]
+    pub skip_sqlite: bool,
+    /// Leave out the PostgreSQL runs (they need Debian's `postgresql`).
+    #[arg(long)]
+    pub skip_postgres: bool,
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of seconds.

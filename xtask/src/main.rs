@@ -39,6 +39,8 @@
 //!   ci/                plan (the steps), runner (a step as a process), summary
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
+//! server_load.rs     `server-load`: the release server under load on loopback
+//!   server_load/       traffic (the clients), postgres (a throwaway cluster)
 //! ```
 
 mod bench;
@@ -54,6 +56,7 @@ mod load;
 mod metadata;
 mod output;
 mod process;
+mod server_load;
 mod setup;
 mod shutdown_test;
 mod size_check;
@@ -95,6 +98,7 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Ci(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::ServerLoad(args) => args.run(&sh, &metadata()?)?,
     };
     if cli.json {
         output::print_json(&verdict.to_json())?;
