@@ -1,6 +1,7 @@
 //! The notes service: read the configuration, open the store, serve, and
 //! shut down gracefully on SIGTERM or SIGINT.
 
+mod access_log;
 mod body_timeout;
 mod config;
 mod connections;
@@ -126,6 +127,6 @@ async fn run(config: Config, started: Instant) -> ExitCode {
 }
 
 /// Milliseconds rounded to a tenth: finer digits in a log line are noise.
-fn tenths_of_millis(duration: std::time::Duration) -> f64 {
+pub(crate) fn tenths_of_millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }

@@ -180,7 +180,7 @@ fn escape(label: &str) -> String {
 
 /// Standard methods by name; anything else shares one label, which keeps the
 /// number of series bounded whatever clients send.
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -200,12 +200,22 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let _in_flight = metrics.start_request();
     let started = Instant::now();
     let response = next.run(request).await;
-    let route = response
+    metrics.record(
+        route_of(&response),
+        method,
+        response.status(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The route template that answered, as [`tag_route`] left it on the
+/// response, or one label for requests no route matched.
+pub fn route_of(response: &Response) -> &str {
+    response
         .extensions()
         .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str);
-    metrics.record(route, method, response.status(), started.elapsed());
-    response
+        .map_or(UNMATCHED, MatchedPath::as_str)
 }
 
 /// Route-level middleware: the matched path template is known only after

@@ -14,7 +14,7 @@ use crate::page::{self, Page};
 use crate::state::{AppState, ResponseLimit};
 use crate::storage::{Note, Storage};
 use crate::upload::{self, BodyLimit};
-use crate::{health, metrics};
+use crate::{access_log, health, metrics};
 
 /// Larger pages are refused (400) rather than silently clamped, so a client
 /// never mistakes a short page for the end of the list.
@@ -41,6 +41,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             state.metrics.clone(),
             metrics::track,
         ))
+        .layer(middleware::from_fn(access_log::log))
         .with_state(state)
 }
 
