@@ -1,5 +1,6 @@
 //! A small Prometheus registry: request counts by route and status, an
-//! in-flight gauge, a latency histogram and build info. Written here rather
+//! in-flight gauge, open connections, a latency histogram, the database
+//! pool and build info. Written here rather
 //! than pulled in, because it is a few atomics and one map.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::VERSION;
+use crate::storage::{PoolStats, Storage};
 
 /// Upper bounds, in seconds, of the latency histogram's buckets.
 const BUCKETS: [f64; 11] = [
@@ -229,15 +231,54 @@ pub async fn tag_route(request: Request, next: Next) -> Response {
     response
 }
 
-pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
+pub async fn render(
+    State(metrics): State<Arc<Metrics>>,
+    State(storage): State<Storage>,
+) -> Response {
+    let mut text = metrics.render();
+    text.push_str(&pool_text(storage.pool_stats()));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        text,
     )
         .into_response()
+}
+
+/// The database pool: an operator sees it run dry (waiting above zero,
+/// idle at zero) before requests start failing with 503.
+fn pool_text(pool: PoolStats) -> String {
+    let mut out = String::new();
+    let gauges = [
+        (
+            "db_pool_max_connections",
+            "Connections the pool may open (DB_POOL_SIZE).",
+            u64::from(pool.max),
+        ),
+        (
+            "db_pool_connections",
+            "Connections the pool has open.",
+            u64::from(pool.open),
+        ),
+        (
+            "db_pool_idle_connections",
+            "Open connections not in use.",
+            pool.idle as u64,
+        ),
+        (
+            "db_pool_waiting",
+            "Operations waiting for a connection.",
+            pool.waiting,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -298,6 +339,24 @@ mod tests {
     fn build_info_carries_the_version() {
         let text = Metrics::default().render();
         assert!(text.contains(&format!("server_build_info{{version=\"{VERSION}\"}} 1\n")));
+    }
+
+    #[test]
+    fn pool_gauges_are_rendered() {
+        let text = pool_text(PoolStats {
+            open: 3,
+            idle: 1,
+            max: 5,
+            waiting: 7,
+        });
+        for line in [
+            "db_pool_max_connections 5\n",
+            "db_pool_connections 3\n",
+            "db_pool_idle_connections 1\n",
+            "db_pool_waiting 7\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! statically typed, and the SQL below is written once in the dialect both
 //! understand (`$1` placeholders, `RETURNING`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -10,9 +11,10 @@ use anyhow::Context;
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection, PgPool, SqlitePool};
 
 use crate::config::Database;
 use crate::db_fault::DbFault;
@@ -34,6 +36,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Storage {
     pool: Pool,
+    /// Operations waiting for a free connection: a pool about to run dry.
+    waiting: Arc<AtomicU64>,
     /// The cause of the last write that failed for a fault of the database
     /// itself (full, I/O error), until a write succeeds again.
     write_fault: Arc<Mutex<Option<String>>>,
@@ -51,6 +55,45 @@ pub struct Note {
     pub title: String,
     pub body: String,
     pub created_at: String,
+}
+
+/// What `/metrics` shows of the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: usize,
+    pub max: u32,
+    pub waiting: u64,
+}
+
+/// Counts one operation as waiting for a connection while it lives, also
+/// when its request is dropped mid-wait.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the expression with a connection of whichever pool this is, taken
+/// through [`Storage::acquire`] so that the wait is counted; each arm is
+/// type-checked against its own driver.
+macro_rules! with_connection {
+    ($storage:expr, $connection:ident => $body:expr) => {
+        match &$storage.pool {
+            Pool::Sqlite(pool) => {
+                let mut pooled = $storage.acquire(pool).await?;
+                let $connection = &mut *pooled;
+                $body
+            }
+            Pool::Postgres(pool) => {
+                let mut pooled = $storage.acquire(pool).await?;
+                let $connection = &mut *pooled;
+                $body
+            }
+        }
+    };
 }
 
 /// Runs the same expression against whichever pool this is; each arm is
@@ -124,8 +167,27 @@ impl Storage {
     fn new(pool: Pool) -> Self {
         Self {
             pool,
+            waiting: Arc::default(),
             write_fault: Arc::default(),
         }
+    }
+
+    async fn acquire<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<PoolConnection<DB>, sqlx::Error> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        pool.acquire().await
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        with_pool!(self, pool => PoolStats {
+            open: pool.size(),
+            idle: pool.num_idle(),
+            max: pool.options().get_max_connections(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        })
     }
 
     /// The name used in logs and readiness checks.
@@ -166,8 +228,8 @@ impl Storage {
     /// success clears the remembered fault.
     pub async fn probe_write(&self) -> Result<(), sqlx::Error> {
         let payload = "x".repeat(WRITE_PROBE_BYTES);
-        let outcome = with_pool!(self, pool => {
-            let mut transaction = pool.begin().await?;
+        let outcome = with_connection!(self, connection => {
+            let mut transaction = connection.begin().await?;
             sqlx::query("INSERT INTO write_probe (payload) VALUES ($1)")
                 .bind(&payload)
                 .execute(&mut *transaction)
@@ -180,7 +242,9 @@ impl Storage {
 
     /// A round trip through a pooled connection: what readiness measures.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
+        with_connection!(self, connection => {
+            sqlx::query("SELECT 1").execute(connection).await.map(drop)
+        })
     }
 
     pub async fn create(&self, title: &str, body: &str) -> Result<Note, sqlx::Error> {
@@ -190,8 +254,8 @@ impl Storage {
         // after the returned row, and that step is where a full disk or an
         // I/O error is reported. Stopping early would answer 201 for a note
         // that was rolled back.
-        let created: Result<Vec<Note>, sqlx::Error> = with_pool!(self, pool => {
-            sqlx::query_as(SQL).bind(title).bind(body).fetch_all(pool).await
+        let created: Result<Vec<Note>, sqlx::Error> = with_connection!(self, connection => {
+            sqlx::query_as(SQL).bind(title).bind(body).fetch_all(connection).await
         });
         self.record_write(
             created.and_then(|notes| notes.into_iter().next().ok_or(sqlx::Error::RowNotFound)),
@@ -200,7 +264,9 @@ impl Storage {
 
     pub async fn get(&self, id: i64) -> Result<Option<Note>, sqlx::Error> {
         const SQL: &str = "SELECT id, title, body, created_at FROM notes WHERE id = $1";
-        with_pool!(self, pool => sqlx::query_as(SQL).bind(id).fetch_optional(pool).await)
+        with_connection!(self, connection => {
+            sqlx::query_as(SQL).bind(id).fetch_optional(connection).await
+        })
     }
 
     /// Hands notes in creation order to `visit`, from `offset`, at most
@@ -214,8 +280,8 @@ impl Storage {
     ) -> Result<(), sqlx::Error> {
         const SQL: &str =
             "SELECT id, title, body, created_at FROM notes ORDER BY id LIMIT $1 OFFSET $2";
-        with_pool!(self, pool => {
-            let mut rows = sqlx::query_as(SQL).bind(limit).bind(offset).fetch(pool);
+        with_connection!(self, connection => {
+            let mut rows = sqlx::query_as(SQL).bind(limit).bind(offset).fetch(connection);
             while let Some(note) = rows.try_next().await? {
                 if !visit(note) {
                     break;
@@ -227,10 +293,10 @@ impl Storage {
 
     /// Whether a note was there to delete.
     pub async fn delete(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let deleted = with_pool!(self, pool => {
+        let deleted = with_connection!(self, connection => {
             sqlx::query("DELETE FROM notes WHERE id = $1")
                 .bind(id)
-                .execute(pool)
+                .execute(connection)
                 .await
                 .map(|result| result.rows_affected() > 0)
         });
