@@ -26,36 +26,32 @@ use crate::checks::{Check, Verdict};
 use crate::flags;
 use crate::metadata::Metadata;
 use crate::output::Table;
-use traffic::{Mix, Tally};
+use traffic::{Mix, Reads, Tally};
 
 /// The mixes the figures are kept for: many writers; mostly readers; more
-/// clients than the pool has connections.
-const MIXES: [(&str, Mix, u32); 3] = [
-    (
-        "POST, 64 clients",
-        Mix {
-            clients: 64,
-            post_percent: 100,
-        },
-        5,
-    ),
-    (
-        "80% GET / 20% POST, 64 clients",
-        Mix {
-            clients: 64,
-            post_percent: 20,
-        },
-        5,
-    ),
+/// clients than the pool has connections; pages of large notes, where
+/// memory is what is watched.
+const MIXES: [(&str, Mix); 4] = [
+    ("POST, 64 clients", Mix::notes(64, 100)),
+    ("80% GET / 20% POST, 64 clients", Mix::notes(64, 20)),
     (
         "80% GET / 20% POST, 200 clients, pool 5",
+        Mix::notes(200, 20),
+    ),
+    (
+        "GET ?limit=100 of 400 KB notes, 8 clients",
         Mix {
-            clients: 200,
-            post_percent: 20,
+            clients: 8,
+            post_percent: 0,
+            read: Reads::Page,
+            note_bytes: 400 * 1024,
         },
-        5,
     ),
 ];
+/// The server's pool in every run (its default).
+const POOL_SIZE: u32 = 5;
+/// Large enough for the large notes.
+const BODY_LIMIT: usize = 1024 * 1024;
 /// Notes written before a run, for its GETs to read.
 const SEEDED_NOTES: u64 = 100;
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -89,7 +85,7 @@ impl flags::ServerLoad {
         let _ = std::fs::remove_dir_all(&work);
         let mut runs = Vec::new();
         if !self.skip_sqlite {
-            for (mix_name, mix, pool) in MIXES {
+            for (mix_name, mix) in MIXES {
                 let dir = work.join(format!("sqlite-{}", runs.len()));
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -100,21 +96,20 @@ impl flags::ServerLoad {
                     &url,
                     mix_name,
                     mix,
-                    pool,
                     self.duration,
                 )?);
             }
         }
         if !self.skip_postgres {
             let cluster = postgres::Cluster::start(sh, &work.join("postgres"))?;
-            for (mix_name, mix, pool) in MIXES {
+            for (mix_name, mix) in MIXES {
+                cluster.reset(sh)?;
                 runs.push(measure(
                     &server,
                     "postgres",
                     &cluster.url(),
                     mix_name,
                     mix,
-                    pool,
                     self.duration,
                 )?);
             }
@@ -129,12 +124,12 @@ fn measure(
     url: &str,
     mix_name: &'static str,
     mix: Mix,
-    pool: u32,
     duration: Duration,
 ) -> anyhow::Result<Run> {
     eprintln!("{database}: {mix_name} for {} s", duration.as_secs());
-    let mut process = Server::start(server, url, pool)?;
-    traffic::seed(process.addr, SEEDED_NOTES).context("cannot seed the notes the GETs read")?;
+    let mut process = Server::start(server, url)?;
+    traffic::seed(process.addr, SEEDED_NOTES, mix.note_bytes)
+        .context("cannot seed the notes the GETs read")?;
     let mut tally: Tally = traffic::drive(process.addr, mix, duration, SEEDED_NOTES);
     let peak_rss_mb = process.peak_rss_mb()?;
     process.stop()?;
@@ -214,13 +209,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path, database_url: &str, pool: u32) -> anyhow::Result<Server> {
+    fn start(binary: &Path, database_url: &str) -> anyhow::Result<Server> {
         let mut child = Command::new(binary)
             .env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("DATABASE_URL", database_url)
-            .env("DB_POOL_SIZE", pool.to_string())
+            .env("DB_POOL_SIZE", POOL_SIZE.to_string())
+            .env("BODY_LIMIT", BODY_LIMIT.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

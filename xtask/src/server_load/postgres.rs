@@ -85,6 +85,18 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Drops what a server made, so that the next run starts empty.
+    pub fn reset(&self, sh: &Shell) -> anyhow::Result<()> {
+        let psql = self.bin.join("psql");
+        let url = self.url();
+        process::read(cmd!(
+            sh,
+            "{psql} --no-psqlrc --quiet --set=ON_ERROR_STOP=1 {url} --command 'DROP TABLE IF EXISTS notes, write_probe, _sqlx_migrations'"
+        ))
+        .map(drop)
+        .context("cannot empty the PostgreSQL database")
+    }
+
     fn run(&self, sh: &Shell, program: &str, args: &[String]) -> anyhow::Result<()> {
         let program = self.bin.join(program);
         let command = if self.as_root {

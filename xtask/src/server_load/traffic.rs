@@ -14,9 +14,33 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy)]
 pub struct Mix {
     pub clients: usize,
-    /// Out of 100 requests, how many are POSTs; the rest GET a note.
+    /// Out of 100 requests, how many are POSTs; the rest read.
     pub post_percent: u32,
+    pub read: Reads,
+    /// The body of each note written, seeded or posted.
+    pub note_bytes: usize,
 }
+
+#[derive(Debug, Clone, Copy)]
+pub enum Reads {
+    /// One seeded note by id.
+    Note,
+    /// The first page, as large as a client may ask: `?limit=100`.
+    Page,
+}
+
+impl Mix {
+    pub const fn notes(clients: usize, post_percent: u32) -> Mix {
+        Mix {
+            clients,
+            post_percent,
+            read: Reads::Note,
+            note_bytes: SMALL_NOTE_BYTES,
+        }
+    }
+}
+
+const SMALL_NOTE_BYTES: usize = 40;
 
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -64,7 +88,7 @@ pub fn drive(addr: SocketAddr, mix: Mix, duration: Duration, seeded: u64) -> Tal
         .map(|index| {
             std::thread::spawn(move || {
                 let mut client = Client::new(addr, index as u64 + 1);
-                client.run(mix.post_percent, seeded, deadline)
+                client.run(mix, seeded, deadline)
             })
         })
         .collect();
@@ -79,10 +103,11 @@ pub fn drive(addr: SocketAddr, mix: Mix, duration: Duration, seeded: u64) -> Tal
 }
 
 /// Writes `count` notes, one after the other; any answer but `201` fails.
-pub fn seed(addr: SocketAddr, count: u64) -> std::io::Result<()> {
+pub fn seed(addr: SocketAddr, count: u64, note_bytes: usize) -> std::io::Result<()> {
     let mut client = Client::new(addr, 1);
+    let request = post_request(note_bytes);
     for _ in 0..count {
-        let status = client.exchange(&post_request())?;
+        let status = client.exchange(&request)?;
         if status != 201 {
             return Err(std::io::Error::other(format!(
                 "a seed note was answered {status}"
@@ -115,17 +140,25 @@ impl Client {
         self.random
     }
 
-    fn run(&mut self, post_percent: u32, seeded: u64, deadline: Instant) -> Tally {
+    fn run(&mut self, mix: Mix, seeded: u64, deadline: Instant) -> Tally {
+        let post = post_request(mix.note_bytes);
         let mut tally = Tally::default();
         for _ in 0..MAX_REQUESTS_PER_CLIENT {
             if Instant::now() >= deadline {
                 break;
             }
-            let request = if self.next_random() % 100 < u64::from(post_percent) {
-                post_request()
+            let request = if self.next_random() % 100 < u64::from(mix.post_percent) {
+                post.clone()
             } else {
-                let id = self.next_random() % seeded.max(1) + 1;
-                format!("GET /api/v1/notes/{id} HTTP/1.1\r\nHost: load\r\n\r\n")
+                match mix.read {
+                    Reads::Note => {
+                        let id = self.next_random() % seeded.max(1) + 1;
+                        format!("GET /api/v1/notes/{id} HTTP/1.1\r\nHost: load\r\n\r\n")
+                    }
+                    Reads::Page => {
+                        "GET /api/v1/notes?limit=100 HTTP/1.1\r\nHost: load\r\n\r\n".to_owned()
+                    }
+                }
             };
             let sent = Instant::now();
             if let Ok(status) = self.exchange(&request) {
@@ -166,8 +199,8 @@ impl Client {
     }
 }
 
-fn post_request() -> String {
-    let body = r#"{"title":"load","body":"a note written by cargo xtask server-load"}"#;
+fn post_request(note_bytes: usize) -> String {
+    let body = format!(r#"{{"title":"load","body":"{}"}}"#, "x".repeat(note_bytes));
     format!(
         "POST /api/v1/notes HTTP/1.1\r\nHost: load\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -223,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_post_request_declares_its_body_length() {
-        let request = post_request();
+        let request = post_request(12);
         let (head, body) = request.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }
