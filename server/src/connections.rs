@@ -9,8 +9,8 @@
 //!    ([`crate::body_timeout`]).
 //! 4. Out of file descriptors, the loop says so once, keeps serving the
 //!    connections it has and retries until accepting works again.
-//! 5. On drain, a connection with no request in flight is closed at once,
-//!    even mid-head; one with a request finishes it and closes.
+//! 5. On drain, an idle connection is closed, and one mid-head at once;
+//!    one with a request finishes it and closes.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -167,14 +167,15 @@ impl Connection {
                 }
                 _ = drain.wait_for(|draining| *draining), if !draining => {
                     draining = true;
-                    if !activity.has_request() {
+                    // hyper closes an idle connection once its last answer
+                    // is flushed, and one with a request after answering
+                    // it; but it waits for a head it has begun to read,
+                    // and nothing is owed to that.
+                    connection.as_mut().graceful_shutdown();
+                    if activity.is_mid_head() {
                         return;
                     }
-                    connection.as_mut().graceful_shutdown();
                 }
-            }
-            if draining && !activity.has_request() {
-                return;
             }
         }
     }
@@ -241,8 +242,10 @@ impl Activity {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn has_request(&self) -> bool {
-        self.state().requests_in_flight > 0
+    /// Part of a request head has arrived, and no request is in flight.
+    fn is_mid_head(&self) -> bool {
+        let state = self.state();
+        state.requests_in_flight == 0 && state.head_started.is_some()
     }
 
     fn bytes_arrived(&self) {
