@@ -55,6 +55,11 @@ impl Page {
         self.count
     }
 
+    /// Bytes the page has for notes, for the database to cut its rows by.
+    pub fn room(&self) -> i64 {
+        i64::try_from(self.room).unwrap_or(i64::MAX)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -157,7 +157,7 @@ async fn list_notes(
     // One note past the page tells whether there is a next page, so that a
     // last page that is exactly full still ends the list.
     storage
-        .visit_notes(limit + 1, offset, |note| {
+        .visit_notes(limit + 1, offset, page.room(), |note| {
             more = page.len() == limit || !page.push(&note);
             !more
         })

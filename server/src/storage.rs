@@ -270,18 +270,33 @@ impl Storage {
     }
 
     /// Hands notes in creation order to `visit`, from `offset`, at most
-    /// `limit` of them, until `visit` returns false. Streamed, so that notes
-    /// a page has no room for are never held in memory.
+    /// `limit` of them, until `visit` returns false. Streamed, and cut in
+    /// the database after the first note that takes the title and body
+    /// bytes before it past `max_bytes`: a page's budget bounds what is
+    /// read and sent, not only what is answered.
     pub async fn visit_notes(
         &self,
         limit: i64,
         offset: i64,
+        max_bytes: i64,
         mut visit: impl FnMut(Note) -> bool + Send,
     ) -> Result<(), sqlx::Error> {
-        const SQL: &str =
-            "SELECT id, title, body, created_at FROM notes ORDER BY id LIMIT $1 OFFSET $2";
+        const SQL: &str = "
+            SELECT id, title, body, created_at FROM (
+                SELECT id, title, body, created_at,
+                    SUM(octet_length(title) + octet_length(body)) OVER (ORDER BY id) AS running
+                FROM (
+                    SELECT id, title, body, created_at FROM notes ORDER BY id LIMIT $1 OFFSET $2
+                ) AS page
+            ) AS sized
+            WHERE running - octet_length(title) - octet_length(body) <= $3
+            ORDER BY id";
         with_connection!(self, connection => {
-            let mut rows = sqlx::query_as(SQL).bind(limit).bind(offset).fetch(connection);
+            let mut rows = sqlx::query_as(SQL)
+                .bind(limit)
+                .bind(offset)
+                .bind(max_bytes)
+                .fetch(connection);
             while let Some(note) = rows.try_next().await? {
                 if !visit(note) {
                     break;
@@ -334,7 +349,7 @@ mod tests {
         );
         let mut listed = Vec::new();
         storage
-            .visit_notes(10, 0, |note| {
+            .visit_notes(10, 0, i64::MAX, |note| {
                 listed.push(note);
                 true
             })
@@ -344,6 +359,26 @@ mod tests {
         assert!(storage.delete(created.id).await.unwrap());
         assert!(!storage.delete(created.id).await.unwrap());
         assert_eq!(storage.get(created.id).await.unwrap(), None);
+        storage.close().await;
+    }
+
+    #[tokio::test]
+    async fn listing_is_cut_in_the_database_after_the_note_that_crosses_the_budget() {
+        let temp = TempDb::new("budget");
+        let storage = Storage::connect(&temp.database(), 1).await.unwrap();
+        for _ in 0..3 {
+            storage.create("t", &"b".repeat(99)).await.unwrap();
+        }
+        // 100 bytes a note: the second starts at 100, the third at 200.
+        let mut visited = 0;
+        storage
+            .visit_notes(10, 0, 150, |_| {
+                visited += 1;
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(visited, 2);
         storage.close().await;
     }
 
