@@ -281,16 +281,19 @@ impl Storage {
         max_bytes: i64,
         mut visit: impl FnMut(Note) -> bool + Send,
     ) -> Result<(), sqlx::Error> {
+        // Sizes first, from lengths alone (neither database reads a value
+        // to measure it), then only the rows within the budget are read.
         const SQL: &str = "
-            SELECT id, title, body, created_at FROM (
-                SELECT id, title, body, created_at,
-                    SUM(octet_length(title) + octet_length(body)) OVER (ORDER BY id) AS running
-                FROM (
-                    SELECT id, title, body, created_at FROM notes ORDER BY id LIMIT $1 OFFSET $2
-                ) AS page
-            ) AS sized
-            WHERE running - octet_length(title) - octet_length(body) <= $3
-            ORDER BY id";
+            WITH page AS (
+                SELECT id, octet_length(title) + octet_length(body) AS size
+                FROM notes ORDER BY id LIMIT $1 OFFSET $2
+            ), sized AS (
+                SELECT id, SUM(size) OVER (ORDER BY id) - size AS before FROM page
+            )
+            SELECT notes.id, notes.title, notes.body, notes.created_at
+            FROM notes JOIN sized ON notes.id = sized.id
+            WHERE sized.before <= $3
+            ORDER BY notes.id";
         with_connection!(self, connection => {
             let mut rows = sqlx::query_as(SQL)
                 .bind(limit)
