@@ -147,7 +147,8 @@ impl Connection {
             io,
             hyper::service::service_fn(move |request| service.clone().call(request))
         ));
-        let mut draining = *drain.borrow();
+        // False even if the drain has begun: the branch below then runs at once.
+        let mut draining = false;
         loop {
             let changed = activity.changed.notified();
             let deadline = activity.deadline(&self.limits);
