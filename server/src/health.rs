@@ -62,7 +62,7 @@ async fn check_database(storage: &Storage) -> DatabaseCheck {
 /// healthy server's probes stay read-only.
 async fn can_serve(storage: &Storage) -> Result<(), String> {
     storage.ping().await.map_err(|error| error.to_string())?;
-    if storage.write_fault().is_some() {
+    if storage.has_write_fault() {
         storage
             .probe_write()
             .await

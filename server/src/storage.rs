@@ -26,9 +26,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// instead of hanging while the database is away.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Larger than a page of either database, so that the probe must allocate
-/// one, as a new note would.
-const WRITE_PROBE_BYTES: usize = 16 * 1024;
+/// The least the write probe writes: larger than a page of either
+/// database, so that it must allocate one, as a new note would.
+const MIN_WRITE_PROBE_BYTES: usize = 16 * 1024;
 
 /// How long SQLite waits on a lock held by another connection of the pool.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,9 +38,16 @@ pub struct Storage {
     pool: Pool,
     /// Operations waiting for a free connection: a pool about to run dry.
     waiting: Arc<AtomicU64>,
-    /// The cause of the last write that failed for a fault of the database
-    /// itself (full, I/O error), until a write succeeds again.
-    write_fault: Arc<Mutex<Option<String>>>,
+    /// The last write that failed for a fault of the database itself
+    /// (full, I/O error), until a write succeeds again.
+    write_fault: Arc<Mutex<Option<WriteFault>>>,
+}
+
+#[derive(Debug, Clone)]
+struct WriteFault {
+    /// How much the failed write stored: the probe writes as much, so that
+    /// readiness passes only when that write would.
+    bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -198,21 +205,30 @@ impl Storage {
         }
     }
 
-    /// Why the last write failed, while no write has succeeded since.
-    pub fn write_fault(&self) -> Option<String> {
+    /// Whether a write failed for a fault of the database and none has
+    /// succeeded since.
+    pub fn has_write_fault(&self) -> bool {
+        self.write_fault().is_some()
+    }
+
+    fn write_fault(&self) -> Option<WriteFault> {
         self.write_fault
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// Remembers a write's outcome for readiness.
-    fn record_write<T>(&self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+    /// Remembers the outcome of a write of `bytes` for readiness.
+    fn record_write<T>(
+        &self,
+        bytes: usize,
+        outcome: Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
         let fault = match &outcome {
             Ok(_) => None,
             // A pool timeout is load, not a database that cannot write.
             Err(error @ sqlx::Error::Database(_)) if DbFault::of(error).is_storage_fault() => {
-                Some(error.to_string())
+                Some(WriteFault { bytes })
             }
             Err(_) => return outcome,
         };
@@ -223,11 +239,15 @@ impl Storage {
         outcome
     }
 
-    /// Writes a page-sized row and deletes it in one committed transaction:
-    /// it fails while the database has no room or cannot write, and a
-    /// success clears the remembered fault.
+    /// Writes a row as large as the write that failed and deletes it, in
+    /// one committed transaction: it fails while the database has no room
+    /// for that write or cannot write, and a success clears the fault.
     pub async fn probe_write(&self) -> Result<(), sqlx::Error> {
-        let payload = "x".repeat(WRITE_PROBE_BYTES);
+        let bytes = self
+            .write_fault()
+            .map_or(0, |fault| fault.bytes)
+            .max(MIN_WRITE_PROBE_BYTES);
+        let payload = "x".repeat(bytes);
         let outcome = with_connection!(self, connection => {
             let mut transaction = connection.begin().await?;
             sqlx::query("INSERT INTO write_probe (payload) VALUES ($1)")
@@ -237,7 +257,7 @@ impl Storage {
             sqlx::query("DELETE FROM write_probe").execute(&mut *transaction).await?;
             transaction.commit().await
         });
-        self.record_write(outcome)
+        self.record_write(bytes, outcome)
     }
 
     /// A round trip through a pooled connection: what readiness measures.
@@ -258,6 +278,7 @@ impl Storage {
             sqlx::query_as(SQL).bind(title).bind(body).fetch_all(connection).await
         });
         self.record_write(
+            title.len() + body.len(),
             created.and_then(|notes| notes.into_iter().next().ok_or(sqlx::Error::RowNotFound)),
         )
     }
@@ -318,7 +339,7 @@ impl Storage {
                 .await
                 .map(|result| result.rows_affected() > 0)
         });
-        self.record_write(deleted)
+        self.record_write(0, deleted)
     }
 
     /// Waits for borrowed connections to come back, then closes them all
