@@ -12,6 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::SqliteConnectOptions;
 use tracing::level_filters::LevelFilter;
 
+pub use crate::connections::Limits;
+
 /// The server's version, reported by `--version`, `/health` and `/metrics`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -19,18 +21,30 @@ pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 pub const BODY_LIMIT: &str = "BODY_LIMIT";
+pub const RESPONSE_LIMIT: &str = "RESPONSE_LIMIT";
 pub const SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
 pub const SHUTDOWN_DELAY: &str = "SHUTDOWN_DELAY";
+pub const HEADER_READ_TIMEOUT: &str = "HEADER_READ_TIMEOUT";
+pub const BODY_READ_TIMEOUT: &str = "BODY_READ_TIMEOUT";
+pub const IDLE_TIMEOUT: &str = "IDLE_TIMEOUT";
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+pub const MAX_HEADER_BYTES: &str = "MAX_HEADER_BYTES";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
-const SETTINGS: [&str; 8] = [
+const SETTINGS: [&str; 14] = [
     LISTEN_ADDR,
     DATABASE_URL,
     DB_POOL_SIZE,
     BODY_LIMIT,
+    RESPONSE_LIMIT,
     SHUTDOWN_TIMEOUT,
     SHUTDOWN_DELAY,
+    HEADER_READ_TIMEOUT,
+    BODY_READ_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_HEADER_BYTES,
     LOG_LEVEL,
     LOG_FORMAT,
 ];
@@ -41,8 +55,22 @@ const DEFAULT_DB_POOL_SIZE: u32 = 5;
 const MAX_DB_POOL_SIZE: u32 = 1000;
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 const MAX_BODY_LIMIT: usize = 1024 * 1024 * 1024;
+/// Envoy's default buffer limit per connection: a page fits a proxy's buffer.
+const DEFAULT_RESPONSE_LIMIT: usize = 1024 * 1024;
+/// Room for a page's envelope and one small note.
+const MIN_RESPONSE_LIMIT: usize = 1024;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
+// nginx's defaults: client_header_timeout, client_body_timeout and
+// keepalive_timeout; worker_connections; large_client_header_buffers 4 8k.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_mins(1);
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_mins(1);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// hyper's floor for its read buffer, and its default ceiling.
+const MAX_HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 8 * 1024..=400 * 1024;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -60,10 +88,12 @@ pub struct Config {
     pub database: Database,
     pub db_pool_size: u32,
     pub body_limit: usize,
+    pub response_limit: usize,
     pub shutdown_timeout: Duration,
     /// How long readiness answers 503 while new connections are still
     /// served, before the drain; part of `shutdown_timeout`.
     pub shutdown_delay: Duration,
+    pub connection_limits: Limits,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
 }
@@ -109,15 +139,21 @@ Usage: server [serve] [--NAME=VALUE ...]
 Settings come from the environment; a flag overrides the variable of the same
 name (--db-pool-size overrides DB_POOL_SIZE).
 
-  LISTEN_ADDR       address to listen on            (default 0.0.0.0:8080)
-  DATABASE_URL      sqlite://PATH or postgres://... (default sqlite://data/server.db)
-  DB_POOL_SIZE      database connections, 1-1000    (default 5)
-  BODY_LIMIT        largest request body, in bytes  (default 65536)
-  SHUTDOWN_TIMEOUT  drain deadline, e.g. 500ms, 10s (default 30s)
-  SHUTDOWN_DELAY    not ready but serving before the drain, within
-                    SHUTDOWN_TIMEOUT, e.g. 5s      (default 0s)
-  LOG_LEVEL         error, warn, info, debug, trace (default info)
-  LOG_FORMAT        text or json, to stdout         (default text)
+  LISTEN_ADDR          address to listen on             (default 0.0.0.0:8080)
+  DATABASE_URL         sqlite://PATH or postgres://...  (default sqlite://data/server.db)
+  DB_POOL_SIZE         database connections, 1-1000     (default 5)
+  BODY_LIMIT           largest request body, in bytes   (default 65536)
+  RESPONSE_LIMIT       largest page of notes, in bytes  (default 1048576)
+  SHUTDOWN_TIMEOUT     drain deadline, e.g. 500ms, 10s  (default 30s)
+  SHUTDOWN_DELAY       not ready but serving before the drain, within
+                       SHUTDOWN_TIMEOUT, e.g. 5s        (default 0s)
+  HEADER_READ_TIMEOUT  time to send a request head      (default 60s)
+  BODY_READ_TIMEOUT    longest pause within a body      (default 60s)
+  IDLE_TIMEOUT         keep-alive between requests      (default 75s)
+  MAX_CONNECTIONS      open connections, 1-1000000      (default 512)
+  MAX_HEADER_BYTES     largest head, 8192-409600 bytes  (default 32768)
+  LOG_LEVEL            error, warn, info, debug, trace  (default info)
+  LOG_FORMAT           text or json, to stdout          (default text)
 
 --health-check asks the running server's GET /health over loopback and exits
 0 when it answers 200, 1 otherwise.";
@@ -158,8 +194,17 @@ impl Command {
             database: lookup.database()?,
             db_pool_size: lookup.db_pool_size()?,
             body_limit: lookup.body_limit()?,
+            response_limit: lookup.response_limit()?,
             shutdown_timeout,
             shutdown_delay: lookup.shutdown_delay(shutdown_timeout)?,
+            connection_limits: Limits {
+                header_read_timeout: lookup
+                    .timeout(HEADER_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT)?,
+                body_read_timeout: lookup.timeout(BODY_READ_TIMEOUT, DEFAULT_BODY_READ_TIMEOUT)?,
+                idle_timeout: lookup.timeout(IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)?,
+                max_connections: lookup.max_connections()?,
+                max_header_bytes: lookup.max_header_bytes()?,
+            },
             log_level: lookup.log_level()?,
             log_format: lookup.log_format()?,
         })))
@@ -327,9 +372,50 @@ impl Lookup<'_> {
         }
     }
 
+    fn response_limit(&self) -> Result<usize, ConfigError> {
+        let Some(raw) = self.raw(RESPONSE_LIMIT) else {
+            return Ok(DEFAULT_RESPONSE_LIMIT);
+        };
+        match raw.value.parse::<usize>() {
+            Ok(limit) if (MIN_RESPONSE_LIMIT..=MAX_BODY_LIMIT).contains(&limit) => Ok(limit),
+            _ => Err(raw.invalid(format!(
+                "a number of bytes from {MIN_RESPONSE_LIMIT} to {MAX_BODY_LIMIT}, e.g. 1048576"
+            ))),
+        }
+    }
+
     fn shutdown_timeout(&self) -> Result<Duration, ConfigError> {
-        let Some(raw) = self.raw(SHUTDOWN_TIMEOUT) else {
-            return Ok(DEFAULT_SHUTDOWN_TIMEOUT);
+        self.timeout(SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    fn max_connections(&self) -> Result<u32, ConfigError> {
+        let Some(raw) = self.raw(MAX_CONNECTIONS) else {
+            return Ok(DEFAULT_MAX_CONNECTIONS);
+        };
+        match raw.value.parse::<u32>() {
+            Ok(count) if (1..=MAX_MAX_CONNECTIONS).contains(&count) => Ok(count),
+            _ => Err(raw.invalid(format!("a whole number from 1 to {MAX_MAX_CONNECTIONS}"))),
+        }
+    }
+
+    fn max_header_bytes(&self) -> Result<usize, ConfigError> {
+        let Some(raw) = self.raw(MAX_HEADER_BYTES) else {
+            return Ok(DEFAULT_MAX_HEADER_BYTES);
+        };
+        match raw.value.parse::<usize>() {
+            Ok(bytes) if MAX_HEADER_BYTES_RANGE.contains(&bytes) => Ok(bytes),
+            _ => Err(raw.invalid(format!(
+                "a number of bytes from {} to {}, e.g. 32768",
+                MAX_HEADER_BYTES_RANGE.start(),
+                MAX_HEADER_BYTES_RANGE.end()
+            ))),
+        }
+    }
+
+    /// A positive duration with a unit, or `default` when unset.
+    fn timeout(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        let Some(raw) = self.raw(name) else {
+            return Ok(default);
         };
         match parse_duration(&raw.value) {
             Some(timeout) if !timeout.is_zero() => Ok(timeout),
@@ -473,8 +559,15 @@ mod tests {
         assert_eq!(config.database.kind(), "sqlite");
         assert_eq!(config.db_pool_size, 5);
         assert_eq!(config.body_limit, 65536);
+        assert_eq!(config.response_limit, 1_048_576);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(config.shutdown_delay, Duration::ZERO);
+        let limits = config.connection_limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_mins(1));
+        assert_eq!(limits.body_read_timeout, Duration::from_mins(1));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(75));
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.max_header_bytes, 32768);
         assert_eq!(config.log_level, LevelFilter::INFO);
         assert_eq!(config.log_format, LogFormat::Text);
     }
@@ -568,8 +661,14 @@ mod tests {
             ("DATABASE_URL", "mysql://db"),
             ("DB_POOL_SIZE", "0"),
             ("BODY_LIMIT", "-1"),
+            ("RESPONSE_LIMIT", "100"),
             ("SHUTDOWN_TIMEOUT", "0s"),
             ("SHUTDOWN_DELAY", "5"),
+            ("HEADER_READ_TIMEOUT", "10"),
+            ("BODY_READ_TIMEOUT", "0ms"),
+            ("IDLE_TIMEOUT", "forever"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_HEADER_BYTES", "100"),
             ("LOG_LEVEL", "loud"),
             ("LOG_FORMAT", "xml"),
         ];

@@ -7,6 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::body_timeout::BodyReadTimedOut;
+use crate::db_fault::DbFault;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -59,17 +62,37 @@ macro_rules! from_rejection {
     )*};
 }
 
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
+from_rejection!(PathRejection, QueryRejection);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = cause {
+            if let Some(timed_out) = error.downcast_ref::<BodyReadTimedOut>() {
+                return Self::new(StatusCode::REQUEST_TIMEOUT, timed_out.to_string());
+            }
+            cause = error.source();
+        }
+        Self::new(rejection.status(), rejection.body_text())
+    }
+}
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
+        match DbFault::of(&error) {
+            DbFault::Full => {
+                tracing::error!(error = %error, "database full: write refused");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "no room to store the note",
+                )
+            }
             // The database is away or saturated: worth a retry, not a bug.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            DbFault::Unavailable => {
                 tracing::warn!(error = %error, "database unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
             }
-            _ => {
+            DbFault::Internal => {
                 tracing::error!(error = %error, "database error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }

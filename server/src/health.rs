@@ -42,9 +42,9 @@ struct DatabaseCheck {
 
 async fn check_database(storage: &Storage) -> DatabaseCheck {
     let started = Instant::now();
-    let failure = match tokio::time::timeout(DATABASE_TIMEOUT, storage.ping()).await {
+    let failure = match tokio::time::timeout(DATABASE_TIMEOUT, can_serve(storage)).await {
         Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(error.to_string()),
+        Ok(Err(failure)) => Some(failure),
         Err(_) => Some(format!(
             "no answer within {} ms",
             DATABASE_TIMEOUT.as_millis()
@@ -55,6 +55,20 @@ async fn check_database(storage: &Storage) -> DatabaseCheck {
         elapsed: started.elapsed(),
         failure,
     }
+}
+
+/// The database answers, and, after a write failed for a fault of the
+/// database, can write again. The write is tried only then, so that a
+/// healthy server's probes stay read-only.
+async fn can_serve(storage: &Storage) -> Result<(), String> {
+    storage.ping().await.map_err(|error| error.to_string())?;
+    if storage.has_write_fault() {
+        storage
+            .probe_write()
+            .await
+            .map_err(|error| format!("cannot write: {error}"))?;
+    }
+    Ok(())
 }
 
 fn readiness(draining: bool, database: Option<&DatabaseCheck>) -> Response {

@@ -1,11 +1,16 @@
 //! The notes service: read the configuration, open the store, serve, and
 //! shut down gracefully on SIGTERM or SIGINT.
 
+mod access_log;
+mod body_timeout;
 mod config;
+mod connections;
+mod db_fault;
 mod error;
 mod health;
 mod logging;
 mod metrics;
+mod page;
 mod probe;
 mod routes;
 mod shutdown;
@@ -13,6 +18,7 @@ mod state;
 mod storage;
 #[cfg(test)]
 mod testing;
+mod upload;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -91,7 +97,7 @@ async fn run(config: Config, started: Instant) -> ExitCode {
     };
     let listen_addr = listener.local_addr().unwrap_or(config.listen_addr);
 
-    let state = AppState::new(storage);
+    let state = AppState::new(storage, config.response_limit);
     let app = routes::router(state.clone(), config.body_limit);
     tracing::info!(
         version = config::VERSION,
@@ -99,8 +105,14 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         database = config.database.kind(),
         db_pool_size = config.db_pool_size,
         body_limit = config.body_limit,
+        response_limit = config.response_limit,
         shutdown_timeout_ms = shutdown::millis(config.shutdown_timeout),
         shutdown_delay_ms = shutdown::millis(config.shutdown_delay),
+        header_read_timeout_ms = shutdown::millis(config.connection_limits.header_read_timeout),
+        body_read_timeout_ms = shutdown::millis(config.connection_limits.body_read_timeout),
+        idle_timeout_ms = shutdown::millis(config.connection_limits.idle_timeout),
+        max_connections = config.connection_limits.max_connections,
+        max_header_bytes = config.connection_limits.max_header_bytes,
         startup_ms = tenths_of_millis(started.elapsed()),
         "ready"
     );
@@ -108,10 +120,18 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         timeout: config.shutdown_timeout,
         delay: config.shutdown_delay,
     };
-    shutdown::serve(listener, app, &state, signals, deadlines).await
+    shutdown::serve(
+        listener,
+        app,
+        config.connection_limits,
+        &state,
+        signals,
+        deadlines,
+    )
+    .await
 }
 
 /// Milliseconds rounded to a tenth: finer digits in a log line are noise.
-fn tenths_of_millis(duration: std::time::Duration) -> f64 {
+pub(crate) fn tenths_of_millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }

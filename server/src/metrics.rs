@@ -1,5 +1,6 @@
 //! A small Prometheus registry: request counts by route and status, an
-//! in-flight gauge, a latency histogram and build info. Written here rather
+//! in-flight gauge, open connections, a latency histogram, the database
+//! pool and build info. Written here rather
 //! than pulled in, because it is a few atomics and one map.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::VERSION;
+use crate::storage::{PoolStats, Storage};
 
 /// Upper bounds, in seconds, of the latency histogram's buckets.
 const BUCKETS: [f64; 11] = [
@@ -27,6 +29,7 @@ const UNMATCHED: &str = "unmatched";
 #[derive(Default)]
 pub struct Metrics {
     in_flight: AtomicU64,
+    connections_open: AtomicU64,
     routes: Mutex<BTreeMap<String, RouteSeries>>,
 }
 
@@ -55,9 +58,9 @@ impl Histogram {
     }
 }
 
-/// Counts one request as in flight for as long as it lives, so a request
-/// whose client goes away mid-way is still taken off the gauge.
-struct InFlight<'a>(&'a AtomicU64);
+/// Counts one request (or connection) as in flight for as long as it
+/// lives, so one whose client goes away mid-way is still taken off the gauge.
+pub struct InFlight<'a>(&'a AtomicU64);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -69,6 +72,17 @@ impl Metrics {
     /// Requests that have started and not yet been answered.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts one connection as open for as long as the guard lives.
+    pub fn open_connection(&self) -> InFlight<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.connections_open)
+    }
+
+    /// A request head hyper refused before any route saw it.
+    pub fn record_refused_head(&self, status: StatusCode) {
+        self.record(UNMATCHED, "OTHER", status, Duration::ZERO);
     }
 
     fn start_request(&self) -> InFlight<'_> {
@@ -113,6 +127,14 @@ impl Metrics {
         out.push_str("# HELP http_requests_in_flight Requests started and not yet answered.\n");
         out.push_str("# TYPE http_requests_in_flight gauge\n");
         let _ = writeln!(out, "http_requests_in_flight {}", self.in_flight());
+
+        out.push_str("# HELP http_connections_open Client connections open now.\n");
+        out.push_str("# TYPE http_connections_open gauge\n");
+        let _ = writeln!(
+            out,
+            "http_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
 
         out.push_str("# HELP http_request_duration_seconds Time from request to response head, by route template.\n");
         out.push_str("# TYPE http_request_duration_seconds histogram\n");
@@ -160,7 +182,7 @@ fn escape(label: &str) -> String {
 
 /// Standard methods by name; anything else shares one label, which keeps the
 /// number of series bounded whatever clients send.
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -180,12 +202,22 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let _in_flight = metrics.start_request();
     let started = Instant::now();
     let response = next.run(request).await;
-    let route = response
+    metrics.record(
+        route_of(&response),
+        method,
+        response.status(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The route template that answered, as [`tag_route`] left it on the
+/// response, or one label for requests no route matched.
+pub fn route_of(response: &Response) -> &str {
+    response
         .extensions()
         .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str);
-    metrics.record(route, method, response.status(), started.elapsed());
-    response
+        .map_or(UNMATCHED, MatchedPath::as_str)
 }
 
 /// Route-level middleware: the matched path template is known only after
@@ -199,15 +231,54 @@ pub async fn tag_route(request: Request, next: Next) -> Response {
     response
 }
 
-pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
+pub async fn render(
+    State(metrics): State<Arc<Metrics>>,
+    State(storage): State<Storage>,
+) -> Response {
+    let mut text = metrics.render();
+    text.push_str(&pool_text(storage.pool_stats()));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        text,
     )
         .into_response()
+}
+
+/// The database pool: an operator sees it run dry (waiting above zero,
+/// idle at zero) before requests start failing with 503.
+fn pool_text(pool: PoolStats) -> String {
+    let mut out = String::new();
+    let gauges = [
+        (
+            "db_pool_max_connections",
+            "Connections the pool may open (DB_POOL_SIZE).",
+            u64::from(pool.max),
+        ),
+        (
+            "db_pool_connections",
+            "Connections the pool has open.",
+            u64::from(pool.open),
+        ),
+        (
+            "db_pool_idle_connections",
+            "Open connections not in use.",
+            pool.idle as u64,
+        ),
+        (
+            "db_pool_waiting",
+            "Operations waiting for a connection.",
+            pool.waiting,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -268,6 +339,24 @@ mod tests {
     fn build_info_carries_the_version() {
         let text = Metrics::default().render();
         assert!(text.contains(&format!("server_build_info{{version=\"{VERSION}\"}} 1\n")));
+    }
+
+    #[test]
+    fn pool_gauges_are_rendered() {
+        let text = pool_text(PoolStats {
+            open: 3,
+            idle: 1,
+            max: 5,
+            waiting: 7,
+        });
+        for line in [
+            "db_pool_max_connections 5\n",
+            "db_pool_connections 3\n",
+            "db_pool_idle_connections 1\n",
+            "db_pool_waiting 7\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

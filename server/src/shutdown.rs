@@ -2,23 +2,28 @@
 //! for `SHUTDOWN_DELAY` new connections are still accepted and served, so
 //! that load balancers which have not yet seen the 503 (or, in Kubernetes,
 //! the endpoint removal, which propagates concurrently with SIGTERM) lose
-//! nothing; then the listener closes, idle keep-alive connections close,
-//! in-flight requests run to completion, the pool closes, exit 0.
-//! `SHUTDOWN_TIMEOUT`, counted from the signal, bounds the delay and the
-//! drain together (hyper has no deadline of its own, hyper#3188); when it
-//! passes, or on a second signal, the process exits non-zero at once.
+//! nothing; then the listener closes, connections without a request in
+//! flight close (idle or mid-head), in-flight requests run to completion,
+//! the pool closes, exit 0. `SHUTDOWN_TIMEOUT`, counted from the signal,
+//! bounds the delay and the drain together (hyper has no deadline of its
+//! own, hyper#3188); when it passes, or on a second signal, the process
+//! exits non-zero at once.
 
-use std::future::IntoFuture;
 use std::io;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
+use crate::connections::{self, Limits};
 use crate::state::AppState;
+
+/// Linux's number for SIGXFSZ, the signal a write past `RLIMIT_FSIZE` raises.
+const SIGXFSZ: i32 = 25;
 
 /// SIGTERM and SIGINT handlers. Installed explicitly because the kernel gives
 /// PID 1 no default action for SIGTERM: without a handler, a container's
@@ -26,6 +31,10 @@ use crate::state::AppState;
 pub struct Signals {
     terminate: Signal,
     interrupt: Signal,
+    /// Held, never read: with a handler installed, a write past the file
+    /// size limit fails with an error the database reports, instead of
+    /// SIGXFSZ killing the process.
+    _file_too_large: Signal,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +65,7 @@ impl Signals {
         Ok(Self {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            _file_too_large: signal(SignalKind::from_raw(SIGXFSZ))?,
         })
     }
 
@@ -84,22 +94,24 @@ pub struct Deadlines {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: Limits,
     state: &AppState,
     mut signals: Signals,
     Deadlines { timeout, delay }: Deadlines,
 ) -> ExitCode {
-    let (begin_drain, drain_requested) = oneshot::channel::<()>();
-    let serving = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = drain_requested.await;
-        })
-        .into_future();
+    let (begin_drain, drain_requested) = watch::channel(false);
+    let serving = connections::serve(
+        listener,
+        app,
+        limits,
+        Arc::clone(&state.metrics),
+        drain_requested,
+    );
     let mut serving = std::pin::pin!(serving);
 
     let first = tokio::select! {
-        result = &mut serving => {
-            // Only an accept loop failure ends serving before a signal.
-            tracing::error!(error = ?result.err(), "server stopped without a signal");
+        () = &mut serving => {
+            tracing::error!("server stopped without a signal");
             return ExitCode::FAILURE;
         }
         received = signals.recv() => received,
@@ -114,8 +126,8 @@ pub async fn serve(
         );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            result = &mut serving => {
-                tracing::error!(error = ?result.err(), "server stopped during the shutdown delay");
+            () = &mut serving => {
+                tracing::error!("server stopped during the shutdown delay");
                 return ExitCode::FAILURE;
             }
             second = signals.recv() => {
@@ -134,24 +146,17 @@ pub async fn serve(
         timeout_ms = millis(timeout),
         "shutting down: draining in-flight requests"
     );
-    let _ = begin_drain.send(());
+    let _ = begin_drain.send(true);
 
     let drain = async {
-        let outcome = serving.await;
+        serving.await;
         state.storage.close().await;
-        outcome
     };
     tokio::select! {
-        outcome = drain => match outcome {
-            Ok(()) => {
-                tracing::info!(drain_ms = millis(signalled.elapsed()), "stopped cleanly");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                tracing::error!(%error, "server failed while draining");
-                ExitCode::FAILURE
-            }
-        },
+        () = drain => {
+            tracing::info!(drain_ms = millis(signalled.elapsed()), "stopped cleanly");
+            ExitCode::SUCCESS
+        }
         () = tokio::time::sleep(timeout.saturating_sub(signalled.elapsed())) => {
             tracing::error!(
                 abandoned = state.metrics.in_flight(),

@@ -22,17 +22,23 @@ impl Draining {
     }
 }
 
+/// The most bytes one page of notes may take (`RESPONSE_LIMIT`).
+#[derive(Clone, Copy)]
+pub struct ResponseLimit(pub usize);
+
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Storage,
+    pub response_limit: ResponseLimit,
     pub metrics: Arc<Metrics>,
     pub draining: Draining,
 }
 
 impl AppState {
-    pub fn new(storage: Storage) -> Self {
+    pub fn new(storage: Storage, response_limit: usize) -> Self {
         Self {
             storage,
+            response_limit: ResponseLimit(response_limit),
             metrics: Arc::new(Metrics::default()),
             draining: Draining::default(),
         }
@@ -48,6 +54,12 @@ impl FromRef<AppState> for Storage {
 impl FromRef<AppState> for Arc<Metrics> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.metrics)
+    }
+}
+
+impl FromRef<AppState> for ResponseLimit {
+    fn from_ref(state: &AppState) -> Self {
+        state.response_limit
     }
 }
 

@@ -21,6 +21,25 @@ fn bad_requests_get_json_errors_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn oversized_uploads_are_refused_before_their_body_is_read() {
+    let dir = TempDir::new("api-oversized");
+    let server = Launch::new(dir.path())
+        .env("BODY_LIMIT", &api::BODY_LIMIT.to_string())
+        .start();
+    api::oversized_uploads_are_refused_before_their_body_is_read(server.addr());
+}
+
+#[test]
+fn pages_stay_within_the_response_limit() {
+    let dir = TempDir::new("api-pages");
+    let server = Launch::new(dir.path())
+        .env("BODY_LIMIT", &api::BODY_LIMIT.to_string())
+        .env("RESPONSE_LIMIT", &api::RESPONSE_LIMIT.to_string())
+        .start();
+    api::pages_stay_within_the_response_limit(server.addr());
+}
+
+#[test]
 fn the_default_database_is_created_under_the_working_directory() {
     let dir = TempDir::new("api-default-db");
     let server = Launch::new(dir.path()).start();

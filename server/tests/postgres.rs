@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::postgres::Postgres;
@@ -18,6 +20,7 @@ fn notes_api_works_against_postgres() {
     let server = Launch::new(dir.path())
         .env("DATABASE_URL", &postgres.url())
         .env("BODY_LIMIT", &api::BODY_LIMIT.to_string())
+        .env("RESPONSE_LIMIT", &api::RESPONSE_LIMIT.to_string())
         .start();
     let ready_line = server
         .wait_for_log("ready", Duration::ZERO)
@@ -26,6 +29,8 @@ fn notes_api_works_against_postgres() {
 
     api::notes_can_be_created_read_listed_and_deleted(server.addr());
     api::bad_requests_get_json_errors_and_the_server_keeps_serving(server.addr());
+    api::oversized_uploads_are_refused_before_their_body_is_read(server.addr());
+    api::pages_stay_within_the_response_limit(server.addr());
 
     let ready = http::get(server.addr(), "/ready");
     assert_eq!(ready.status, 200, "{}", ready.text());
@@ -91,4 +96,77 @@ fn readiness_follows_postgres_availability() {
         r#"{"title":"back","body":""}"#,
     );
     assert_eq!(created.status, 201, "{}", created.text());
+}
+
+fn metric(server: &common::Server, name: &str) -> Option<u64> {
+    let text = http::get(server.addr(), "/metrics").text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A query cut off by an administrator (57P01, as `pg_terminate_backend`
+/// and a fast shutdown send) is the database being unavailable: 503, not
+/// 500. Meanwhile `/metrics` shows the request waiting for the pool.
+#[test]
+fn an_administrator_shutdown_mid_query_is_503_and_the_pool_shows_its_waiter() {
+    let Some(postgres) = Postgres::start("pg-admin") else {
+        return;
+    };
+    let dir = TempDir::new("pg-admin-server");
+    let server = Launch::new(dir.path())
+        .env("DATABASE_URL", &postgres.url())
+        .env("DB_POOL_SIZE", "1")
+        .start();
+    assert_eq!(metric(&server, "db_pool_max_connections"), Some(1));
+
+    // Holds a lock on the notes, so that the server's query waits inside
+    // PostgreSQL, holding the pool's only connection.
+    let mut locker = postgres
+        .psql()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start psql");
+    let mut locker_input = locker.stdin.take().expect("psql's stdin");
+    locker_input
+        .write_all(b"BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT 1;\n")
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            postgres.sql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation = 'notes'::regclass") == "1"
+        }),
+        "the lock was never taken"
+    );
+
+    let addr = server.addr();
+    let blocked = std::thread::spawn(move || http::get(addr, "/api/v1/notes/1"));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            postgres.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                == "1"
+        }),
+        "the server's query never waited on the lock"
+    );
+    let waiting = std::thread::spawn(move || http::get(addr, "/api/v1/notes/2"));
+    assert!(
+        eventually(Duration::from_secs(4), || metric(
+            &server,
+            "db_pool_waiting"
+        ) == Some(1)),
+        "the waiting request is not on /metrics\n{}",
+        http::get(server.addr(), "/metrics").text()
+    );
+
+    postgres.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+    );
+    let cut_off = blocked.join().expect("the blocked request");
+    assert_eq!(cut_off.status, 503, "{}", cut_off.text());
+    assert!(cut_off.json()["error"].is_string());
+
+    drop(locker_input);
+    let _ = locker.wait();
+    let after = waiting.join().expect("the waiting request");
+    assert!(matches!(after.status, 404 | 503), "{}", after.text());
+    assert_eq!(http::get(server.addr(), "/api/v1/notes/1").status, 404);
 }

@@ -74,6 +74,10 @@ pub enum Command {
     /// ignoring. Reports and one SARIF log go to target/xtask/scan/. Steps:
     /// vuln, secret, config, crates, deny, hadolint.
     Scan(Scan),
+    /// Drive the release server on loopback with fixed traffic mixes, on
+    /// SQLite and on a throwaway PostgreSQL cluster, and report requests per
+    /// second, p50/p99 latency, non-2xx answers and peak resident memory.
+    ServerLoad(ServerLoad),
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +299,22 @@ pub fn skip(text: &str) -> Result<(String, String), String> {
         format!("--skip: {reason}")
     };
     Ok((name.to_owned(), reason))
+}
+
+#[derive(Debug, Args)]
+pub struct ServerLoad {
+    /// The server binary to drive. Default: `cargo build --release` of the manifest's package.
+    #[arg(long, value_name = "PATH")]
+    pub server: Option<std::path::PathBuf>,
+    /// How long each mix runs.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Leave out the SQLite runs.
+    #[arg(long)]
+    pub skip_sqlite: bool,
+    /// Leave out the PostgreSQL runs (they need Debian's `postgresql`).
+    #[arg(long)]
+    pub skip_postgres: bool,
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of seconds.

@@ -52,6 +52,8 @@
 //!                      sarif, report (the verdict)
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
+//! server_load.rs     `server-load`: the release server under load on loopback
+//!   server_load/       traffic (the clients), postgres (a throwaway cluster)
 //! ```
 
 mod bench;
@@ -71,6 +73,7 @@ mod process;
 mod rollout_test;
 mod sbom;
 mod scan;
+mod server_load;
 mod setup;
 mod shutdown_test;
 mod size_check;
@@ -119,6 +122,7 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Sbom(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Scan(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::ServerLoad(args) => args.run(&sh, &metadata()?)?,
     };
     if cli.json {
         output::print_json(&verdict.to_json())?;

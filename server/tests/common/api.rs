@@ -1,12 +1,17 @@
 //! Checks of the notes API that every database must pass, SQLite and
 //! PostgreSQL alike.
 
+use std::io::Write;
 use std::net::SocketAddr;
 
 use super::http::{self, Response};
 
 /// The body limit the API checks start their servers with.
 pub const BODY_LIMIT: usize = 1024;
+
+/// The page limit the API checks start their servers with: the smallest
+/// allowed, so that a few notes fill a page.
+pub const RESPONSE_LIMIT: usize = 1024;
 
 fn create(addr: SocketAddr, title: &str, body: &str) -> serde_json::Value {
     let payload = serde_json::json!({ "title": title, "body": body }).to_string();
@@ -103,6 +108,22 @@ const BAD_REQUESTS: &[BadRequest] = &[
         path: "/api/v1/notes",
         content_type: Some("application/json"),
         body: r#"{"title": " ", "body": "x"}"#,
+    },
+    BadRequest {
+        case: "a title of only a zero-width space",
+        status: 422,
+        method: "POST",
+        path: "/api/v1/notes",
+        content_type: Some("application/json"),
+        body: r#"{"title": "\u200b", "body": "x"}"#,
+    },
+    BadRequest {
+        case: "a NUL in the title",
+        status: 422,
+        method: "POST",
+        path: "/api/v1/notes",
+        content_type: Some("application/json"),
+        body: r#"{"title": "a\u0000b", "body": "x"}"#,
     },
     BadRequest {
         case: "a wrong content type",
@@ -259,4 +280,118 @@ pub fn bad_requests_get_json_errors_and_the_server_keeps_serving(addr: SocketAdd
 
     assert_eq!(http::get(addr, "/health").status, 200);
     create(addr, "still serving", "after all that");
+}
+
+fn assert_json_error(response: &Response, status: u16, case: &str) {
+    assert_eq!(response.status, status, "{case}: {}", response.text());
+    assert!(
+        response.json()["error"].is_string(),
+        "{case}: no JSON error in {}",
+        response.text()
+    );
+}
+
+/// A declared length over the limit is answered `413` at once: no waiting
+/// for a body, no `100 Continue`. A chunked body is cut at the limit.
+/// Start the server with [`BODY_LIMIT`].
+pub fn oversized_uploads_are_refused_before_their_body_is_read(addr: SocketAddr) {
+    let huge = "1000000000";
+    for (case, expect) in [
+        ("no body sent", None),
+        ("100-continue", Some("100-continue")),
+    ] {
+        let mut stream = http::connect(addr);
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Content-Length", huge),
+        ];
+        headers.extend(expect.map(|value| ("Expect", value)));
+        let head = http::head("GET", "/api/v1/notes", &headers, 0).replacen("GET", "POST", 1);
+        stream.write_all(head.as_bytes()).unwrap();
+        let response = http::read_response(&mut stream)
+            .unwrap_or_else(|error| panic!("{case}: no answer before the body: {error}"));
+        assert_json_error(&response, 413, case);
+    }
+
+    let mut stream = http::connect(addr);
+    let head = http::head(
+        "GET",
+        "/api/v1/notes",
+        &[
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        0,
+    )
+    .replacen("GET", "POST", 1);
+    stream.write_all(head.as_bytes()).unwrap();
+    let chunk = "x".repeat(BODY_LIMIT);
+    // Twice the limit; the server may answer and stop reading before the
+    // end, so write errors are expected and ignored.
+    for _ in 0..2 {
+        let _ = stream.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let response =
+        http::read_response(&mut stream).expect("an answer to a chunked body over the limit");
+    assert_json_error(&response, 413, "chunked body over the limit");
+}
+
+/// Counts the notes by paging through them all.
+fn all_note_ids(addr: SocketAddr) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut offset = serde_json::Value::from(0);
+    // Bounded: far more pages than any test creates.
+    for _ in 0..1000 {
+        let page = http::get(addr, &format!("/api/v1/notes?limit=100&offset={offset}"));
+        assert_eq!(page.status, 200, "{}", page.text());
+        assert!(
+            page.body.len() <= RESPONSE_LIMIT,
+            "a page of {} bytes, over RESPONSE_LIMIT {RESPONSE_LIMIT}",
+            page.body.len()
+        );
+        let page = page.json();
+        let notes = page["notes"].as_array().expect("a page has notes");
+        ids.extend(notes.iter().filter_map(|note| note["id"].as_i64()));
+        if page["next_offset"].is_null() {
+            return ids;
+        }
+        assert!(!notes.is_empty(), "an empty page that is not the last");
+        let expected_next = page["offset"].as_i64().unwrap() + i64::try_from(notes.len()).unwrap();
+        assert_eq!(page["next_offset"], expected_next);
+        offset = page["next_offset"].clone();
+    }
+    panic!("paging never ended");
+}
+
+/// Pages never exceed the response limit: they hold fewer notes and say
+/// where the next page starts; every note is reached exactly once; a last
+/// page that is exactly full ends the list; a note no page could hold is
+/// refused when written. Start the server with [`BODY_LIMIT`] and
+/// [`RESPONSE_LIMIT`].
+pub fn pages_stay_within_the_response_limit(addr: SocketAddr) {
+    let before = all_note_ids(addr);
+    let body = "y".repeat(RESPONSE_LIMIT / 4);
+    let created: Vec<i64> = (0..5)
+        .map(|index| {
+            create(addr, &format!("paged {index}"), &body)["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let after = all_note_ids(addr);
+    assert_eq!(after.len(), before.len() + created.len(), "{after:?}");
+    assert!(
+        after.ends_with(&created),
+        "{after:?} does not end with {created:?}"
+    );
+
+    let total = after.len();
+    let last = http::get(addr, &format!("/api/v1/notes?limit=1&offset={}", total - 1)).json();
+    assert_eq!(last["notes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(last["next_offset"], serde_json::Value::Null, "{last}");
+
+    let too_big = serde_json::json!({ "title": "big", "body": "z".repeat(RESPONSE_LIMIT - 100) });
+    let refused = http::post_json(addr, "/api/v1/notes", &too_big.to_string());
+    assert_json_error(&refused, 413, "a note larger than a page");
 }

@@ -90,6 +90,33 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// A `psql` client for the cluster's database, stopping at the first error.
+    pub fn psql(&self) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command.args([
+            "--no-psqlrc",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            &self.url(),
+        ]);
+        command
+    }
+
+    /// Runs one statement and returns what it printed.
+    pub fn sql(&self, statement: &str) -> String {
+        let output = self
+            .psql()
+            .args(["--tuples-only", "--command", statement])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql {statement:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     /// Stops the cluster, waiting until it is down.
     pub fn stop(&self) {
         self.pg_ctl(&["stop", "--mode=fast", "--wait"]);
