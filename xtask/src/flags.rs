@@ -137,6 +137,11 @@ pub struct ShutdownTest {
     /// `SHUTDOWN_TIMEOUT` for the drain under load; `docker stop` waits 10 s longer.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DELAY` for the drain under load: readiness answers 503 while
+    /// new requests are still served, as behind a load balancer. At 0s the
+    /// listener closes at the signal, and no 503 can be seen.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    pub shutdown_delay: Duration,
     /// `SHUTDOWN_TIMEOUT` for the check that a request which never completes cannot hold the container.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration)]
     pub deadline: Duration,

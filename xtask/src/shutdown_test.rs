@@ -69,6 +69,13 @@ impl flags::ShutdownTest {
         {
             bail!("--shutdown-timeout and --deadline must be at least 1s");
         }
+        if self.shutdown_delay >= self.shutdown_timeout {
+            bail!(
+                "--shutdown-delay ({}) must be shorter than --shutdown-timeout ({}): the delay is part of it",
+                human(self.shutdown_delay),
+                human(self.shutdown_timeout)
+            );
+        }
         let image_ref = last_build::resolve(&sh.current_dir(), self.image.as_deref())?;
         let docker = Docker::connect(sh)?;
         let image = docker.inspect_image(sh, &image_ref.reference)?;
@@ -229,19 +236,23 @@ impl<'a> Test<'a> {
         &self,
         role: &'s str,
         volume: &'s str,
-        shutdown_timeout: Duration,
+        shutdown: ShutdownSettings,
     ) -> RunSpec<'s>
     where
         'a: 's,
     {
+        let mut env = vec![(
+            "SHUTDOWN_TIMEOUT".to_owned(),
+            env_duration(shutdown.timeout),
+        )];
+        if !shutdown.delay.is_zero() {
+            env.push(("SHUTDOWN_DELAY".to_owned(), env_duration(shutdown.delay)));
+        }
         RunSpec {
             volume: Some((volume, &self.metadata.data_dir)),
             scratch: self.declared_volumes(Some(&self.metadata.data_dir)),
             publish: Some(self.metadata.port),
-            env: vec![(
-                "SHUTDOWN_TIMEOUT".to_owned(),
-                env_duration(shutdown_timeout),
-            )],
+            env,
             health: Some(self.flags.health_override()),
             ..self.spec(role)
         }
@@ -256,10 +267,10 @@ impl<'a> Test<'a> {
         &mut self,
         role: &str,
         volume: &str,
-        shutdown_timeout: Duration,
+        shutdown: ShutdownSettings,
     ) -> anyhow::Result<(Container, Instant, SocketAddr, Duration)> {
         progress(&format!("starting the server ({role})"));
-        let spec = self.server_spec(role, volume, shutdown_timeout);
+        let spec = self.server_spec(role, volume, shutdown);
         let (container, started) = self.scope.start(self.sh, &spec)?;
         let addr = self
             .scope
@@ -368,6 +379,25 @@ fn last_probe(state: &State) -> String {
             || "no probe has run".to_owned(),
             |p| format!("last probe exit {}: {}", p.exit_code, p.output.trim()),
         )
+}
+
+/// The server's shutdown settings for one container.
+#[derive(Debug, Clone, Copy)]
+struct ShutdownSettings {
+    /// `SHUTDOWN_TIMEOUT`: from the signal to exit, the delay included.
+    timeout: Duration,
+    /// `SHUTDOWN_DELAY`: not ready but serving, before the drain; 0 leaves
+    /// it unset.
+    delay: Duration,
+}
+
+impl ShutdownSettings {
+    fn without_delay(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            delay: Duration::ZERO,
+        }
+    }
 }
 
 /// `SHUTDOWN_TIMEOUT` as the server reads it: `2s`, or `1500ms`.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::{
-    Broken, BrokenContext, DEADLINE_SLACK, EXIT_KILLED, NOTES_PATH, Test, exit_story, human,
-    progress,
+    Broken, BrokenContext, DEADLINE_SLACK, EXIT_KILLED, NOTES_PATH, ShutdownSettings, Test,
+    exit_story, human, progress,
 };
 use crate::checks::Check;
 use crate::load::http::{Failure, Started};
@@ -35,7 +35,11 @@ impl Test<'_> {
             .volume(self.sh, "deadline")
             .broken("deadline", expected.clone())?;
         let (container, _, addr, _) = self
-            .start_server("deadline", &volume, deadline)
+            .start_server(
+                "deadline",
+                &volume,
+                ShutdownSettings::without_delay(deadline),
+            )
             .broken("deadline", expected.clone())?;
         let mut upload = match Self::client(addr).begin_upload(NOTES_PATH, "application/json", 4096)
         {

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    Broken, BrokenContext, NOTES_PATH, READY_WITHIN, Test, WRITES_BEFORE_DRAIN, human, progress,
+    Broken, BrokenContext, NOTES_PATH, READY_WITHIN, ShutdownSettings, Test, WRITES_BEFORE_DRAIN,
+    human, progress,
 };
 use crate::checks::Check;
 use crate::docker::container::Container;
@@ -29,7 +30,11 @@ impl Test<'_> {
             .broken("hardened run", hardened)?;
         let shutdown_timeout = self.flags.shutdown_timeout;
         let (first, started, addr, ready) = self
-            .start_server("first", &volume, shutdown_timeout)
+            .start_server(
+                "first",
+                &volume,
+                ShutdownSettings::without_delay(shutdown_timeout),
+            )
             .broken("hardened run", hardened)?;
         self.check_hardening(&first)
             .broken("hardened run", hardened)?;
@@ -62,7 +67,14 @@ impl Test<'_> {
 
         let drained = "every request in flight at SIGTERM answered 2xx";
         let (second, _, addr, _) = self
-            .start_server("drain", &volume, shutdown_timeout)
+            .start_server(
+                "drain",
+                &volume,
+                ShutdownSettings {
+                    timeout: shutdown_timeout,
+                    delay: self.flags.shutdown_delay,
+                },
+            )
             .broken("drain: in-flight requests", drained)?;
         acknowledged.extend(
             self.drain_under_load(&second, addr, shutdown_timeout)
@@ -73,7 +85,11 @@ impl Test<'_> {
 
         let survived = "every 201 write there after a restart";
         let (third, _, addr, _) = self
-            .start_server("verify", &volume, shutdown_timeout)
+            .start_server(
+                "verify",
+                &volume,
+                ShutdownSettings::without_delay(shutdown_timeout),
+            )
             .broken("durability", survived)?;
         self.durability(addr, &acknowledged);
         self.scope.remove(third);

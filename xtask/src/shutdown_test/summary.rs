@@ -82,6 +82,7 @@ impl flags::ShutdownTest {
                 "image_timeout_ms": health.timeout / 1_000_000,
             },
             "shutdown_timeout_ms": output::millis(self.shutdown_timeout),
+            "shutdown_delay_ms": output::millis(self.shutdown_delay),
             "deadline_ms": output::millis(self.deadline),
             "slow_uploads": self.slow_uploads,
             "short_clients": self.short_clients,
@@ -113,6 +114,12 @@ impl flags::ShutdownTest {
             human(self.health_start_period),
             human(Duration::from_nanos(health.interval)),
             human(Duration::from_nanos(health.timeout)),
+        );
+        let _ = writeln!(
+            out,
+            "drain under load: SHUTDOWN_TIMEOUT={} SHUTDOWN_DELAY={} (readiness 503 and still serving for the delay; the stop latency includes it)",
+            human(self.shutdown_timeout),
+            human(self.shutdown_delay),
         );
         if let Some(tally) = &figures.requests {
             let _ = writeln!(
