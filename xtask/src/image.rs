@@ -399,8 +399,8 @@ mod tests {
     #[test]
     fn the_build_names_the_metadata_package_and_binary() {
         let args = build_args_of(&flags(false, false));
-        assert_eq!(arg(&args, "PACKAGE"), Some("server"));
-        assert_eq!(arg(&args, "BINARY"), Some("server"));
+        assert_eq!(arg(&args, "PACKAGE"), Some(metadata().package.as_str()));
+        assert_eq!(arg(&args, "BINARY"), Some(metadata().binary.as_str()));
     }
 
     #[test]

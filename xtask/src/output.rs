@@ -139,9 +139,55 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
 }
 
+/// Text from a program's output without its terminal escape sequences
+/// (colours, cursor moves), which would garble a verdict quoting it.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            // CSI: parameters and intermediates, then one final byte.
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: up to BEL or ESC \.
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                        break;
+                    }
+                }
+            }
+            // Any other escape is two characters long.
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_loses_colours_and_titles_but_nothing_else() {
+        assert_eq!(
+            plain("\u{1b}[2m2026-01-01\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m ready"),
+            "2026-01-01  INFO ready"
+        );
+        assert_eq!(plain("\u{1b}]0;title\u{7}after"), "after");
+        assert_eq!(plain("\u{1b}]8;;x\u{1b}\\link"), "link");
+        assert_eq!(plain("no escapes: [1m] é"), "no escapes: [1m] é");
+        assert_eq!(plain("cut short \u{1b}["), "cut short ");
+    }
 
     #[test]
     fn columns_are_as_wide_as_their_widest_cell() {

@@ -269,20 +269,41 @@ impl<'a> Test<'a> {
         volume: &str,
         shutdown: ShutdownSettings,
     ) -> anyhow::Result<(Container, Instant, SocketAddr, Duration)> {
+        let (container, started, addr) = self.launch(role, volume, shutdown)?;
+        let ready = self.wait_ready(&container, addr, started)?;
+        Ok((container, started, addr, ready))
+    }
+
+    /// Starts a server container, without waiting for it.
+    fn launch(
+        &mut self,
+        role: &str,
+        volume: &str,
+        shutdown: ShutdownSettings,
+    ) -> anyhow::Result<(Container, Instant, SocketAddr)> {
         progress(&format!("starting the server ({role})"));
         let spec = self.server_spec(role, volume, shutdown);
         let (container, started) = self.scope.start(self.sh, &spec)?;
         let addr = self
             .scope
             .published_addr(self.sh, &container, self.metadata.port)?;
-        let ready = self.wait_ready(&container, addr, started)?;
-        self.figures.start_to_ready_ms.push(output::millis(ready));
-        Ok((container, started, addr, ready))
+        Ok((container, started, addr))
     }
 
     /// Polls the readiness path until it answers 200; fails at once if the
     /// container exits.
     fn wait_ready(
+        &mut self,
+        container: &Container,
+        addr: SocketAddr,
+        started: Instant,
+    ) -> anyhow::Result<Duration> {
+        let ready = self.poll_ready(container, addr, started)?;
+        self.figures.start_to_ready_ms.push(output::millis(ready));
+        Ok(ready)
+    }
+
+    fn poll_ready(
         &self,
         container: &Container,
         addr: SocketAddr,
@@ -295,8 +316,8 @@ impl<'a> Test<'a> {
             attempt += 1;
             let last = match client.get(path) {
                 Ok(response) if response.status == 200 => return Ok(Poll::Ready(())),
-                Ok(response) => format!("status {}", response.status),
-                Err(failure) => failure.reason,
+                Ok(response) => request_failed("GET", path, &format!("status {}", response.status)),
+                Err(failure) => request_failed("GET", path, &failure.reason),
             };
             if attempt.is_multiple_of(10) {
                 let state = self.scope.inspect(self.sh, container)?.state;
@@ -318,7 +339,7 @@ impl<'a> Test<'a> {
         match waited {
             Ok(()) => Ok(started.elapsed()),
             Err(error) => {
-                Err(error.context(format!("{path} not ready; logs: {}", self.logs(container))))
+                Err(error.context(format!("never ready; logs: {}", self.logs(container))))
             }
         }
     }
@@ -350,7 +371,7 @@ impl<'a> Test<'a> {
         if logs.is_empty() {
             "(none)".to_owned()
         } else {
-            logs.lines().collect::<Vec<_>>().join(" | ")
+            output::plain(&logs).lines().collect::<Vec<_>>().join(" | ")
         }
     }
 }
@@ -363,7 +384,7 @@ fn exit_story(state: &State, grace: Duration) -> String {
             "exit 137: killed for exceeding the memory limit".to_owned()
         }
         EXIT_KILLED => format!(
-            "exit 137: killed by docker after {} (SIGTERM not handled in time)",
+            "exit 137: killed by docker after {}: SIGTERM not handled in time",
             human(grace)
         ),
         code => format!("exit {code}"),
@@ -377,8 +398,20 @@ fn last_probe(state: &State) -> String {
         .and_then(|h| h.log.last())
         .map_or_else(
             || "no probe has run".to_owned(),
-            |p| format!("last probe exit {}: {}", p.exit_code, p.output.trim()),
+            |p| {
+                format!(
+                    "last probe exit {}: {}",
+                    p.exit_code,
+                    output::plain(p.output.trim())
+                )
+            },
         )
+}
+
+/// A request that failed, as a verdict names it: `POST /api/v1/notes:
+/// status 404`, or the reason it got no answer.
+fn request_failed(method: &str, path: &str, what: &str) -> String {
+    format!("{method} {path}: {what}")
 }
 
 /// The server's shutdown settings for one container.
@@ -448,8 +481,21 @@ mod tests {
                 "StartedAt":"2026-01-01T00:00:00Z","FinishedAt":"2026-01-01T00:00:12Z"}"#,
         )
         .unwrap();
-        assert!(
-            exit_story(&state, Duration::from_secs(12)).contains("killed by docker after 12 s")
+        assert_eq!(
+            exit_story(&state, Duration::from_secs(12)),
+            "exit 137: killed by docker after 12 s: SIGTERM not handled in time"
+        );
+    }
+
+    #[test]
+    fn a_failed_request_names_its_method_path_and_status() {
+        assert_eq!(
+            request_failed("POST", "/api/v1/notes", "status 404"),
+            "POST /api/v1/notes: status 404"
+        );
+        assert_eq!(
+            request_failed("GET", "/ready", "connect: connection refused"),
+            "GET /ready: connect: connection refused"
         );
     }
 }

@@ -8,10 +8,10 @@ use anyhow::anyhow;
 
 use super::{
     Broken, BrokenContext, DEADLINE_SLACK, EXIT_KILLED, NOTES_PATH, ShutdownSettings, Test,
-    exit_story, human, progress,
+    exit_story, human, progress, request_failed,
 };
 use crate::checks::Check;
-use crate::load::http::{Failure, Started};
+use crate::load::http::Started;
 use crate::output;
 
 impl Test<'_> {
@@ -45,24 +45,29 @@ impl Test<'_> {
         {
             Ok(Started::Continue(upload)) => upload,
             Ok(Started::Answered(response)) => {
-                return Err(anyhow!(
-                    "the server answered {} before the body arrived",
-                    response.status
-                ))
+                return Err(anyhow!(request_failed(
+                    "POST",
+                    NOTES_PATH,
+                    &format!("answered {} before the body was sent", response.status)
+                )))
                 .broken("deadline", expected);
             }
-            Err(failure) => return Err(failure_error(&failure)).broken("deadline", expected),
+            Err(failure) => {
+                return Err(anyhow!(request_failed("POST", NOTES_PATH, &failure.reason)))
+                    .broken("deadline", expected);
+            }
         };
         upload
             .send(br#"{"title":"never finished","body":""#)
-            .map_err(|f| failure_error(&f))
+            .map_err(|f| anyhow!(request_failed("POST", NOTES_PATH, &f.reason)))
             .broken("deadline", expected.clone())?;
         progress("stopping the server with a request that never completes");
         let latency = self
             .scope
             .stop(self.sh, &container, grace)
             .broken("deadline", expected.clone())?;
-        drop(upload);
+        // What the unfinished request got, if anything, before the stop.
+        let answer = upload.finish().ok();
         let state = self
             .scope
             .inspect(self.sh, &container)
@@ -75,8 +80,16 @@ impl Test<'_> {
         let passed =
             state.exit_code != 0 && state.exit_code != EXIT_KILLED && !state.oom_killed && on_time;
         let measured = format!("exit {} after {}", state.exit_code, human(latency));
-        let story = if state.exit_code == 0 {
-            format!("{measured}: exit 0 although a request was cut off")
+        let story = if state.exit_code == EXIT_KILLED {
+            exit_story(&state, grace)
+        } else if let Some(answer) = answer.filter(|_| state.exit_code == 0) {
+            format!(
+                "{measured}: the server answered the unfinished POST {NOTES_PATH} with {} itself, \
+                 so its own deadline was never reached",
+                answer.status
+            )
+        } else if state.exit_code == 0 {
+            format!("{measured}: exit 0 although a request was cut off unanswered")
         } else if on_time {
             exit_story(&state, grace)
         } else if latency < deadline {
@@ -88,8 +101,4 @@ impl Test<'_> {
         self.scope.remove(container);
         Ok(())
     }
-}
-
-fn failure_error(failure: &Failure) -> anyhow::Error {
-    anyhow!("{}", failure.reason)
 }

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{EXIT_KILLED, LOAD_LEAD, NOTES_PATH, STOP_MARGIN, Test, exit_story, human, progress};
+use super::{
+    EXIT_KILLED, LOAD_LEAD, NOTES_PATH, STOP_MARGIN, Test, exit_story, human, progress,
+    request_failed,
+};
 use crate::checks::Check;
 use crate::docker::container::{self, Container, State};
 use crate::load::drain::{self, Acknowledged, Load, Plan};
@@ -87,8 +90,16 @@ impl Test<'_> {
             .iter()
             .filter_map(|r| match &r.result {
                 Ok(a) if (200..300).contains(&a.status) => None,
-                Ok(a) => Some(format!("{}: status {}", r.title, a.status)),
-                Err(f) => Some(format!("{}: {}", r.title, f.reason)),
+                Ok(a) => Some(request_failed(
+                    "POST",
+                    NOTES_PATH,
+                    &format!("status {} ({})", a.status, r.title),
+                )),
+                Err(f) => Some(request_failed(
+                    "POST",
+                    NOTES_PATH,
+                    &format!("{} ({})", f.reason, r.title),
+                )),
             })
             .collect();
         self.push(
@@ -145,7 +156,7 @@ impl Test<'_> {
                 "0",
             )
             .because(format!(
-                "{} dropped, {} wrong statuses: {}",
+                "{} dropped, {} wrong statuses, of POST {NOTES_PATH}: {}",
                 tally.dropped,
                 tally.wrong_status,
                 tally.examples.join("; ")

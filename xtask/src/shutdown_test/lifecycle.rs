@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     Broken, BrokenContext, NOTES_PATH, READY_WITHIN, ShutdownSettings, Test, WRITES_BEFORE_DRAIN,
-    human, progress,
+    exit_story, human, progress, request_failed,
 };
 use crate::checks::Check;
 use crate::docker::container::Container;
@@ -29,8 +29,8 @@ impl Test<'_> {
             .volume(self.sh, "data")
             .broken("hardened run", hardened)?;
         let shutdown_timeout = self.flags.shutdown_timeout;
-        let (first, started, addr, ready) = self
-            .start_server(
+        let (first, started, addr) = self
+            .launch(
                 "first",
                 &volume,
                 ShutdownSettings::without_delay(shutdown_timeout),
@@ -38,11 +38,15 @@ impl Test<'_> {
             .broken("hardened run", hardened)?;
         self.check_hardening(&first)
             .broken("hardened run", hardened)?;
+        let within = format!("< {}", human(READY_WITHIN));
+        let ready = self
+            .wait_ready(&first, addr, started)
+            .broken("start to ready", within.clone())?;
         self.push(Check::judge(
             "start to ready",
             ready < READY_WITHIN,
             human(ready),
-            format!("< {}", human(READY_WITHIN)),
+            within,
         ));
         self.check_liveness(addr);
         // A health check that never turns healthy fails its check; the
@@ -101,13 +105,13 @@ impl Test<'_> {
         let path = &self.metadata.health_path;
         let expected = format!("200 from {path}");
         let check = match Client::new(addr, Duration::from_secs(1)).get(path) {
-            Ok(response) => Check::judge(
-                "liveness",
-                response.status == 200,
-                format!("status {}", response.status),
-                expected,
-            ),
-            Err(failure) => Check::judge("liveness", false, failure.reason, expected),
+            Ok(response) => {
+                let status = format!("status {}", response.status);
+                Check::judge("liveness", response.status == 200, &status, expected)
+                    .because(request_failed("GET", path, &status))
+            }
+            Err(failure) => Check::judge("liveness", false, "no answer", expected)
+                .because(request_failed("GET", path, &failure.reason)),
         };
         self.push(check);
     }
@@ -147,13 +151,26 @@ impl Test<'_> {
                     Some(id) if response.status == 201 => {
                         acknowledged.push(Acknowledged { id, title, body });
                     }
-                    _ => problems.push(format!(
-                        "status {}: {}",
-                        response.status,
-                        output::truncate(&response.body_text(), 80)
+                    Some(_) => problems.push(request_failed(
+                        "POST",
+                        NOTES_PATH,
+                        &format!(
+                            "status {}, not 201: {}",
+                            response.status,
+                            output::truncate(&response.body_text(), 80)
+                        ),
+                    )),
+                    None => problems.push(request_failed(
+                        "POST",
+                        NOTES_PATH,
+                        &format!(
+                            "status {}, no id in the answer: {}",
+                            response.status,
+                            output::truncate(&response.body_text(), 80)
+                        ),
                     )),
                 },
-                Err(failure) => problems.push(failure.reason),
+                Err(failure) => problems.push(request_failed("POST", NOTES_PATH, &failure.reason)),
             }
         }
         self.push(
@@ -178,12 +195,19 @@ impl Test<'_> {
         let latency = self.scope.stop(self.sh, container, grace)?;
         let state = self.scope.inspect(self.sh, container)?.state;
         self.figures.stop_idle_ms = Some(output::millis(latency));
-        self.push(Check::judge(
-            "idle stop",
-            state.exit_code == 0 && !state.oom_killed && latency < grace,
-            format!("{}, exit {}", human(latency), state.exit_code),
-            format!("exit 0 within {}", human(grace)),
-        ));
+        self.push(
+            Check::judge(
+                "idle stop",
+                state.exit_code == 0 && !state.oom_killed && latency < grace,
+                format!("{}, exit {}", human(latency), state.exit_code),
+                format!("exit 0 within {}", human(grace)),
+            )
+            .because(if state.exit_code == 0 && !state.oom_killed {
+                format!("exit 0, but only {} after SIGTERM", human(latency))
+            } else {
+                exit_story(&state, grace)
+            }),
+        );
         Ok(())
     }
 
@@ -198,11 +222,15 @@ impl Test<'_> {
                     if json["title"] == note.title.as_str() && json["body"] == note.body.as_str() {
                         None
                     } else {
-                        Some(format!("{}: different content", note.id))
+                        Some(request_failed("GET", &path, "a different note"))
                     }
                 }
-                Ok(response) => Some(format!("{}: status {}", note.id, response.status)),
-                Err(failure) => Some(format!("{}: {}", note.id, failure.reason)),
+                Ok(response) => Some(request_failed(
+                    "GET",
+                    &path,
+                    &format!("status {}", response.status),
+                )),
+                Err(failure) => Some(request_failed("GET", &path, &failure.reason)),
             };
             missing.extend(found);
         }
