@@ -1,8 +1,14 @@
-# The server's container image, built by `cargo xtask image`.
+# The service's container image, built by `cargo xtask image`.
 #
 # Stages: cargo-chef plans and compiles the dependencies once (they change
-# rarely), the server is compiled on top of them, and the runtime is distroless
+# rarely), the service is compiled on top of them, and the runtime is distroless
 # Debian 13: no shell, no package manager, a non-root user.
+#
+# Nothing here names a service: what is built, its port and its paths come from
+# `[workspace.metadata.xtask]`, which `cargo xtask image` passes as build
+# arguments. The build context is worked out from `cargo metadata` too (the
+# package and its path dependencies): `cargo xtask image` writes it as
+# target/xtask/image/Dockerfile.dockerignore beside a copy of this file.
 #
 # There is no `# syntax=` line on purpose: the built-in frontend already
 # supports cache mounts, and a frontend image cannot be pulled without a
@@ -31,20 +37,27 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     || cargo install --locked cargo-chef --version "${CARGO_CHEF_VERSION}"
 
 # What is built: `cargo xtask image` passes `package` and `binary` from
-# `[workspace.metadata.xtask]`.
-ARG PACKAGE=server
-ARG BINARY=server
+# `[workspace.metadata.xtask]`. No defaults, so that no service is assumed.
+ARG PACKAGE
+ARG BINARY
 
 # The recipe lists only what the binary's build depends on, so changes to the
 # xtask never reach the cook stage.
 FROM chef AS planner
+ARG PACKAGE
 ARG BINARY
 COPY . .
 RUN --mount=type=bind,from=vendor,target=/.cargo \
-    cargo chef prepare --recipe-path recipe.json --bin "${BINARY}"
+    if [ -z "${PACKAGE}" ] || [ -z "${BINARY}" ]; then \
+      echo "error: the PACKAGE and BINARY build arguments are required (cargo xtask image passes them)" >&2; \
+      exit 1; \
+    fi \
+    && cargo chef prepare --recipe-path recipe.json --bin "${BINARY}"
 
-# Exactly the flags of the build stage below, so that it recompiles nothing
-# but the server itself.
+# The flags of the build stage below, so that it recompiles nothing but the
+# service itself. Not `--locked`: a recipe of one binary leaves out the
+# workspace's other members, whose features the lock file may still carry, so
+# cargo must be free to adjust the recipe's copy of it. The build is `--locked`.
 FROM chef AS cook
 ARG PACKAGE
 ARG BINARY
@@ -53,7 +66,7 @@ COPY --from=planner /app/recipe.json recipe.json
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    cargo chef cook --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
+    cargo chef cook --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
         --recipe-path recipe.json
 
 FROM cook AS build
@@ -61,43 +74,55 @@ FROM cook AS build
 # `UPX`: upx reads its default options from that environment variable.)
 ARG UPX_PACK=false
 COPY . .
-# The profile `release` writes to target/release, `size` to target/size.
+# The profile `release` writes to target/release, `size` to target/size. The
+# workspace's `healthcheck` is the image's HEALTHCHECK: std only, no packing
+# (it runs every few seconds, and UPX would slow each start).
 # UPX comes from the builder; the official Rust images lack it, so it is
 # installed here, pinned to Debian 13's version, only when asked for.
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     cargo build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
-    && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/server \
-    && echo "server binary: $(wc -c </out/server) bytes as built" \
-    && strip /out/server \
-    && echo "server binary: $(wc -c </out/server) bytes stripped" \
+    && cargo build --locked --profile "${PROFILE}" --package healthcheck \
+    && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/bin/service \
+    && install -D -m 0755 "target/${PROFILE}/healthcheck" /out/bin/healthcheck \
+    && echo "service binary: $(wc -c </out/bin/service) bytes as built" \
+    && strip /out/bin/service /out/bin/healthcheck \
+    && echo "service binary: $(wc -c </out/bin/service) bytes stripped" \
     && if [ "${UPX_PACK}" = true ]; then \
          command -v upx >/dev/null \
          || { apt-get update && apt-get install -y --no-install-recommends upx-ucl=4.2.4-1.1; }; \
-         upx --best --no-progress /out/server \
-         && echo "server binary: $(wc -c </out/server) bytes packed with UPX"; \
+         upx --best --no-progress /out/bin/service \
+         && echo "service binary: $(wc -c </out/bin/service) bytes packed with UPX"; \
        fi \
     && mkdir -p /out/data
 
 FROM ${RUNTIME_IMAGE}
-ARG BINARY
-COPY --from=build /out/server /usr/local/bin/${BINARY}
-# The SQLite database lives in a volume owned by the runtime user. The runtime
+# From the manifest: `port`, `health-path` and `data-dir`.
+ARG PORT=8080
+ARG HEALTH_PATH=/health
+ARG DATA_DIR=/data
+# The exec-form ENTRYPOINT and HEALTHCHECK take no build arguments, so the
+# service is installed at one path whatever its binary is called.
+COPY --from=build /out/bin/ /usr/local/bin/
+# The service's data lives in a volume owned by the runtime user. The runtime
 # has no shell to create it, so the directory comes from the build stage.
-COPY --from=build --chown=65532:65532 /out/data /data
-VOLUME /data
-ENV DATABASE_URL=sqlite:///data/server.db
+COPY --from=build --chown=65532:65532 /out/data ${DATA_DIR}
+VOLUME ${DATA_DIR}
+# DATA_DIR tells the service where its volume is; the HEALTHCHECK_ variables
+# tell the probe what to ask.
+ENV DATA_DIR=${DATA_DIR} \
+    HEALTHCHECK_PORT=${PORT} \
+    HEALTHCHECK_PATH=${HEALTH_PATH}
 USER 65532:65532
-EXPOSE 8080
+EXPOSE ${PORT}
 STOPSIGNAL SIGTERM
-# The exec form takes no build arguments, so these two name the binary
-# literally; a test holds them to the manifest's `binary`.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["/usr/local/bin/server", "--health-check"]
-ENTRYPOINT ["/usr/local/bin/server"]
+    CMD ["/usr/local/bin/healthcheck"]
+ENTRYPOINT ["/usr/local/bin/service"]
 
 # Last, so that a new revision changes the image's configuration only.
+ARG BINARY
 ARG SOURCE=""
 ARG REVISION=""
 ARG VERSION=""
@@ -106,4 +131,4 @@ LABEL org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.title="server"
+      org.opencontainers.image.title="${BINARY}"

@@ -19,6 +19,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
 pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const DATA_DIR: &str = "DATA_DIR";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 pub const BODY_LIMIT: &str = "BODY_LIMIT";
 pub const RESPONSE_LIMIT: &str = "RESPONSE_LIMIT";
@@ -32,9 +33,10 @@ pub const MAX_HEADER_BYTES: &str = "MAX_HEADER_BYTES";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
-const SETTINGS: [&str; 14] = [
+const SETTINGS: [&str; 15] = [
     LISTEN_ADDR,
     DATABASE_URL,
+    DATA_DIR,
     DB_POOL_SIZE,
     BODY_LIMIT,
     RESPONSE_LIMIT,
@@ -50,7 +52,9 @@ const SETTINGS: [&str; 14] = [
 ];
 
 const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
-const DEFAULT_DATABASE_URL: &str = "sqlite://data/server.db";
+const DEFAULT_DATA_DIR: &str = "data";
+/// The SQLite database's file in `DATA_DIR`, when `DATABASE_URL` is not set.
+const DEFAULT_DATABASE_FILE: &str = "server.db";
 const DEFAULT_DB_POOL_SIZE: u32 = 5;
 const MAX_DB_POOL_SIZE: u32 = 1000;
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -140,7 +144,9 @@ Settings come from the environment; a flag overrides the variable of the same
 name (--db-pool-size overrides DB_POOL_SIZE).
 
   LISTEN_ADDR          address to listen on             (default 0.0.0.0:8080)
-  DATABASE_URL         sqlite://PATH or postgres://...  (default sqlite://data/server.db)
+  DATABASE_URL         sqlite://PATH or postgres://...  (default sqlite://DATA_DIR/server.db)
+  DATA_DIR             directory of the default SQLite database
+                       (default data; the image sets its volume)
   DB_POOL_SIZE         database connections, 1-1000     (default 5)
   BODY_LIMIT           largest request body, in bytes   (default 65536)
   RESPONSE_LIMIT       largest page of notes, in bytes  (default 1048576)
@@ -343,11 +349,21 @@ impl Lookup<'_> {
     }
 
     fn database(&self) -> Result<Database, ConfigError> {
-        let raw = self.raw(DATABASE_URL).unwrap_or_else(|| Raw {
-            name: DATABASE_URL.to_owned(),
-            value: DEFAULT_DATABASE_URL.to_owned(),
-        });
-        parse_database_url(&raw)
+        if let Some(raw) = self.raw(DATABASE_URL) {
+            return parse_database_url(&raw);
+        }
+        let data_dir = match self.raw(DATA_DIR) {
+            Some(raw) if raw.value.trim().is_empty() => {
+                return Err(raw.invalid("a directory, e.g. /data"));
+            }
+            Some(raw) => raw.value,
+            None => DEFAULT_DATA_DIR.to_owned(),
+        };
+        let path = format!("{}/{DEFAULT_DATABASE_FILE}", data_dir.trim_end_matches('/'));
+        parse_database_url(&Raw {
+            name: DATA_DIR.to_owned(),
+            value: format!("sqlite://{path}"),
+        })
     }
 
     fn db_pool_size(&self) -> Result<u32, ConfigError> {
@@ -615,6 +631,24 @@ mod tests {
             message.contains("shorter than SHUTDOWN_TIMEOUT (10000ms)"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_default_database_lives_in_data_dir() {
+        let file = |env: &[(&str, &str)]| match serve(&[], env).database {
+            Database::Sqlite(options) => options.get_filename().to_path_buf(),
+            Database::Postgres(_) => panic!("not SQLite"),
+        };
+        assert_eq!(file(&[]), std::path::Path::new("data/server.db"));
+        assert_eq!(
+            file(&[("DATA_DIR", "/data/")]),
+            std::path::Path::new("/data/server.db")
+        );
+        assert_eq!(
+            file(&[("DATA_DIR", "/data"), ("DATABASE_URL", "sqlite:///x/y.db")]),
+            std::path::Path::new("/x/y.db")
+        );
+        assert!(error(&[], &[("DATA_DIR", " ")]).contains("DATA_DIR"));
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl flags::Bench {
             .with_context(|| format!("cannot create {}", logs.display()))?;
         let revision = Revision::read(sh)?;
         let xtask = snapshot_self(&work)?;
-        let stand_ins = offline::prepare(sh, &docker, &root, &metadata.image)?;
+        let stand_ins = offline::prepare(sh, &docker, &root)?;
         let bases = VariantBases {
             project: Bases {
                 builder: stand_ins.builder.clone(),
@@ -57,7 +57,7 @@ impl flags::Bench {
                 vendor: Some(stand_ins.vendor.clone()),
                 prepare_secs: None,
             },
-            slim: offline::slim_base(sh, &docker, &root, &metadata.image)?,
+            slim: offline::slim_base(sh, &docker, &root)?,
         };
 
         let mut report = Report {
@@ -101,7 +101,7 @@ impl flags::Bench {
                 &docker,
                 image,
                 &stand_ins.builder,
-                &metadata::binary_path(&metadata.binary),
+                metadata::SERVICE_PATH,
                 &work.join("upx"),
                 starts,
             ) {
@@ -160,7 +160,7 @@ fn measure_variant(
 ) -> anyhow::Result<(VariantReport, String)> {
     let dir = variants::dir(work, variant);
     let logs = work.join("logs");
-    variants::snapshot(sh, &sh.current_dir(), &dir, variant)?;
+    variants::snapshot(sh, &sh.current_dir(), &dir, variant, metadata)?;
     let request = variants::request(variant, &dir, bases, metadata, revision, work);
     let (builds, id) = measure::builds(sh, docker, builder, variant, request, &dir, &logs)?;
     let image = measure::image(sh, docker, &id)?;

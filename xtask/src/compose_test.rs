@@ -54,8 +54,7 @@ impl flags::ComposeTest {
         let postgres = match (self.postgres_image, self.offline) {
             (Some(name), _) => Some(name),
             (None, true) => Some(
-                postgres::image(sh, &docker, &root, &metadata.image)
-                    .context("cannot make the PostgreSQL image")?,
+                postgres::image(sh, &docker, &root).context("cannot make the PostgreSQL image")?,
             ),
             // The compose file's own default, pulled by docker-compose.
             (None, false) => None,

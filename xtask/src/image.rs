@@ -3,11 +3,13 @@
 //! checks the image is what it must be.
 //!
 //! 1. hadolint on the Dockerfile (a finding fails the verdict, not the build);
-//! 2. offline: the local base images (`offline.rs`), made when out of date;
-//! 3. the BuildKit build, its output on stderr;
-//! 4. the image's conformance (`conformance.rs`), and `image.json`.
+//! 2. the build context, from `cargo metadata` (`context.rs`);
+//! 3. offline: the local base images (`offline.rs`), made when out of date;
+//! 4. the BuildKit build, its output on stderr;
+//! 5. the image's conformance (`conformance.rs`), and `image.json`.
 
 mod conformance;
+pub mod context;
 pub mod offline;
 
 use std::path::Path;
@@ -31,13 +33,7 @@ use conformance::Expectations;
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
-        let lint = hadolint::check(sh, &root.join("Dockerfile"));
-        if lint.failed() {
-            eprintln!(
-                "image: hadolint: {}",
-                lint.actual.as_deref().unwrap_or(&lint.measured)
-            );
-        }
+        let lint = lint(sh, &root);
         let docker = Docker::connect(sh)?;
         let builder = tools::buildkit(sh).map_err(|reason| {
             anyhow::anyhow!(
@@ -57,15 +53,16 @@ impl flags::Image {
             self.tags.clone()
         };
         let created = git::rfc3339_utc(source_date_epoch(&revision)?);
-        let bases = self.bases(sh, &docker, &root, metadata)?;
+        let bases = self.bases(sh, &docker, &root)?;
         let build_args = self.build_args(metadata, &revision, &created, &bases);
 
         let work = root.join("target/xtask");
         sh.create_dir(&work)
             .with_context(|| format!("cannot create {}", work.display()))?;
+        let dockerfile = context::prepare(sh, &root, &metadata.package, &work.join("image"))?;
         let request = BuildRequest {
             context: ".".into(),
-            dockerfile: "Dockerfile".into(),
+            dockerfile,
             tags: tags.clone(),
             build_args,
             no_cache: self.no_cache,
@@ -136,6 +133,19 @@ impl flags::Image {
     }
 }
 
+/// hadolint on the Dockerfile: a finding is shown now and fails the
+/// verdict, but does not stop the build.
+fn lint(sh: &Shell, root: &Path) -> crate::checks::Check {
+    let lint = hadolint::check(sh, &root.join("Dockerfile"));
+    if lint.failed() {
+        eprintln!(
+            "image: hadolint: {}",
+            lint.actual.as_deref().unwrap_or(&lint.measured)
+        );
+    }
+    lint
+}
+
 /// The base images of one build.
 #[derive(Debug, Clone)]
 pub struct Bases {
@@ -153,15 +163,9 @@ impl flags::Image {
     }
 
     /// The Dockerfile's defaults online; local stand-ins offline.
-    fn bases(
-        &self,
-        sh: &Shell,
-        docker: &Docker,
-        root: &Path,
-        metadata: &Metadata,
-    ) -> anyhow::Result<Bases> {
+    fn bases(&self, sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<Bases> {
         if self.offline {
-            let stand_ins = offline::prepare(sh, docker, root, &metadata.image)?;
+            let stand_ins = offline::prepare(sh, docker, root)?;
             return Ok(Bases {
                 builder: stand_ins.builder,
                 runtime: stand_ins.runtime,
@@ -193,6 +197,9 @@ impl flags::Image {
         let mut args = vec![
             ("PACKAGE", metadata.package.clone()),
             ("BINARY", metadata.binary.clone()),
+            ("PORT", metadata.port.to_string()),
+            ("HEALTH_PATH", metadata.health_path.clone()),
+            ("DATA_DIR", metadata.data_dir.clone()),
             ("PROFILE", self.profile().to_owned()),
             ("UPX_PACK", self.optimize.to_string()),
             ("SOURCE", metadata.repository.clone().unwrap_or_default()),
@@ -315,48 +322,43 @@ mod tests {
         assert_eq!(runtime, "gcr.io/distroless/cc-debian13:nonroot");
     }
 
+    /// A team adopting the workspace edits the manifest table, not the
+    /// Dockerfile: it names no package, binary, port or path of its own.
     #[test]
-    fn the_dockerfile_builds_and_runs_the_metadata_binary_and_port() {
+    fn the_dockerfile_names_no_service() {
         let dockerfile = workspace_file("Dockerfile");
         let metadata = metadata();
-        assert_eq!(
-            arg_default(&dockerfile, "PACKAGE").as_deref(),
-            Some(metadata.package.as_str())
+        for arg in ["PACKAGE", "BINARY"] {
+            assert!(dockerfile.contains(&format!("ARG {arg}\n")), "{arg}");
+            assert_eq!(arg_default(&dockerfile, arg), None, "{arg} has a default");
+        }
+        let build_args = build_args_of(&flags(false, false));
+        for arg in ["PORT", "HEALTH_PATH", "DATA_DIR"] {
+            assert!(arg_default(&dockerfile, arg).is_some(), "{arg}");
+            assert!(build_args.iter().any(|(name, _)| name == arg), "{arg}");
+        }
+        assert!(dockerfile.contains(&format!(
+            "ENTRYPOINT [\"{}\"]",
+            crate::metadata::SERVICE_PATH
+        )));
+        assert!(dockerfile.contains(&format!("CMD [\"{}\"]", crate::metadata::HEALTHCHECK_PATH)));
+        assert!(dockerfile.contains("EXPOSE ${PORT}"));
+        assert!(dockerfile.contains("VOLUME ${DATA_DIR}"));
+        let code: String = dockerfile
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .collect();
+        assert!(
+            !code.contains(&metadata.binary),
+            "the Dockerfile names {:?}",
+            metadata.binary
         );
-        assert_eq!(
-            arg_default(&dockerfile, "BINARY").as_deref(),
-            Some(metadata.binary.as_str())
-        );
-        let binary = format!("/usr/local/bin/{}", metadata.binary);
-        assert!(dockerfile.contains(&format!("ENTRYPOINT [\"{binary}\"]")));
-        assert!(dockerfile.contains(&format!("CMD [\"{binary}\", \"--health-check\"]")));
-        assert!(dockerfile.contains(&format!("EXPOSE {}", metadata.port)));
-        assert!(dockerfile.contains(&format!("VOLUME {}", metadata.data_dir)));
     }
 
     #[test]
     fn the_dockerfile_has_no_syntax_line_to_pull() {
         let dockerfile = workspace_file("Dockerfile");
         assert!(!dockerfile.lines().any(|line| line.starts_with("# syntax=")));
-    }
-
-    #[test]
-    fn the_build_context_leaves_out_history_output_and_data() {
-        let dockerignore = workspace_file(".dockerignore");
-        let rules: Vec<&str> = dockerignore
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .collect();
-        assert_eq!(rules.first(), Some(&"*"), "everything is excluded first");
-        for kept_out in ["target", ".git", "data", "xtask/src", "rust-toolchain.toml"] {
-            assert!(
-                !rules.iter().any(|rule| rule
-                    .strip_prefix('!')
-                    .is_some_and(|r| r.starts_with(kept_out))),
-                "{kept_out} is let back in"
-            );
-        }
     }
 
     fn flags(optimize: bool, offline: bool) -> flags::Image {
@@ -373,9 +375,9 @@ mod tests {
 
     fn bases() -> Bases {
         Bases {
-            builder: "server-offline/builder:1".into(),
-            runtime: "server-offline/runtime:2".into(),
-            vendor: Some("server-offline/vendor:3".into()),
+            builder: "xtask-offline/builder:1".into(),
+            runtime: "xtask-offline/runtime:2".into(),
+            vendor: Some("xtask-offline/vendor:3".into()),
             prepare_secs: Some(0.1),
         }
     }
@@ -425,15 +427,9 @@ mod tests {
     #[test]
     fn offline_points_all_three_images_at_the_stand_ins() {
         let args = build_args_of(&flags(false, true));
-        assert_eq!(
-            arg(&args, "BUILDER_IMAGE"),
-            Some("server-offline/builder:1")
-        );
-        assert_eq!(
-            arg(&args, "RUNTIME_IMAGE"),
-            Some("server-offline/runtime:2")
-        );
-        assert_eq!(arg(&args, "VENDOR_IMAGE"), Some("server-offline/vendor:3"));
+        assert_eq!(arg(&args, "BUILDER_IMAGE"), Some("xtask-offline/builder:1"));
+        assert_eq!(arg(&args, "RUNTIME_IMAGE"), Some("xtask-offline/runtime:2"));
+        assert_eq!(arg(&args, "VENDOR_IMAGE"), Some("xtask-offline/vendor:3"));
     }
 
     #[test]

@@ -105,10 +105,11 @@ fn default_data_dir() -> String {
     "/data".to_owned()
 }
 
-/// Where the image installs the server's binary.
-pub fn binary_path(binary: &str) -> String {
-    format!("/usr/local/bin/{binary}")
-}
+/// Where the image installs the service's binary, whatever its name: the
+/// Dockerfile's exec-form ENTRYPOINT cannot take a build argument.
+pub const SERVICE_PATH: &str = "/usr/local/bin/service";
+/// Where the image installs the workspace's `healthcheck`, its HEALTHCHECK.
+pub const HEALTHCHECK_PATH: &str = "/usr/local/bin/healthcheck";
 
 impl Metadata {
     /// Reads the table from the workspace manifest under `root`.

@@ -77,8 +77,8 @@ impl flags::RolloutTest {
         let image_ref = last_build::resolve(&root, self.image.as_deref())?;
         let docker = Docker::connect(sh)?;
         let image = docker.inspect_image(sh, &image_ref.reference)?;
-        let balancer = haproxy::image(sh, &docker, &root, &metadata.image)
-            .context("cannot make the load balancer's image")?;
+        let balancer =
+            haproxy::image(sh, &docker, &root).context("cannot make the load balancer's image")?;
         let (scope, swept) = Scope::open(&docker, sh, PREFIX)?;
         if swept != Removed::default() {
             progress(&format!(

@@ -172,7 +172,7 @@ pub fn make(
         binary: Binary {
             name: metadata.binary.clone(),
             version: metadata.version.clone(),
-            path: metadata::binary_path(&metadata.binary),
+            path: metadata::SERVICE_PATH.to_owned(),
             license: crates.root_license.clone(),
         },
         debs,
@@ -393,9 +393,9 @@ pub(crate) mod tests {
 
     /// The offline runtime base: a real Debian 13 image, made here from
     /// packages when missing, so the test needs no earlier build.
-    pub(crate) fn real_image(sh: &Shell, root: &Path, metadata: &Metadata) -> ImageRef {
+    pub(crate) fn real_image(sh: &Shell, root: &Path) -> ImageRef {
         let docker = Docker::connect(sh).unwrap();
-        let reference = offline::runtime(sh, &docker, root, &metadata.image).unwrap();
+        let reference = offline::runtime(sh, &docker, root).unwrap();
         ImageRef {
             name: reference.clone(),
             reference,
@@ -409,7 +409,7 @@ pub(crate) mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         sh.change_dir(root);
         let metadata = Metadata::load(root).unwrap();
-        let image = real_image(&sh, root, &metadata);
+        let image = real_image(&sh, root);
 
         let made = make(&sh, root, &metadata, &image).unwrap();
         let failures = checks::failures(made.proofs(&sh, root, &image));

@@ -492,7 +492,7 @@ mod tests {
             .to_path_buf();
         sh.change_dir(&root);
         let metadata = Metadata::load(&root).unwrap();
-        let image = real_image(&sh, &root, &metadata).reference;
+        let image = real_image(&sh, &root).reference;
         Some(Fixture {
             sh,
             root,

@@ -19,8 +19,8 @@ impl flags::SizeCheck {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         let image = last_build::resolve(&sh.current_dir(), self.image.as_deref())?;
         let docker = Docker::connect(sh)?;
-        let binary_path = metadata::binary_path(&metadata.binary);
-        let measurement = measure(&docker, sh, &image, &binary_path)?;
+        let binary_path = metadata::SERVICE_PATH;
+        let measurement = measure(&docker, sh, &image, binary_path)?;
         let budget = self.budget(&metadata.budget);
         let checks = judge(&measurement, &budget);
         let details = serde_json::json!({

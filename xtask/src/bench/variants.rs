@@ -76,8 +76,15 @@ pub struct VariantBases {
 }
 
 /// Copies the files git knows of (tracked, or new and not ignored) into
-/// `dir`, with the variant's Dockerfile and ignore file.
-pub fn snapshot(sh: &Shell, root: &Path, dir: &Path, variant: Variant) -> anyhow::Result<()> {
+/// `dir`, with the variant's Dockerfile and ignore file: the project's, as
+/// `cargo xtask image` writes them, or the alternative's own.
+pub fn snapshot(
+    sh: &Shell,
+    root: &Path,
+    dir: &Path,
+    variant: Variant,
+    metadata: &Metadata,
+) -> anyhow::Result<()> {
     sh.remove_path(dir)?;
     let listing = crate::process::read(xshell::cmd!(
         sh,
@@ -107,7 +114,15 @@ pub fn snapshot(sh: &Shell, root: &Path, dir: &Path, variant: Variant) -> anyhow
     if let Some(ignore) = ignore {
         std::fs::write(dir.join(".dockerignore"), ignore)?;
     }
+    if variant.is_project() {
+        crate::image::context::prepare(sh, dir, &metadata.package, &project_dir(dir))?;
+    }
     Ok(())
+}
+
+/// Where the project's Dockerfile and its ignore file go in a snapshot.
+fn project_dir(dir: &Path) -> PathBuf {
+    dir.join("target/xtask/image")
 }
 
 /// Appends a comment line to `file` in the snapshot: a one-line change.
@@ -154,7 +169,11 @@ pub fn request(
     };
     BuildRequest {
         context: dir.to_path_buf(),
-        dockerfile: dir.join("Dockerfile"),
+        dockerfile: if variant.is_project() {
+            project_dir(dir).join("Dockerfile")
+        } else {
+            dir.join("Dockerfile")
+        },
         tags: vec![format!(
             "{}-bench/{}:latest",
             metadata.image,
@@ -198,24 +217,22 @@ mod tests {
         }
     }
 
+    /// The alternatives are written for this workspace's server; they run it
+    /// as the project's image does, from the manifest table's values.
     #[test]
     fn the_alternatives_run_the_same_server_the_same_way() {
-        let project =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile"))
-                .unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let metadata = Metadata::load(root).unwrap();
+        let binary = format!("/usr/local/bin/{}", metadata.binary);
         for text in [NAIVE_DOCKERFILE, CHEF_SLIM_DOCKERFILE] {
             for line in [
-                "ENV DATABASE_URL=sqlite:///data/server.db",
-                "VOLUME /data",
-                "EXPOSE 8080",
-                "CMD [\"/usr/local/bin/server\", \"--health-check\"]",
-                "ENTRYPOINT [\"/usr/local/bin/server\"]",
+                format!("ENV DATABASE_URL=sqlite://{}/server.db", metadata.data_dir),
+                format!("VOLUME {}", metadata.data_dir),
+                format!("EXPOSE {}", metadata.port),
+                format!("CMD [\"{binary}\", \"--health-check\"]"),
+                format!("ENTRYPOINT [\"{binary}\"]"),
             ] {
-                assert!(
-                    project.contains(line),
-                    "the project's Dockerfile lacks {line}"
-                );
-                assert!(text.contains(line), "an alternative lacks {line}");
+                assert!(text.contains(&line), "an alternative lacks {line}");
             }
         }
     }

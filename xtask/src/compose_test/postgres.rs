@@ -14,12 +14,11 @@ const ENTRYPOINT: &str = include_str!("postgres-entrypoint.sh");
 const SETUP: &str = include_str!("postgres-setup.sh");
 
 /// Makes the image unless the engine has it, and names it.
-pub fn image(sh: &Shell, docker: &Docker, root: &Path, prefix: &str) -> anyhow::Result<String> {
+pub fn image(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<String> {
     offline::package_image(
         sh,
         docker,
         root,
-        prefix,
         &PackageImage {
             name: "postgres",
             // dash and coreutils for the entrypoint script.

@@ -226,6 +226,8 @@ pub struct ImageConfig {
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub stop_signal: Option<String>,
+    /// `NAME=value` pairs.
+    pub env: Option<Vec<String>>,
 }
 
 /// Durations are in nanoseconds, as the engine reports them; 0 means the default.
@@ -277,6 +279,15 @@ impl ImageInspect {
     pub fn label(&self, name: &str) -> Option<&str> {
         self.config.labels.as_ref()?.get(name).map(String::as_str)
     }
+
+    /// The value the image's environment gives `name`.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.config
+            .env
+            .as_ref()?
+            .iter()
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
 }
 
 #[cfg(test)]
@@ -295,13 +306,13 @@ mod tests {
         assert!(image.exposes(8080));
         assert!(!image.exposes(80));
         assert_eq!(image.layer_count(), 3);
-        assert_eq!(image.size, 27_553_803);
-        let health = image.config.healthcheck.unwrap();
-        assert_eq!(
-            health.test,
-            ["CMD", "/usr/local/bin/server", "--health-check"]
-        );
+        assert_eq!(image.size, 34_390_531);
+        let health = image.config.healthcheck.as_ref().unwrap();
+        assert_eq!(health.test, ["CMD", "/usr/local/bin/healthcheck"]);
         assert_eq!(health.interval, 5_000_000_000);
+        assert_eq!(image.env("HEALTHCHECK_PORT"), Some("8080"));
+        assert_eq!(image.env("DATA_DIR"), Some("/data"));
+        assert_eq!(image.env("HEALTHCHECK"), None, "a name, not a prefix");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! What the built image must be, checked on the image itself rather than on
-//! the Dockerfile: a non-root user, the binary as entrypoint, an exec-form
-//! health check, STOPSIGNAL SIGTERM, the service port, the data volume, OCI
+//! the Dockerfile: a non-root user, the service as entrypoint, the
+//! `healthcheck` probe as an exec-form health check asking the manifest's
+//! port and path, STOPSIGNAL SIGTERM, the service port, the data volume, OCI
 //! labels, and no shell and no package manager. Its weight is size-check's
 //! to judge.
 
 use crate::checks::Check;
 use crate::docker::ImageInspect;
-use crate::metadata::{self, Metadata};
+use crate::metadata::{HEALTHCHECK_PATH, Metadata, SERVICE_PATH};
 
 /// The user and group distroless calls `nonroot`.
 pub const NONROOT: &str = "65532";
@@ -29,16 +30,16 @@ const FORBIDDEN_PROGRAMS: &[&str] = &[
 
 #[derive(Debug, Clone)]
 pub struct Expectations {
-    pub binary: String,
     pub port: u16,
+    pub health_path: String,
     pub data_dir: String,
 }
 
 impl Expectations {
     pub fn of(metadata: &Metadata) -> Expectations {
         Expectations {
-            binary: metadata.binary.clone(),
             port: metadata.port,
+            health_path: metadata.health_path.clone(),
             data_dir: metadata.data_dir.clone(),
         }
     }
@@ -47,7 +48,7 @@ impl Expectations {
 /// One check for each thing the image must be; `paths` lists its files.
 pub fn checks(image: &ImageInspect, paths: &[String], expect: &Expectations) -> Vec<Check> {
     let config = &image.config;
-    let binary = metadata::binary_path(&expect.binary);
+    let binary = SERVICE_PATH.to_owned();
     let mut checks = vec![Check::judge(
         "non-root user",
         runs_as_nonroot(&config.user),
@@ -63,7 +64,8 @@ pub fn checks(image: &ImageInspect, paths: &[String], expect: &Expectations) -> 
         format!("[{binary:?}]"),
     ));
 
-    checks.push(health_check(image, &binary));
+    checks.push(health_check(image));
+    checks.push(probe_target(image, expect));
 
     checks.push(Check::judge(
         "STOPSIGNAL SIGTERM",
@@ -93,16 +95,23 @@ pub fn checks(image: &ImageInspect, paths: &[String], expect: &Expectations) -> 
     ));
 
     checks.push(labels(image));
-    let binary_file = binary.trim_start_matches('/');
+    let missing: Vec<&str> = [SERVICE_PATH, HEALTHCHECK_PATH]
+        .into_iter()
+        .filter(|file| {
+            !paths
+                .iter()
+                .any(|path| path == file.trim_start_matches('/'))
+        })
+        .collect();
     checks.push(Check::judge(
         "binary",
-        paths.iter().any(|path| path == binary_file),
-        if paths.iter().any(|path| path == binary_file) {
-            binary.clone()
+        missing.is_empty(),
+        if missing.is_empty() {
+            format!("{SERVICE_PATH}, {HEALTHCHECK_PATH}")
         } else {
-            format!("no {binary}")
+            format!("no {}", missing.join(", no "))
         },
-        format!("{binary} in the image"),
+        format!("{SERVICE_PATH} and {HEALTHCHECK_PATH} in the image"),
     ));
 
     let forbidden: Vec<String> = paths
@@ -123,9 +132,10 @@ pub fn checks(image: &ImageInspect, paths: &[String], expect: &Expectations) -> 
     checks
 }
 
-/// An exec-form health check of the binary, often enough to wait on.
-fn health_check(image: &ImageInspect, binary: &str) -> Check {
-    let wanted = ["CMD", binary, "--health-check"];
+/// The `healthcheck` probe as an exec-form health check, often enough to
+/// wait on.
+fn health_check(image: &ImageInspect) -> Check {
+    let wanted = ["CMD", HEALTHCHECK_PATH];
     match &image.config.healthcheck {
         None => Check::judge("health check", false, "none", "exec form, interval <= 10 s"),
         Some(health) => {
@@ -156,6 +166,27 @@ fn health_check(image: &ImageInspect, binary: &str) -> Check {
             .because(problems.join("; "))
         }
     }
+}
+
+/// The probe asks the manifest's port and liveness path: the image's
+/// environment says which.
+fn probe_target(image: &ImageInspect, expect: &Expectations) -> Check {
+    let port = image.env("HEALTHCHECK_PORT");
+    let path = image.env("HEALTHCHECK_PATH");
+    let wanted_port = expect.port.to_string();
+    Check::judge(
+        "health probe target",
+        port == Some(wanted_port.as_str()) && path == Some(expect.health_path.as_str()),
+        format!(
+            "HEALTHCHECK_PORT={} HEALTHCHECK_PATH={}",
+            port.unwrap_or("unset"),
+            path.unwrap_or("unset")
+        ),
+        format!(
+            "port {} and health-path {}",
+            expect.port, expect.health_path
+        ),
+    )
 }
 
 /// The OCI labels `cargo xtask image` fills.
@@ -204,18 +235,24 @@ mod tests {
 
     fn expectations() -> Expectations {
         Expectations {
-            binary: "server".into(),
             port: 8080,
+            health_path: "/health".into(),
             data_dir: "/data".into(),
         }
     }
 
     fn paths(extra: &[&str]) -> Vec<String> {
-        ["etc/passwd", "usr/bin", "usr/local/bin/server", "data"]
-            .iter()
-            .chain(extra)
-            .map(|p| (*p).to_owned())
-            .collect()
+        [
+            "etc/passwd",
+            "usr/bin",
+            "usr/local/bin/service",
+            "usr/local/bin/healthcheck",
+            "data",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|p| (*p).to_owned())
+        .collect()
     }
 
     /// The names of the checks that failed.
@@ -269,7 +306,7 @@ mod tests {
     fn a_shell_form_health_check_is_a_violation() {
         let mut image = ImageInspect::parse(INSPECT).unwrap();
         if let Some(health) = image.config.healthcheck.as_mut() {
-            health.test = vec!["CMD-SHELL".into(), "server --health-check".into()];
+            health.test = vec!["CMD-SHELL".into(), "healthcheck".into()];
         }
         let found = failed(&image, &paths(&[]));
         assert_eq!(found.len(), 1, "{found:?}");
@@ -298,8 +335,26 @@ mod tests {
             [
                 "STOPSIGNAL SIGTERM: unset",
                 "port: none",
-                "binary: no /usr/local/bin/server"
+                "binary: no /usr/local/bin/service, no /usr/local/bin/healthcheck"
             ]
+        );
+    }
+
+    #[test]
+    fn a_probe_asking_another_port_or_path_is_a_violation() {
+        let mut image = ImageInspect::parse(INSPECT).unwrap();
+        let mut expect = expectations();
+        expect.health_path = "/livez".into();
+        let found = crate::checks::failures(checks(&image, &paths(&[]), &expect));
+        assert_eq!(
+            found,
+            ["health probe target: HEALTHCHECK_PORT=8080 HEALTHCHECK_PATH=/health"]
+        );
+        image.config.env = None;
+        let found = failed(&image, &paths(&[]));
+        assert_eq!(
+            found,
+            ["health probe target: HEALTHCHECK_PORT=unset HEALTHCHECK_PATH=unset"]
         );
     }
 

@@ -79,16 +79,20 @@ pub struct StandIns {
     pub prepare_secs: f64,
 }
 
+/// Where the stand-ins are named. They are keyed by content, not by the
+/// service, so every service built here shares them.
+pub const REPOSITORY: &str = "xtask-offline";
+
 /// A Debian 13 slim runtime (`mmdebstrap --variant=minbase`), the base the
 /// benchmark's alternatives run on, as `debian:trixie-slim` would be.
-pub fn slim_base(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<String> {
+pub fn slim_base(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<String> {
     const CHANGES: &[&str] =
         &["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"];
     let work = root.join("target/xtask/offline");
     sh.create_dir(&work)
         .with_context(|| format!("cannot create {}", work.display()))?;
     let reference = format!(
-        "{image}-offline/slim:{}",
+        "{REPOSITORY}/slim:{}",
         content_key(&[SUITE, "minbase", &CHANGES.join("\n")])
     );
     ensure(sh, docker, &work, &reference, CHANGES, |tarball| {
@@ -105,18 +109,18 @@ pub fn slim_base(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyho
 /// The distroless-style runtime base alone: a real Debian 13 image with no
 /// service in it, which scanners' tests can read without building one.
 #[cfg(test)]
-pub fn runtime(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<String> {
+pub fn runtime(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<String> {
     let work = root.join("target/xtask/offline");
     sh.create_dir(&work)
         .with_context(|| format!("cannot create {}", work.display()))?;
-    runtime_base(sh, docker, &work, &format!("{image}-offline"))
+    runtime_base(sh, docker, &work, REPOSITORY)
 }
 
 /// A local image of Debian 13 packages, for a program the tests run beside
 /// the server (a load balancer, a database).
 #[derive(Debug, Clone, Copy)]
 pub struct PackageImage<'a> {
-    /// The image's name under `<image>-offline/`.
+    /// The image's name under `xtask-offline/`.
     pub name: &'a str,
     pub packages: &'a [&'a str],
     /// Files laid into the root filesystem: path and content.
@@ -128,7 +132,7 @@ pub struct PackageImage<'a> {
     pub changes: &'a [&'a str],
 }
 
-/// Makes `<image>-offline/<name>:<key>` from Debian 13 packages unpacked
+/// Makes `xtask-offline/<name>:<key>` from Debian 13 packages unpacked
 /// without maintainer scripts (`mmdebstrap --variant=extract`), unless the
 /// engine has it, and names it. base-files brings the merged-/usr links
 /// that the dynamic loader's path needs.
@@ -136,7 +140,6 @@ pub fn package_image(
     sh: &Shell,
     docker: &Docker,
     root: &Path,
-    image: &str,
     spec: &PackageImage<'_>,
 ) -> anyhow::Result<String> {
     let work = root.join("target/xtask/offline");
@@ -149,7 +152,7 @@ pub fn package_image(
     }
     let changes = spec.changes.join("\n");
     parts.extend([changes.as_str(), spec.setup]);
-    let reference = format!("{image}-offline/{}:{}", spec.name, content_key(&parts));
+    let reference = format!("{REPOSITORY}/{}:{}", spec.name, content_key(&parts));
     ensure(sh, docker, &work, &reference, spec.changes, |tarball| {
         eprintln!("making {reference} from Debian {SUITE}'s {packages}");
         let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
@@ -185,15 +188,14 @@ pub fn package_image(
 }
 
 /// Makes whichever stand-ins are missing or out of date, and names all three.
-pub fn prepare(sh: &Shell, docker: &Docker, root: &Path, image: &str) -> anyhow::Result<StandIns> {
+pub fn prepare(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<StandIns> {
     let start = Instant::now();
     let work = root.join("target/xtask/offline");
     sh.create_dir(&work)
         .with_context(|| format!("cannot create {}", work.display()))?;
-    let repository = format!("{image}-offline");
-    let runtime = runtime_base(sh, docker, &work, &repository)?;
-    let builder = builder_base(sh, docker, &work, &repository)?;
-    let vendor = vendor_image(sh, docker, root, &work, &repository)?;
+    let runtime = runtime_base(sh, docker, &work, REPOSITORY)?;
+    let builder = builder_base(sh, docker, &work, REPOSITORY)?;
+    let vendor = vendor_image(sh, docker, root, &work, REPOSITORY)?;
     Ok(StandIns {
         builder,
         runtime,

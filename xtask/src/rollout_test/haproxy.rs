@@ -22,18 +22,12 @@ pub const REPLICAS: [&str; 2] = ["a", "b"];
 
 /// The image, made unless the engine has it: HAProxy's binary and its
 /// libraries, no shell, run as `nobody`.
-pub fn image(
-    sh: &Shell,
-    docker: &Docker,
-    root: &std::path::Path,
-    prefix: &str,
-) -> anyhow::Result<String> {
+pub fn image(sh: &Shell, docker: &Docker, root: &std::path::Path) -> anyhow::Result<String> {
     let entrypoint = format!(r#"ENTRYPOINT ["/usr/sbin/haproxy", "-db", "-f", "{CONFIG_PATH}"]"#);
     offline::package_image(
         sh,
         docker,
         root,
-        prefix,
         &PackageImage {
             name: "haproxy",
             packages: &["haproxy"],

@@ -1,6 +1,6 @@
-//! The `--health-check` probe's own checks: `server --health-check` run in
-//! a container must exit 1, in time and with a reason, when nothing listens
-//! and when the server accepts but never answers.
+//! The image's HEALTHCHECK command's own checks: run in a container, it must
+//! exit 1, in time and with a reason, when nothing listens and when the
+//! service accepts but never answers.
 
 use std::time::Duration;
 
@@ -8,21 +8,35 @@ use super::Test;
 use super::silent_server::SilentServer;
 use crate::checks::Check;
 use crate::docker::container::{Network, RunSpec};
-use crate::metadata;
 use crate::output::{self, duration as human};
 
 /// Docker's HEALTHCHECK timeout when the image sets none.
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl<'a> Test<'a> {
-    fn binary_path(&self) -> String {
-        metadata::binary_path(&self.metadata.binary)
+    /// The image's HEALTHCHECK command: its program and arguments.
+    fn probe_command(&self) -> anyhow::Result<(String, Vec<String>)> {
+        let test = self
+            .inspect
+            .config
+            .healthcheck
+            .as_ref()
+            .map(|h| h.test.clone())
+            .unwrap_or_default();
+        match test.split_first() {
+            Some((kind, command)) if kind == "CMD" && !command.is_empty() => {
+                Ok((command[0].clone(), command[1..].to_vec()))
+            }
+            _ => anyhow::bail!(
+                "the image's HEALTHCHECK is {test:?}, not an exec-form CMD that can run without a shell"
+            ),
+        }
     }
 
     fn health_check_spec<'s>(
         &self,
         role: &'s str,
-        binary: &'s str,
+        command: &'s (String, Vec<String>),
         network: Network,
         env: Vec<(String, String)>,
     ) -> RunSpec<'s>
@@ -32,8 +46,8 @@ impl<'a> Test<'a> {
         RunSpec {
             network,
             env,
-            entrypoint: Some(binary),
-            command: vec!["--health-check".to_owned()],
+            entrypoint: Some(&command.0),
+            command: command.1.clone(),
             ..self.spec(role)
         }
     }
@@ -45,7 +59,7 @@ impl<'a> Test<'a> {
         }
     }
 
-    /// Runs `server --health-check` in a container and judges its exit;
+    /// Runs the HEALTHCHECK command in a container and judges its exit;
     /// `also` may name a further reason to fail, once it has exited.
     fn judge_health_check(
         &mut self,
@@ -90,18 +104,21 @@ impl<'a> Test<'a> {
         Ok(ran)
     }
 
-    /// `server --health-check` with nothing listening.
+    /// The HEALTHCHECK command with nothing listening.
     pub(super) fn health_check_without_server(&mut self) {
-        let binary = self.binary_path();
-        let spec = self.health_check_spec("health-none", &binary, Network::None, Vec::new());
         let name = "health check, nothing listening";
-        match self.judge_health_check(name, &spec, "no network, nothing listening", || None) {
+        let ran = self.probe_command().and_then(|command| {
+            let spec = self.health_check_spec("health-none", &command, Network::None, Vec::new());
+            self.judge_health_check(name, &spec, "no network, nothing listening", || None)
+        });
+        match ran {
             Ok(ran) => self.figures.health_check_without_server_ms = Some(output::millis(ran)),
             Err(error) => self.push(Check::broken(name, "exit 1 with a reason", &error)),
         }
     }
 
-    /// `server --health-check` against a server that accepts and never answers.
+    /// The HEALTHCHECK command against a listener that accepts and never
+    /// answers.
     pub(super) fn health_check_against_silent_server(&mut self) {
         let name = "health check, server not answering";
         match self.try_silent_server(name) {
@@ -111,17 +128,22 @@ impl<'a> Test<'a> {
     }
 
     fn try_silent_server(&mut self, name: &'static str) -> anyhow::Result<Duration> {
+        let command = self.probe_command()?;
         let silent = SilentServer::start(self.health_timeout() + Duration::from_secs(30))?;
-        let binary = self.binary_path();
-        let listen = silent.addr.to_string();
-        let env = vec![("LISTEN_ADDR".to_owned(), listen.clone())];
+        let port = silent.addr.port().to_string();
+        // The probe asks 127.0.0.1 on HEALTHCHECK_PORT; LISTEN_ADDR points a
+        // service's own probe mode, if the image uses one, the same way.
+        let env = vec![
+            ("HEALTHCHECK_PORT".to_owned(), port.clone()),
+            ("LISTEN_ADDR".to_owned(), silent.addr.to_string()),
+        ];
         // The host's network, so the check can reach the silent listener on
         // the host's loopback.
-        let spec = self.health_check_spec("health-silent", &binary, Network::Host, env);
-        let setup = format!("LISTEN_ADDR={listen}, accepts and never answers");
+        let spec = self.health_check_spec("health-silent", &command, Network::Host, env);
+        let setup = format!("HEALTHCHECK_PORT={port}, accepts and never answers");
         let ran = self.judge_health_check(name, &spec, &setup, || {
             (silent.accepted() == 0)
-                .then(|| format!("the health check never connected to LISTEN_ADDR={listen}"))
+                .then(|| format!("the health check never connected to port {port}"))
         });
         silent.stop();
         ran

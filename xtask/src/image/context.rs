@@ -1,0 +1,247 @@
+//! The build context, worked out from `cargo metadata` rather than kept by
+//! hand: the workspace's manifests and lock file, and the sources of the
+//! service's package, its path dependencies and the `healthcheck` probe.
+//! Nothing else (not the xtask, not tests, not `target/`), so a change
+//! elsewhere never rebuilds the service.
+//!
+//! BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile it is
+//! given, so the Dockerfile is copied to `target/xtask/image/` with its
+//! ignore file beside it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use xshell::Shell;
+
+/// The workspace package built into every image as its HEALTHCHECK.
+pub const PROBE_PACKAGE: &str = "healthcheck";
+
+#[derive(Debug, Deserialize)]
+struct CargoMetadata {
+    packages: Vec<Package>,
+    workspace_members: Vec<String>,
+    workspace_root: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct Package {
+    name: String,
+    id: String,
+    manifest_path: PathBuf,
+    dependencies: Vec<Dependency>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Dependency {
+    name: String,
+    /// Set for path dependencies.
+    path: Option<PathBuf>,
+    /// `null` for normal dependencies, `"dev"` or `"build"`.
+    kind: Option<String>,
+}
+
+/// Writes the Dockerfile and its ignore file for building `package` from
+/// the workspace at `root` into `out`, and returns the Dockerfile's path.
+pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Result<PathBuf> {
+    let json = crate::process::read(xshell::cmd!(
+        sh,
+        "cargo metadata --format-version 1 --no-deps --offline --manifest-path {root}/Cargo.toml"
+    ))
+    .context("cannot read the workspace with `cargo metadata`")?;
+    let ignore = dockerignore(&json, package)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let dockerfile = out.join("Dockerfile");
+    std::fs::copy(root.join("Dockerfile"), &dockerfile)
+        .with_context(|| format!("cannot copy the Dockerfile to {}", dockerfile.display()))?;
+    let ignore_path = out.join("Dockerfile.dockerignore");
+    std::fs::write(&ignore_path, ignore)
+        .with_context(|| format!("cannot write {}", ignore_path.display()))?;
+    Ok(dockerfile)
+}
+
+/// The ignore file: everything out, then the manifests, then the sources
+/// of `package`, its path dependencies and the probe, less their tests.
+fn dockerignore(metadata_json: &str, package: &str) -> anyhow::Result<String> {
+    let metadata: CargoMetadata =
+        serde_json::from_str(metadata_json).context("cannot parse `cargo metadata`'s output")?;
+    let root = &metadata.workspace_root;
+    let relative = |path: &Path| -> anyhow::Result<String> {
+        let path = path.strip_prefix(root).with_context(|| {
+            format!(
+                "{} is outside the workspace {}: the image cannot build it",
+                path.display(),
+                root.display()
+            )
+        })?;
+        Ok(path.to_string_lossy().replace('\\', "/"))
+    };
+    let members: HashMap<&str, &Package> = metadata
+        .packages
+        .iter()
+        .filter(|p| metadata.workspace_members.contains(&p.id))
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+    let Some(service) = members.get(package) else {
+        anyhow::bail!(
+            "package {package:?} (the manifest table's `package`) is not a member of the workspace; members: {}",
+            sorted(members.keys().copied()).join(", ")
+        );
+    };
+    if !members.contains_key(PROBE_PACKAGE) {
+        anyhow::bail!(
+            "the workspace has no `{PROBE_PACKAGE}` member: every image carries it as its HEALTHCHECK"
+        );
+    }
+
+    // The package's path dependencies, and theirs, that it needs to build.
+    // One outside the workspace is taken whole; its own are not followed.
+    let mut built: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut todo: Vec<&Package> = vec![service, members[PROBE_PACKAGE]];
+    while let Some(package) = todo.pop() {
+        if !built.insert(crate_dir(&package.manifest_path)) {
+            continue;
+        }
+        for dependency in &package.dependencies {
+            let Some(path) = &dependency.path else {
+                continue;
+            };
+            if dependency.kind.as_deref() == Some("dev") {
+                continue;
+            }
+            match members.get(dependency.name.as_str()) {
+                Some(member) => todo.push(member),
+                None => {
+                    built.insert(path.clone());
+                }
+            }
+        }
+    }
+
+    let mut lines = vec![
+        "# Written by `cargo xtask image` from `cargo metadata`: do not edit.".to_owned(),
+        "*".to_owned(),
+        "!Cargo.toml".to_owned(),
+        "!Cargo.lock".to_owned(),
+        "!.cargo/config.toml".to_owned(),
+        "# Every member's manifest: cargo loads the whole workspace.".to_owned(),
+    ];
+    for member in sorted(members.values().map(|p| p.manifest_path.as_path())) {
+        lines.push(format!("!{}", relative(member)?));
+    }
+    lines.push("# What the service's build reads.".to_owned());
+    for dir in &built {
+        let dir = relative(dir)?;
+        lines.push(format!("!{dir}/"));
+        lines.push(format!("{dir}/tests/"));
+        lines.push(format!("{dir}/benches/"));
+        lines.push(format!("{dir}/data/"));
+    }
+    lines.extend(
+        [
+            "# Local output and data inside an allowed directory.",
+            "**/target/",
+            "**/*.db",
+            "**/*.db-shm",
+            "**/*.db-wal",
+            "**/.env",
+        ]
+        .map(str::to_owned),
+    );
+    lines.push(String::new());
+    Ok(lines.join("\n"))
+}
+
+fn crate_dir(manifest_path: &Path) -> PathBuf {
+    manifest_path
+        .parent()
+        .map_or_else(PathBuf::new, Path::to_path_buf)
+}
+
+fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.sort();
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cargo metadata`'s shape, cut to the fields read: `api` depends on
+    /// the path crate `model` (which depends on `util`), and has a dev
+    /// dependency on `testkit`.
+    const METADATA: &str = r#"{
+      "workspace_root": "/w",
+      "workspace_members": ["path+file:///w/api#0.1.0", "path+file:///w/crates/model#0.1.0",
+        "path+file:///w/crates/util#0.1.0", "path+file:///w/testkit#0.1.0",
+        "path+file:///w/healthcheck#0.1.0", "path+file:///w/xtask#0.1.0"],
+      "packages": [
+        {"name": "api", "id": "path+file:///w/api#0.1.0", "manifest_path": "/w/api/Cargo.toml",
+         "dependencies": [
+           {"name": "model", "path": "/w/crates/model", "kind": null},
+           {"name": "serde", "kind": null},
+           {"name": "testkit", "path": "/w/testkit", "kind": "dev"}]},
+        {"name": "model", "id": "path+file:///w/crates/model#0.1.0",
+         "manifest_path": "/w/crates/model/Cargo.toml",
+         "dependencies": [{"name": "util", "path": "/w/crates/util", "kind": null}]},
+        {"name": "util", "id": "path+file:///w/crates/util#0.1.0",
+         "manifest_path": "/w/crates/util/Cargo.toml", "dependencies": []},
+        {"name": "testkit", "id": "path+file:///w/testkit#0.1.0",
+         "manifest_path": "/w/testkit/Cargo.toml", "dependencies": []},
+        {"name": "healthcheck", "id": "path+file:///w/healthcheck#0.1.0",
+         "manifest_path": "/w/healthcheck/Cargo.toml", "dependencies": []},
+        {"name": "xtask", "id": "path+file:///w/xtask#0.1.0",
+         "manifest_path": "/w/xtask/Cargo.toml", "dependencies": []}
+      ]
+    }"#;
+
+    fn allowed(ignore: &str) -> Vec<&str> {
+        ignore.lines().filter_map(|l| l.strip_prefix('!')).collect()
+    }
+
+    #[test]
+    fn the_package_its_path_dependencies_and_the_probe_are_in() {
+        let ignore = dockerignore(METADATA, "api").unwrap();
+        let allowed = allowed(&ignore);
+        for dir in ["api/", "crates/model/", "crates/util/", "healthcheck/"] {
+            assert!(allowed.contains(&dir), "{dir} missing from {allowed:?}");
+        }
+        assert!(ignore.lines().any(|l| l == "api/tests/"));
+    }
+
+    #[test]
+    fn dev_dependencies_and_other_members_give_only_their_manifests() {
+        let ignore = dockerignore(METADATA, "api").unwrap();
+        let allowed = allowed(&ignore);
+        assert!(!allowed.contains(&"testkit/"));
+        assert!(!allowed.contains(&"xtask/"));
+        assert!(allowed.contains(&"testkit/Cargo.toml"));
+        assert!(allowed.contains(&"xtask/Cargo.toml"));
+        assert_eq!(ignore.lines().nth(1), Some("*"), "everything out first");
+    }
+
+    #[test]
+    fn a_package_that_is_not_a_member_is_named_with_the_members() {
+        let error = dockerignore(METADATA, "notes").unwrap_err().to_string();
+        assert!(error.contains("\"notes\""), "{error}");
+        assert!(error.contains("api, healthcheck, model"), "{error}");
+    }
+
+    #[test]
+    fn this_workspace_leaves_the_xtask_sources_out() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let metadata = crate::metadata::Metadata::load(root).unwrap();
+        let out = std::env::temp_dir().join(format!("xtask-context-{}", std::process::id()));
+        let sh = Shell::new().unwrap();
+        let dockerfile = prepare(&sh, root, &metadata.package, &out).unwrap();
+        let ignore = std::fs::read_to_string(out.join("Dockerfile.dockerignore")).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        assert_eq!(dockerfile, out.join("Dockerfile"));
+        let allowed = allowed(&ignore);
+        assert!(allowed.contains(&"xtask/Cargo.toml"));
+        assert!(!allowed.iter().any(|a| a.starts_with("xtask/src")));
+        assert!(allowed.contains(&"healthcheck/"));
+    }
+}
