@@ -23,6 +23,12 @@ pub struct Cli {
     /// Print the verdict as JSON on stdout (progress stays on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Read `[workspace.metadata.xtask]` from this TOML file instead of the
+    /// workspace's Cargo.toml: another service of the workspace, adopted
+    /// without editing the table. The version still comes from the
+    /// workspace. `ci` passes it on through the environment variable.
+    #[arg(long, global = true, env = "XTASK_MANIFEST", value_name = "FILE")]
+    pub manifest: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +84,10 @@ pub enum Command {
     /// SQLite and on a throwaway PostgreSQL cluster, and report requests per
     /// second, p50/p99 latency, non-2xx answers and peak resident memory.
     ServerLoad(ServerLoad),
+    /// Adopt the example service (`examples/hello`) through its manifest
+    /// table alone: build its image, prove `shutdown-test` passes it, and
+    /// that with SIGTERM handling switched off it fails naming the cause.
+    AdoptTest(AdoptTest),
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +173,11 @@ pub struct ShutdownTest {
     /// HEALTHCHECK start period set at run time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub health_start_period: Duration,
+    /// An environment variable for the service's containers, `NAME=VALUE`
+    /// (repeatable): e.g. a service's own switch, to prove what fails
+    /// without it.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +322,19 @@ pub fn skip(text: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Args)]
+pub struct AdoptTest {
+    /// The example's manifest table.
+    #[arg(long, value_name = "FILE", default_value = "examples/hello/xtask.toml")]
+    pub table: std::path::PathBuf,
+    /// What switches the example's SIGTERM handling off.
+    #[arg(long, value_name = "NAME=VALUE", default_value = "HANDLE_SIGTERM=false", value_parser = env_pair)]
+    pub broken_env: (String, String),
+    /// Build the example's image with no registry (`image --offline`).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ServerLoad {
     /// The server binary to drive. Default: `cargo build --release` of the manifest's package.
     #[arg(long, value_name = "PATH")]
@@ -340,9 +368,35 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `NAME=VALUE`, with a name a shell would accept.
+fn env_pair(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("{name:?} is not a variable name"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_pairs_need_a_variable_name() {
+        assert_eq!(
+            env_pair("HANDLE_SIGTERM=false"),
+            Ok(("HANDLE_SIGTERM".into(), "false".into()))
+        );
+        assert_eq!(env_pair("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(env_pair("novalue").is_err());
+        assert!(env_pair("1X=y").is_err());
+        assert!(env_pair("A-B=y").is_err());
+    }
 
     #[test]
     fn a_skip_says_why() {

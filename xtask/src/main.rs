@@ -52,10 +52,12 @@
 //!                      sarif, report (the verdict)
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
+//! adopt_test.rs      `adopt-test`: the example service, adopted by its table
 //! server_load.rs     `server-load`: the release server under load on loopback
 //!   server_load/       traffic (the clients), postgres (a throwaway cluster)
 //! ```
 
+mod adopt_test;
 mod bench;
 mod checks;
 mod ci;
@@ -110,7 +112,10 @@ fn run() -> anyhow::Result<bool> {
     let root = project_root();
     sh.change_dir(&root);
     // Loaded per command, so that `setup` works with a broken table.
-    let metadata = || Metadata::load(&root);
+    let metadata = || match &cli.manifest {
+        Some(table) => Metadata::load_from(&root, &root.join(table)),
+        None => Metadata::load(&root),
+    };
     let verdict = match cli.command {
         flags::Command::Setup(setup) => setup.run(&sh)?,
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
@@ -123,6 +128,8 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::Sbom(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Scan(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ServerLoad(args) => args.run(&sh, &metadata()?)?,
+        // It reads the example's table, not the workspace's.
+        flags::Command::AdoptTest(args) => args.run(&sh)?,
     };
     if cli.json {
         output::print_json(&verdict.to_json())?;

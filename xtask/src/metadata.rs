@@ -35,6 +35,116 @@ pub struct Metadata {
     pub budget: Budget,
     #[serde(default)]
     pub scan: ScanPolicy,
+    /// What `shutdown-test` holds in flight at SIGTERM.
+    pub drain: Drain,
+}
+
+/// The traffic `shutdown-test` sends through a drain, and what it reads
+/// back after a restart: the service's own request, not the xtask's guess.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Drain {
+    /// `POST` (a write, sent slowly, its body arriving after the signal) or
+    /// `GET` (a slow read: the path must take a while to answer).
+    pub method: DrainMethod,
+    pub path: String,
+    /// POST only.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// POST only: the body, where `{tag}` becomes a unique tag and
+    /// `{padding}` filler that makes a slow upload long.
+    #[serde(default)]
+    pub body: String,
+    /// A JSON pointer to the id in a write's answer (`/id`). With
+    /// `read-back`, every write acknowledged must be there after a restart;
+    /// without, durability is not applicable.
+    pub id: Option<String>,
+    /// Where a written item is read back, `{id}` replaced.
+    pub read_back: Option<String>,
+    /// Whether readiness turns 503 during the drain; `false` makes that check
+    /// not applicable.
+    #[serde(default = "yes")]
+    pub readiness: bool,
+    /// The variable that sets the service's drain deadline; `""` when it has
+    /// none, which makes the deadline check not applicable.
+    #[serde(default = "default_timeout_env")]
+    pub shutdown_timeout_env: String,
+    /// The variable that delays the drain after the signal (not ready, still
+    /// serving); `""` when it has none.
+    #[serde(default = "default_delay_env")]
+    pub shutdown_delay_env: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum DrainMethod {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+}
+
+impl Drain {
+    /// Whether acknowledged writes can be looked for after a restart.
+    pub fn durable(&self) -> bool {
+        self.method == DrainMethod::Post && self.id.is_some() && self.read_back.is_some()
+    }
+
+    /// A write's body with its tag and filler.
+    pub fn body(&self, tag: &str, padding: &str) -> String {
+        self.body
+            .replace("{tag}", tag)
+            .replace("{padding}", padding)
+    }
+
+    /// Where the write with `id` is read back.
+    pub fn read_back_path(&self, id: &str) -> Option<String> {
+        self.read_back.as_ref().map(|path| path.replace("{id}", id))
+    }
+
+    /// The id in a write's JSON answer, a string or a number.
+    pub fn id_in(&self, answer: &serde_json::Value) -> Option<String> {
+        match answer.pointer(self.id.as_deref()?)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !self.path.starts_with('/') {
+            anyhow::bail!("drain.path {:?} must start with /", self.path);
+        }
+        if self.method == DrainMethod::Post && !self.body.contains("{tag}") {
+            anyhow::bail!("drain.body must contain {{tag}}, so each write can be told apart");
+        }
+        if let Some(pointer) = &self.id
+            && !pointer.starts_with('/')
+        {
+            anyhow::bail!("drain.id {pointer:?} must be a JSON pointer, like /id");
+        }
+        if let Some(path) = &self.read_back
+            && !path.contains("{id}")
+        {
+            anyhow::bail!("drain.read-back {path:?} must contain {{id}}");
+        }
+        Ok(())
+    }
+}
+
+fn default_content_type() -> String {
+    "application/json".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_timeout_env() -> String {
+    "SHUTDOWN_TIMEOUT".to_owned()
+}
+
+fn default_delay_env() -> String {
+    "SHUTDOWN_DELAY".to_owned()
 }
 
 /// What `cargo xtask scan` fails on.
@@ -121,11 +231,50 @@ impl Metadata {
             .with_context(|| format!("{}: bad [workspace.metadata.xtask] table", path.display()))
     }
 
+    /// Reads the table from `table`, a TOML file holding a
+    /// `[workspace.metadata.xtask]` table as `Cargo.toml` would; the version
+    /// and repository still come from the workspace under `root`.
+    pub fn load_from(root: &Path, table: &Path) -> anyhow::Result<Metadata> {
+        let path = root.join("Cargo.toml");
+        let workspace = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(table)
+            .with_context(|| format!("cannot read the manifest table {}", table.display()))?;
+        Metadata::parse_with(&workspace, &text)
+            .with_context(|| format!("{}: bad [workspace.metadata.xtask] table", table.display()))
+    }
+
+    fn parse_with(workspace: &str, table: &str) -> anyhow::Result<Metadata> {
+        #[derive(Deserialize)]
+        struct TableFile {
+            workspace: TableWorkspace,
+        }
+        #[derive(Deserialize)]
+        struct TableWorkspace {
+            metadata: WorkspaceMetadata,
+        }
+        #[derive(Deserialize)]
+        struct PackageOnly {
+            workspace: PackageWorkspace,
+        }
+        #[derive(Deserialize)]
+        struct PackageWorkspace {
+            package: WorkspacePackage,
+        }
+        let package = toml::from_str::<PackageOnly>(workspace)?.workspace.package;
+        let mut metadata = toml::from_str::<TableFile>(table)?.workspace.metadata.xtask;
+        metadata.version = package.version;
+        metadata.repository = package.repository;
+        metadata.drain.validate()?;
+        Ok(metadata)
+    }
+
     fn parse(manifest: &str) -> anyhow::Result<Metadata> {
         let manifest: Manifest = toml::from_str(manifest)?;
         let mut metadata = manifest.workspace.metadata.xtask;
         metadata.version = manifest.workspace.package.version;
         metadata.repository = manifest.workspace.package.repository;
+        metadata.drain.validate()?;
         Ok(metadata)
     }
 
@@ -199,10 +348,75 @@ mod tests {
             port = 3000
             health-path = "/livez"
             ready-path = "/readyz"
+            drain = { method = "GET", path = "/slow" }
         "#;
         let metadata = Metadata::parse(manifest).unwrap();
         assert_eq!(metadata.version, "1.2.3");
         assert!((metadata.budget.max_image_mb - 100.0).abs() < f64::EPSILON);
+    }
+
+    const API_TABLE: &str = r#"
+        [workspace.metadata.xtask]
+        package = "api"
+        binary = "api"
+        image = "api"
+        port = 3000
+        health-path = "/livez"
+        ready-path = "/readyz"
+        drain = { method = "GET", path = "/slow?ms=2000", readiness = false, shutdown-timeout-env = "" }
+    "#;
+
+    #[test]
+    fn a_table_file_names_another_service_with_the_workspaces_version() {
+        let workspace = "[workspace.package]\nversion = \"1.2.3\"\n";
+        let metadata = Metadata::parse_with(workspace, API_TABLE).unwrap();
+        assert_eq!(metadata.package, "api");
+        assert_eq!(metadata.version, "1.2.3");
+        assert_eq!(metadata.drain.method, DrainMethod::Get);
+        assert!(!metadata.drain.readiness);
+        assert!(metadata.drain.shutdown_timeout_env.is_empty());
+        assert_eq!(metadata.drain.shutdown_delay_env, "SHUTDOWN_DELAY");
+        assert!(!metadata.drain.durable());
+    }
+
+    #[test]
+    fn this_workspaces_drain_writes_and_reads_back_notes() {
+        let (metadata, _) = this_workspaces_table();
+        let drain = &metadata.drain;
+        assert!(drain.durable());
+        let body = drain.body("t-1", "xx");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["title"], "t-1");
+        assert_eq!(
+            drain.id_in(&serde_json::json!({"id": 7})).as_deref(),
+            Some("7")
+        );
+        assert!(drain.read_back_path("7").unwrap().ends_with("/7"));
+    }
+
+    #[test]
+    fn a_drain_that_cannot_be_told_apart_or_read_back_is_refused() {
+        let workspace = "[workspace.package]\nversion = \"1\"\n";
+        for (drain, says) in [
+            (r#"{ method = "POST", path = "/w", body = "{}" }"#, "{tag}"),
+            (r#"{ method = "GET", path = "w" }"#, "start with /"),
+            (
+                r#"{ method = "GET", path = "/w", id = "id" }"#,
+                "JSON pointer",
+            ),
+            (
+                r#"{ method = "GET", path = "/w", read-back = "/w" }"#,
+                "{id}",
+            ),
+            (r#"{ method = "PATCH", path = "/w" }"#, "PATCH"),
+        ] {
+            let table = API_TABLE.replace(
+                r#"{ method = "GET", path = "/slow?ms=2000", readiness = false, shutdown-timeout-env = "" }"#,
+                drain,
+            );
+            let error = format!("{:#}", Metadata::parse_with(workspace, &table).unwrap_err());
+            assert!(error.contains(says), "{drain}: {error}");
+        }
     }
 
     #[test]
@@ -217,6 +431,7 @@ mod tests {
             port = 3000
             health-path = "/livez"
             ready-path = "/readyz"
+            drain = { method = "GET", path = "/slow" }
             prot = 1
         "#;
         let error = Metadata::parse(manifest).unwrap_err();

@@ -54,7 +54,6 @@ const HEALTHY_GIVE_UP: Duration = Duration::from_mins(1);
 const STOP_MARGIN: Duration = Duration::from_secs(10);
 /// How far past `SHUTDOWN_TIMEOUT` the deadline exit may come.
 const DEADLINE_SLACK: Duration = Duration::from_secs(2);
-const NOTES_PATH: &str = "/api/v1/notes";
 const WRITES_BEFORE_DRAIN: usize = 3;
 /// Steady traffic before the signal, so the stream is flowing when it lands.
 const LOAD_LEAD: Duration = Duration::from_millis(300);
@@ -241,12 +240,21 @@ impl<'a> Test<'a> {
     where
         'a: 's,
     {
-        let mut env = vec![(
-            "SHUTDOWN_TIMEOUT".to_owned(),
-            env_duration(shutdown.timeout),
-        )];
-        if !shutdown.delay.is_zero() {
-            env.push(("SHUTDOWN_DELAY".to_owned(), env_duration(shutdown.delay)));
+        // The names the manifest gives the service's settings; none when it
+        // has no such setting.
+        let drain = &self.metadata.drain;
+        let mut env = self.flags.env.clone();
+        if !drain.shutdown_timeout_env.is_empty() {
+            env.push((
+                drain.shutdown_timeout_env.clone(),
+                env_duration(shutdown.timeout),
+            ));
+        }
+        if !shutdown.delay.is_zero() && !drain.shutdown_delay_env.is_empty() {
+            env.push((
+                drain.shutdown_delay_env.clone(),
+                env_duration(shutdown.delay),
+            ));
         }
         RunSpec {
             volume: Some((volume, &self.metadata.data_dir)),
@@ -406,6 +414,12 @@ fn last_probe(state: &State) -> String {
                 )
             },
         )
+}
+
+/// A check the manifest says does not apply to this service: shown, never
+/// a pass.
+fn not_applicable(name: &str, expected: &str, why: &str) -> Check {
+    Check::skipped(name, expected, format!("not applicable (manifest): {why}"))
 }
 
 /// A request that failed, as a verdict names it: `POST /api/v1/notes:

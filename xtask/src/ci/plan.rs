@@ -181,6 +181,18 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             proves: "a rolling restart behind HAProxy fails no request",
             action: on("rollout-test", "image"),
         },
+        Step {
+            name: "adopt-test",
+            proves: "another service adopted by its table alone: passes, and fails without SIGTERM",
+            action: xtask(
+                if options.offline {
+                    vec!["adopt-test".to_owned(), "--offline".to_owned()]
+                } else {
+                    vec!["adopt-test".to_owned()]
+                },
+                None,
+            ),
+        },
     ]
 }
 
@@ -305,7 +317,7 @@ mod tests {
                 continue;
             };
             let is_build = args[0] == "image";
-            let pulls = is_build || args[0] == "compose-test";
+            let pulls = is_build || args[0] == "compose-test" || args[0] == "adopt-test";
             assert_eq!(args.contains(&"--offline".to_owned()), pulls, "{step:?}");
             let cached = args.iter().any(|a| a.starts_with("type=gha,scope="));
             assert_eq!(cached, is_build, "{step:?}");
@@ -338,9 +350,18 @@ mod tests {
     }
 
     #[test]
-    fn the_deployments_run_last_on_the_release_image() {
+    fn the_deployments_run_on_the_release_image_then_the_example_is_adopted() {
         let steps = steps(&options(false));
-        for (step, command) in steps[steps.len() - 2..]
+        let last = steps.last().unwrap();
+        assert_eq!(last.name, "adopt-test");
+        assert_eq!(
+            last.action,
+            Action::Xtask {
+                args: vec!["adopt-test".into()],
+                image_of: None
+            }
+        );
+        for (step, command) in steps[steps.len() - 3..steps.len() - 1]
             .iter()
             .zip(["compose-test", "rollout-test"])
         {

@@ -31,6 +31,13 @@ struct Package {
     id: String,
     manifest_path: PathBuf,
     dependencies: Vec<Dependency>,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Target {
+    kind: Vec<String>,
+    src_path: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,7 +57,12 @@ pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Re
         "cargo metadata --format-version 1 --no-deps --offline --manifest-path {root}/Cargo.toml"
     ))
     .context("cannot read the workspace with `cargo metadata`")?;
-    let ignore = dockerignore(&json, package)?;
+    let ignore = dockerignore(&json, package, |manifest| {
+        std::fs::read_to_string(manifest)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|table| table.contains_key("bin") || table.contains_key("lib"))
+    })?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let dockerfile = out.join("Dockerfile");
     std::fs::copy(root.join("Dockerfile"), &dockerfile)
@@ -63,7 +75,15 @@ pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Re
 
 /// The ignore file: everything out, then the manifests, then the sources
 /// of `package`, its path dependencies and the probe, less their tests.
-fn dockerignore(metadata_json: &str, package: &str) -> anyhow::Result<String> {
+/// `declares_targets` says whether a manifest names its targets: cargo
+/// loads every member, and one whose targets it must discover needs its
+/// entry files (`src/main.rs`, `src/lib.rs`) present, though they are not
+/// built.
+fn dockerignore(
+    metadata_json: &str,
+    package: &str,
+    declares_targets: impl Fn(&Path) -> bool,
+) -> anyhow::Result<String> {
     let metadata: CargoMetadata =
         serde_json::from_str(metadata_json).context("cannot parse `cargo metadata`'s output")?;
     let root = &metadata.workspace_root;
@@ -95,29 +115,7 @@ fn dockerignore(metadata_json: &str, package: &str) -> anyhow::Result<String> {
         );
     }
 
-    // The package's path dependencies, and theirs, that it needs to build.
-    // One outside the workspace is taken whole; its own are not followed.
-    let mut built: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut todo: Vec<&Package> = vec![service, members[PROBE_PACKAGE]];
-    while let Some(package) = todo.pop() {
-        if !built.insert(crate_dir(&package.manifest_path)) {
-            continue;
-        }
-        for dependency in &package.dependencies {
-            let Some(path) = &dependency.path else {
-                continue;
-            };
-            if dependency.kind.as_deref() == Some("dev") {
-                continue;
-            }
-            match members.get(dependency.name.as_str()) {
-                Some(member) => todo.push(member),
-                None => {
-                    built.insert(path.clone());
-                }
-            }
-        }
-    }
+    let built = built_dirs(&members, service);
 
     let mut lines = vec![
         "# Written by `cargo xtask image` from `cargo metadata`: do not edit.".to_owned(),
@@ -129,6 +127,25 @@ fn dockerignore(metadata_json: &str, package: &str) -> anyhow::Result<String> {
     ];
     for member in sorted(members.values().map(|p| p.manifest_path.as_path())) {
         lines.push(format!("!{}", relative(member)?));
+    }
+    let mut entry_files = Vec::new();
+    for member in members.values() {
+        if built.contains(&crate_dir(&member.manifest_path))
+            || declares_targets(&member.manifest_path)
+        {
+            continue;
+        }
+        for target in &member.targets {
+            if target.kind.iter().any(|k| k == "bin" || k == "lib") {
+                entry_files.push(relative(&target.src_path)?);
+            }
+        }
+    }
+    if !entry_files.is_empty() {
+        lines.push("# Entry files of the other members, so cargo can load them.".to_owned());
+        for file in sorted(entry_files.into_iter()) {
+            lines.push(format!("!{file}"));
+        }
     }
     lines.push("# What the service's build reads.".to_owned());
     for dir in &built {
@@ -151,6 +168,34 @@ fn dockerignore(metadata_json: &str, package: &str) -> anyhow::Result<String> {
     );
     lines.push(String::new());
     Ok(lines.join("\n"))
+}
+
+/// The directories of the package, its path dependencies (and theirs) and
+/// the probe: what the image's build compiles. A path dependency outside
+/// the workspace is taken whole; its own are not followed.
+fn built_dirs(members: &HashMap<&str, &Package>, service: &Package) -> BTreeSet<PathBuf> {
+    let mut built: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut todo: Vec<&Package> = vec![service, members[PROBE_PACKAGE]];
+    while let Some(package) = todo.pop() {
+        if !built.insert(crate_dir(&package.manifest_path)) {
+            continue;
+        }
+        for dependency in &package.dependencies {
+            let Some(path) = &dependency.path else {
+                continue;
+            };
+            if dependency.kind.as_deref() == Some("dev") {
+                continue;
+            }
+            match members.get(dependency.name.as_str()) {
+                Some(member) => todo.push(member),
+                None => {
+                    built.insert(path.clone());
+                }
+            }
+        }
+    }
+    built
 }
 
 fn crate_dir(manifest_path: &Path) -> PathBuf {
@@ -179,21 +224,22 @@ mod tests {
         "path+file:///w/healthcheck#0.1.0", "path+file:///w/xtask#0.1.0"],
       "packages": [
         {"name": "api", "id": "path+file:///w/api#0.1.0", "manifest_path": "/w/api/Cargo.toml",
+         "targets": [{"kind": ["bin"], "src_path": "/w/api/src/main.rs"}],
          "dependencies": [
            {"name": "model", "path": "/w/crates/model", "kind": null},
            {"name": "serde", "kind": null},
            {"name": "testkit", "path": "/w/testkit", "kind": "dev"}]},
         {"name": "model", "id": "path+file:///w/crates/model#0.1.0",
-         "manifest_path": "/w/crates/model/Cargo.toml",
+         "manifest_path": "/w/crates/model/Cargo.toml", "targets": [{"kind": ["lib"], "src_path": "/w/crates/model/src/lib.rs"}],
          "dependencies": [{"name": "util", "path": "/w/crates/util", "kind": null}]},
         {"name": "util", "id": "path+file:///w/crates/util#0.1.0",
-         "manifest_path": "/w/crates/util/Cargo.toml", "dependencies": []},
+         "manifest_path": "/w/crates/util/Cargo.toml", "targets": [{"kind": ["lib"], "src_path": "/w/crates/util/src/lib.rs"}], "dependencies": []},
         {"name": "testkit", "id": "path+file:///w/testkit#0.1.0",
-         "manifest_path": "/w/testkit/Cargo.toml", "dependencies": []},
+         "manifest_path": "/w/testkit/Cargo.toml", "targets": [{"kind": ["lib"], "src_path": "/w/testkit/src/lib.rs"}], "dependencies": []},
         {"name": "healthcheck", "id": "path+file:///w/healthcheck#0.1.0",
-         "manifest_path": "/w/healthcheck/Cargo.toml", "dependencies": []},
+         "manifest_path": "/w/healthcheck/Cargo.toml", "targets": [{"kind": ["bin"], "src_path": "/w/healthcheck/src/main.rs"}], "dependencies": []},
         {"name": "xtask", "id": "path+file:///w/xtask#0.1.0",
-         "manifest_path": "/w/xtask/Cargo.toml", "dependencies": []}
+         "manifest_path": "/w/xtask/Cargo.toml", "targets": [{"kind": ["bin"], "src_path": "/w/xtask/src/main.rs"}], "dependencies": []}
       ]
     }"#;
 
@@ -203,7 +249,7 @@ mod tests {
 
     #[test]
     fn the_package_its_path_dependencies_and_the_probe_are_in() {
-        let ignore = dockerignore(METADATA, "api").unwrap();
+        let ignore = dockerignore(METADATA, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();
         let allowed = allowed(&ignore);
         for dir in ["api/", "crates/model/", "crates/util/", "healthcheck/"] {
             assert!(allowed.contains(&dir), "{dir} missing from {allowed:?}");
@@ -213,7 +259,7 @@ mod tests {
 
     #[test]
     fn dev_dependencies_and_other_members_give_only_their_manifests() {
-        let ignore = dockerignore(METADATA, "api").unwrap();
+        let ignore = dockerignore(METADATA, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();
         let allowed = allowed(&ignore);
         assert!(!allowed.contains(&"testkit/"));
         assert!(!allowed.contains(&"xtask/"));
@@ -223,8 +269,25 @@ mod tests {
     }
 
     #[test]
+    fn other_members_give_their_entry_files_unless_they_declare_targets() {
+        let ignore = dockerignore(METADATA, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();
+        let allowed = allowed(&ignore);
+        assert!(allowed.contains(&"testkit/src/lib.rs"), "{allowed:?}");
+        assert!(
+            !allowed.iter().any(|a| a.starts_with("xtask/src")),
+            "{allowed:?}"
+        );
+        assert!(
+            !allowed.contains(&"crates/model/src/lib.rs"),
+            "built whole: {allowed:?}"
+        );
+    }
+
+    #[test]
     fn a_package_that_is_not_a_member_is_named_with_the_members() {
-        let error = dockerignore(METADATA, "notes").unwrap_err().to_string();
+        let error = dockerignore(METADATA, "notes", |_| false)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"notes\""), "{error}");
         assert!(error.contains("api, healthcheck, model"), "{error}");
     }

@@ -1,6 +1,8 @@
-//! Traffic for proving a drain: slow uploads whose bodies are still arriving
-//! when the stop signal goes out, a steady stream of short writes through
-//! it, and a readiness probe watching the server change its answer.
+//! Traffic for proving a drain: slow requests still in flight when the stop
+//! signal goes out, a steady stream of short ones through it, and a
+//! readiness probe watching the server change its answer. The requests are
+//! the manifest's (`[workspace.metadata.xtask.drain]`): writes, whose bodies
+//! are still arriving at the signal, or reads of a path that answers slowly.
 //!
 //! Threads and blocking sockets: every loop is bounded in count and time.
 
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::http::{Client, Failure, HeldRequest, Started};
+use crate::metadata::{Drain, DrainMethod};
 
 /// The rest of a slow upload's body goes out in this many pieces.
 const PIECES: usize = 5;
@@ -115,7 +118,8 @@ pub struct Load {
     shared: Arc<Shared>,
     uploads: Vec<JoinHandle<Record>>,
     shorts: Vec<JoinHandle<Vec<Record>>>,
-    prober: JoinHandle<Vec<Probe>>,
+    /// None when readiness is not watched.
+    prober: Option<JoinHandle<Vec<Probe>>>,
     held: Vec<JoinHandle<Option<Probe>>>,
 }
 
@@ -135,8 +139,8 @@ impl Load {
         client: Client,
         plan: &Plan,
         tag: &str,
-        notes_path: &str,
-        ready_path: &str,
+        drain: &Drain,
+        ready_path: Option<&str>,
     ) -> Load {
         let shared = Arc::new(Shared {
             started: Instant::now(),
@@ -149,8 +153,13 @@ impl Load {
             .map(|i| {
                 let (shared, plan, opened) = (Arc::clone(&shared), plan.clone(), opened.clone());
                 let title = format!("{tag}-slow-{i}");
-                let path = notes_path.to_owned();
-                thread::spawn(move || slow_upload(client, &path, &plan, &shared, &title, &opened))
+                let drain = drain.clone();
+                thread::spawn(move || match drain.method {
+                    DrainMethod::Post => {
+                        slow_upload(client, &drain, &plan, &shared, &title, &opened)
+                    }
+                    DrainMethod::Get => slow_read(client, &drain.path, &shared, &title, &opened),
+                })
             })
             .collect();
         drop(opened);
@@ -167,24 +176,25 @@ impl Load {
             .map(|worker| {
                 let (shared, plan) = (Arc::clone(&shared), plan.clone());
                 let tag = format!("{tag}-short-{worker}");
-                let path = notes_path.to_owned();
+                let drain = drain.clone();
                 // Staggered, so that the streams are not all between two
                 // requests at the same moment.
                 let stagger = plan.short_body_pause * u32::try_from(worker).unwrap_or(0)
                     / u32::try_from(plan.short_workers).unwrap_or(1);
                 thread::spawn(move || {
                     thread::sleep(stagger);
-                    short_stream(client, &path, &plan, &shared, &tag)
+                    short_stream(client, &drain, &plan, &shared, &tag)
                 })
             })
             .collect();
-        let prober = {
+        let prober = ready_path.map(|path| {
             let (shared, plan) = (Arc::clone(&shared), plan.clone());
-            let path = ready_path.to_owned();
+            let path = path.to_owned();
             thread::spawn(move || probe_readiness(client, &path, &plan, &shared))
-        };
+        });
         let held = (1..=plan.held_probes)
             .filter_map(|slot| {
+                let ready_path = ready_path?;
                 let request = client.hold_get(ready_path).ok()?;
                 let (shared, plan) = (Arc::clone(&shared), plan.clone());
                 let delay = plan.held_probe_spacing * u32::try_from(slot).unwrap_or(1);
@@ -219,7 +229,10 @@ impl Load {
         for short in self.shorts {
             records.extend(short.join().unwrap_or_default());
         }
-        let mut probes = self.prober.join().unwrap_or_default();
+        let mut probes = self
+            .prober
+            .map(|p| p.join().unwrap_or_default())
+            .unwrap_or_default();
         probes.extend(
             self.held
                 .into_iter()
@@ -235,35 +248,55 @@ impl Load {
     }
 }
 
-fn note_json(title: &str, body: &str) -> String {
-    serde_json::json!({ "title": title, "body": body }).to_string()
-}
-
-fn answer(response: &super::http::Response) -> Answer {
-    let id = response.json().and_then(|v| match &v["id"] {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
+fn answer(drain: &Drain, response: &super::http::Response) -> Answer {
     Answer {
         status: response.status,
-        id,
+        id: response.json().and_then(|v| drain.id_in(&v)),
+    }
+}
+
+/// A read the server answers slowly, sent before the signal.
+fn slow_read(
+    client: Client,
+    path: &str,
+    shared: &Shared,
+    title: &str,
+    opened: &mpsc::Sender<()>,
+) -> Record {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let sent_at = shared.started.elapsed();
+    // A GET has no interim answer to wait for: it is in flight once sent.
+    let _ = opened.send(());
+    let result = client.get(path).map(|r| Answer {
+        status: r.status,
+        id: None,
+    });
+    Record {
+        kind: Kind::SlowUpload,
+        title: title.to_owned(),
+        body: String::new(),
+        sent_at,
+        ended_at: shared.started.elapsed(),
+        result,
     }
 }
 
 fn slow_upload(
     client: Client,
-    path: &str,
+    drain: &Drain,
     plan: &Plan,
     shared: &Shared,
     title: &str,
     opened: &mpsc::Sender<()>,
 ) -> Record {
     shared.requests.fetch_add(1, Ordering::SeqCst);
-    // The body is padded to the planned size around a fixed title.
-    let padding = plan.upload_bytes.saturating_sub(note_json(title, "").len());
+    // The body is padded to the planned size around a fixed tag.
+    let padding = plan
+        .upload_bytes
+        .saturating_sub(drain.body(title, "").len());
     let body = "x".repeat(padding);
-    let json = note_json(title, &body);
+    let json = drain.body(title, &body);
+    let path = &drain.path;
     let sent_at = shared.started.elapsed();
     let record = |result| Record {
         kind: Kind::SlowUpload,
@@ -273,11 +306,11 @@ fn slow_upload(
         ended_at: shared.started.elapsed(),
         result,
     };
-    let mut upload = match client.begin_upload(path, "application/json", json.len()) {
+    let mut upload = match client.begin_upload(path, &drain.content_type, json.len()) {
         Ok(Started::Continue(upload)) => upload,
         Ok(Started::Answered(response)) => {
             let _ = opened.send(());
-            return record(Ok(answer(&response)));
+            return record(Ok(answer(drain, &response)));
         }
         Err(failure) => {
             let _ = opened.send(());
@@ -305,12 +338,12 @@ fn slow_upload(
         }
         thread::sleep(pause);
     }
-    record(upload.finish().map(|r| answer(&r)))
+    record(upload.finish().map(|r| answer(drain, &r)))
 }
 
 fn short_stream(
     client: Client,
-    path: &str,
+    drain: &Drain,
     plan: &Plan,
     shared: &Shared,
     tag: &str,
@@ -324,12 +357,18 @@ fn short_stream(
         let title = format!("{tag}-{n}");
         let body = "short".to_owned();
         let sent_at = shared.started.elapsed();
-        let result = post_in_two_parts(
-            client,
-            path,
-            &note_json(&title, &body),
-            plan.short_body_pause,
-        );
+        let result = match drain.method {
+            DrainMethod::Post => post_in_two_parts(
+                client,
+                drain,
+                &drain.body(&title, &body),
+                plan.short_body_pause,
+            ),
+            DrainMethod::Get => client.get(&drain.path).map(|r| Answer {
+                status: r.status,
+                id: None,
+            }),
+        };
         // Not taken: the listener is gone, and knocking as fast as a
         // working server answers would only inflate the count.
         let not_taken = matches!(&result, Err(f) if !f.accepted);
@@ -352,19 +391,19 @@ fn short_stream(
 
 fn post_in_two_parts(
     client: Client,
-    path: &str,
-    json: &str,
+    drain: &Drain,
+    body: &str,
     pause: Duration,
 ) -> Result<Answer, Failure> {
-    let mut upload = match client.begin_upload(path, "application/json", json.len())? {
+    let mut upload = match client.begin_upload(&drain.path, &drain.content_type, body.len())? {
         Started::Continue(upload) => upload,
-        Started::Answered(response) => return Ok(answer(&response)),
+        Started::Answered(response) => return Ok(answer(drain, &response)),
     };
-    let (first, second) = json.as_bytes().split_at(json.len() / 2);
+    let (first, second) = body.as_bytes().split_at(body.len() / 2);
     upload.send(first)?;
     thread::sleep(pause);
     upload.send(second)?;
-    upload.finish().map(|r| answer(&r))
+    upload.finish().map(|r| answer(drain, &r))
 }
 
 fn probe_readiness(client: Client, path: &str, plan: &Plan, shared: &Shared) -> Vec<Probe> {

@@ -105,7 +105,11 @@ impl Client {
 
     /// A POST of a JSON body, sent once the server has taken the request.
     pub fn post_json(&self, path: &str, body: &str) -> Result<Response, Failure> {
-        match self.begin_upload(path, "application/json", body.len())? {
+        self.post(path, "application/json", body)
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: &str) -> Result<Response, Failure> {
+        match self.begin_upload(path, content_type, body.len())? {
             Started::Answered(response) => Ok(response),
             Started::Continue(mut upload) => {
                 upload.send(body.as_bytes())?;

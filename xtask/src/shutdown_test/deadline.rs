@@ -7,19 +7,63 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::{
-    Broken, BrokenContext, DEADLINE_SLACK, EXIT_KILLED, NOTES_PATH, ShutdownSettings, Test,
-    exit_story, human, progress, request_failed,
+    Broken, BrokenContext, DEADLINE_SLACK, EXIT_KILLED, ShutdownSettings, Test, exit_story, human,
+    not_applicable, progress,
 };
 use crate::checks::Check;
-use crate::load::http::Started;
+use crate::load::http::{Failure, Response, Started, Upload};
+use crate::metadata::DrainMethod;
 use crate::output;
 
 impl Test<'_> {
     /// A request that never completes must not hold the container past
     /// `SHUTDOWN_TIMEOUT`.
     pub(super) fn deadline(&mut self) {
+        if self.metadata.drain.shutdown_timeout_env.is_empty() {
+            self.push(not_applicable(
+                "deadline",
+                "non-zero exit before docker's kill",
+                "the service's drain deadline is not configurable (drain.shutdown-timeout-env = \"\")",
+            ));
+            return;
+        }
         let result = self.try_deadline();
         self.record_broken(result);
+    }
+
+    /// The manifest's request, left in flight: a write whose body never
+    /// finishes, or a read the service answers slowly.
+    fn hold_request(&self, addr: std::net::SocketAddr) -> Result<Held, String> {
+        let drain = &self.metadata.drain;
+        let request = self.request();
+        let client = Self::client(addr);
+        match drain.method {
+            DrainMethod::Get => {
+                let path = drain.path.clone();
+                Ok(Held::Read(std::thread::spawn(move || client.get(&path))))
+            }
+            DrainMethod::Post => {
+                let body = drain.body("never-finished", "");
+                let mut upload = match client.begin_upload(
+                    &drain.path,
+                    &drain.content_type,
+                    body.len() + 4096,
+                ) {
+                    Ok(Started::Continue(upload)) => upload,
+                    Ok(Started::Answered(response)) => {
+                        return Err(format!(
+                            "{request}: answered {} before the body was sent",
+                            response.status
+                        ));
+                    }
+                    Err(failure) => return Err(format!("{request}: {}", failure.reason)),
+                };
+                upload
+                    .send(body.as_bytes())
+                    .map_err(|f| format!("{request}: {}", f.reason))?;
+                Ok(Held::Upload(upload))
+            }
+        }
     }
 
     fn try_deadline(&mut self) -> Result<(), Broken> {
@@ -41,25 +85,9 @@ impl Test<'_> {
                 ShutdownSettings::without_delay(deadline),
             )
             .broken("deadline", expected.clone())?;
-        let mut upload = match Self::client(addr).begin_upload(NOTES_PATH, "application/json", 4096)
-        {
-            Ok(Started::Continue(upload)) => upload,
-            Ok(Started::Answered(response)) => {
-                return Err(anyhow!(request_failed(
-                    "POST",
-                    NOTES_PATH,
-                    &format!("answered {} before the body was sent", response.status)
-                )))
-                .broken("deadline", expected);
-            }
-            Err(failure) => {
-                return Err(anyhow!(request_failed("POST", NOTES_PATH, &failure.reason)))
-                    .broken("deadline", expected);
-            }
-        };
-        upload
-            .send(br#"{"title":"never finished","body":""#)
-            .map_err(|f| anyhow!(request_failed("POST", NOTES_PATH, &f.reason)))
+        let held = self
+            .hold_request(addr)
+            .map_err(|reason| anyhow!(reason))
             .broken("deadline", expected.clone())?;
         progress("stopping the server with a request that never completes");
         let latency = self
@@ -67,7 +95,7 @@ impl Test<'_> {
             .stop(self.sh, &container, grace)
             .broken("deadline", expected.clone())?;
         // What the unfinished request got, if anything, before the stop.
-        let answer = upload.finish().ok();
+        let answer = held.answer();
         let state = self
             .scope
             .inspect(self.sh, &container)
@@ -84,8 +112,9 @@ impl Test<'_> {
             exit_story(&state, grace)
         } else if let Some(answer) = answer.filter(|_| state.exit_code == 0) {
             format!(
-                "{measured}: the server answered the unfinished POST {NOTES_PATH} with {} itself, \
+                "{measured}: the server answered the unfinished {} with {} itself, \
                  so its own deadline was never reached",
+                self.request(),
                 answer.status
             )
         } else if state.exit_code == 0 {
@@ -100,5 +129,21 @@ impl Test<'_> {
         self.push(Check::judge("deadline", passed, measured, expected).because(story));
         self.scope.remove(container);
         Ok(())
+    }
+}
+
+/// A request left in flight across the stop.
+enum Held {
+    Upload(Upload),
+    Read(std::thread::JoinHandle<Result<Response, Failure>>),
+}
+
+impl Held {
+    /// The answer it got before the service stopped, if any.
+    fn answer(self) -> Option<Response> {
+        match self {
+            Held::Upload(upload) => upload.finish().ok(),
+            Held::Read(read) => read.join().ok().and_then(Result::ok),
+        }
     }
 }

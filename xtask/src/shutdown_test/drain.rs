@@ -1,13 +1,13 @@
-//! The drain under load: SIGTERM while slow uploads and short writes are in
-//! flight; every one of them answered, readiness 503, nothing dropped.
+//! The drain under load: SIGTERM while the manifest's slow requests (uploads,
+//! or reads the service answers slowly) and short ones are in flight; every
+//! one of them answered, readiness 503, nothing dropped.
 
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{
-    EXIT_KILLED, LOAD_LEAD, NOTES_PATH, STOP_MARGIN, Test, exit_story, human, progress,
-    request_failed,
+    EXIT_KILLED, LOAD_LEAD, STOP_MARGIN, Test, exit_story, human, not_applicable, progress,
 };
 use crate::checks::Check;
 use crate::docker::container::{self, Container, State};
@@ -35,17 +35,20 @@ impl Test<'_> {
             held_probes: 4,
             held_probe_spacing: Duration::from_millis(200),
         };
+        let drain = &self.metadata.drain;
         progress(&format!(
-            "opening {} slow uploads and {} streams of short writes",
-            plan.slow_uploads, plan.short_workers
+            "opening {} slow and {} streams of short {}",
+            plan.slow_uploads,
+            plan.short_workers,
+            self.request()
         ));
         let tag = format!("{}-drain", self.tag);
         let load = Load::start(
             Self::client(addr),
             &plan,
             &tag,
-            NOTES_PATH,
-            &self.metadata.ready_path,
+            drain,
+            drain.readiness.then_some(self.metadata.ready_path.as_str()),
         );
         thread::sleep(LOAD_LEAD);
         let grace = Self::grace(shutdown_timeout);
@@ -86,20 +89,13 @@ impl Test<'_> {
         let short_ok = tally.in_flight_completed.saturating_sub(uploads_ok);
         let all_in_flight_ok = uploads_ok == plan.slow_uploads
             && tally.in_flight_completed == tally.in_flight_at_signal;
+        let request = self.request();
         let upload_failures: Vec<String> = uploads
             .iter()
             .filter_map(|r| match &r.result {
                 Ok(a) if (200..300).contains(&a.status) => None,
-                Ok(a) => Some(request_failed(
-                    "POST",
-                    NOTES_PATH,
-                    &format!("status {} ({})", a.status, r.title),
-                )),
-                Err(f) => Some(request_failed(
-                    "POST",
-                    NOTES_PATH,
-                    &format!("{} ({})", f.reason, r.title),
-                )),
+                Ok(a) => Some(format!("{request}: status {} ({})", a.status, r.title)),
+                Err(f) => Some(format!("{request}: {} ({})", f.reason, r.title)),
             })
             .collect();
         self.push(
@@ -107,7 +103,7 @@ impl Test<'_> {
                 "drain: in-flight requests",
                 all_in_flight_ok,
                 format!(
-                    "{uploads_ok}/{} slow uploads, {short_ok}/{short_in_flight} short writes answered 2xx",
+                    "{uploads_ok}/{} slow, {short_ok}/{short_in_flight} short answered 2xx",
                     plan.slow_uploads
                 ),
                 "every request in flight at SIGTERM answered 2xx",
@@ -119,20 +115,27 @@ impl Test<'_> {
                 short_in_flight,
             )),
         );
-        let readiness = drain::readiness_verdict(&seen.probes);
-        let (ready_ok, ready_seen) = match readiness {
-            Ok(seen) => (true, seen),
-            Err(seen) => (false, seen),
-        };
-        self.push(
-            Check::judge(
+        if self.metadata.drain.readiness {
+            let (ready_ok, ready_seen) = match drain::readiness_verdict(&seen.probes) {
+                Ok(seen) => (true, seen),
+                Err(seen) => (false, seen),
+            };
+            self.push(
+                Check::judge(
+                    "drain: readiness answers 503",
+                    ready_ok,
+                    ready_seen.clone(),
+                    "503 while draining, not 200 again",
+                )
+                .because(ready_seen),
+            );
+        } else {
+            self.push(not_applicable(
                 "drain: readiness answers 503",
-                ready_ok,
-                ready_seen.clone(),
                 "503 while draining, not 200 again",
-            )
-            .because(ready_seen),
-        );
+                "drain.readiness = false",
+            ));
+        }
         self.push(
             Check::judge(
                 "drain: exit status",
@@ -156,7 +159,7 @@ impl Test<'_> {
                 "0",
             )
             .because(format!(
-                "{} dropped, {} wrong statuses, of POST {NOTES_PATH}: {}",
+                "{} dropped, {} wrong statuses, of {request}: {}",
                 tally.dropped,
                 tally.wrong_status,
                 tally.examples.join("; ")
@@ -164,6 +167,18 @@ impl Test<'_> {
         );
         self.figures.requests_dropped = Some(tally.dropped);
         self.figures.requests = Some(tally);
+    }
+}
+
+impl Test<'_> {
+    /// The drain's request, as failures name it: `POST /api/v1/notes`.
+    pub(super) fn request(&self) -> String {
+        let drain = &self.metadata.drain;
+        let method = match drain.method {
+            crate::metadata::DrainMethod::Get => "GET",
+            crate::metadata::DrainMethod::Post => "POST",
+        };
+        format!("{method} {}", drain.path)
     }
 }
 
@@ -177,13 +192,13 @@ fn in_flight_story(
     let mut story = Vec::new();
     if let Some(first) = upload_failures.first() {
         story.push(format!(
-            "{} of {uploads} slow uploads failed (first: {first})",
+            "{} of {uploads} slow requests failed (first: {first})",
             upload_failures.len()
         ));
     }
     if short_failed > 0 {
         story.push(format!(
-            "{short_failed} of {short_in_flight} short writes in flight failed"
+            "{short_failed} of {short_in_flight} short requests in flight failed"
         ));
     }
     story.join("; ")

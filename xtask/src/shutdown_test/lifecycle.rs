@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    Broken, BrokenContext, NOTES_PATH, READY_WITHIN, ShutdownSettings, Test, WRITES_BEFORE_DRAIN,
-    exit_story, human, progress, request_failed,
+    Broken, BrokenContext, READY_WITHIN, ShutdownSettings, Test, WRITES_BEFORE_DRAIN, exit_story,
+    human, not_applicable, progress, request_failed,
 };
 use crate::checks::Check;
 use crate::docker::container::Container;
 use crate::load::drain::Acknowledged;
 use crate::load::http::Client;
+use crate::metadata::DrainMethod;
 use crate::output;
 
 impl Test<'_> {
@@ -139,21 +140,31 @@ impl Test<'_> {
     }
 
     fn writes_before_drain(&mut self, addr: SocketAddr) -> Vec<Acknowledged> {
+        let drain = self.metadata.drain.clone();
+        if drain.method != DrainMethod::Post {
+            self.push(not_applicable(
+                "writes to the volume",
+                "201 with an id for each",
+                "the drain's request is a read",
+            ));
+            return Vec::new();
+        }
+        let path = drain.path.as_str();
         let client = Self::client(addr);
         let mut acknowledged = Vec::new();
         let mut problems = Vec::new();
         for n in 0..WRITES_BEFORE_DRAIN {
             let title = format!("{}-before-{n}", self.tag);
             let body = "written before the drain".to_owned();
-            let json = serde_json::json!({ "title": title, "body": body }).to_string();
-            match client.post_json(NOTES_PATH, &json) {
-                Ok(response) => match response.json().and_then(|v| id_of(&v)) {
+            let json = drain.body(&title, &body);
+            match client.post(path, &drain.content_type, &json) {
+                Ok(response) => match response.json().and_then(|v| drain.id_in(&v)) {
                     Some(id) if response.status == 201 => {
                         acknowledged.push(Acknowledged { id, title, body });
                     }
                     Some(_) => problems.push(request_failed(
                         "POST",
-                        NOTES_PATH,
+                        path,
                         &format!(
                             "status {}, not 201: {}",
                             response.status,
@@ -162,7 +173,7 @@ impl Test<'_> {
                     )),
                     None => problems.push(request_failed(
                         "POST",
-                        NOTES_PATH,
+                        path,
                         &format!(
                             "status {}, no id in the answer: {}",
                             response.status,
@@ -170,7 +181,7 @@ impl Test<'_> {
                         ),
                     )),
                 },
-                Err(failure) => problems.push(request_failed("POST", NOTES_PATH, &failure.reason)),
+                Err(failure) => problems.push(request_failed("POST", path, &failure.reason)),
             }
         }
         self.push(
@@ -212,17 +223,30 @@ impl Test<'_> {
     }
 
     fn durability(&mut self, addr: SocketAddr, acknowledged: &[Acknowledged]) {
+        let drain = self.metadata.drain.clone();
+        if !drain.durable() {
+            self.push(not_applicable(
+                "durability",
+                "every 201 write there after a restart",
+                "the drain names no write with an id and a read-back path",
+            ));
+            return;
+        }
         let client = Self::client(addr);
         let mut missing = Vec::new();
         for note in acknowledged {
-            let path = format!("{NOTES_PATH}/{}", note.id);
+            let path = drain.read_back_path(&note.id).unwrap_or_default();
             let found = match client.get(&path) {
+                // The tag is unique to this write: its answer must carry it.
                 Ok(response) if response.status == 200 => {
-                    let json = response.json().unwrap_or_default();
-                    if json["title"] == note.title.as_str() && json["body"] == note.body.as_str() {
+                    if response.body_text().contains(&note.title) {
                         None
                     } else {
-                        Some(request_failed("GET", &path, "a different note"))
+                        Some(request_failed(
+                            "GET",
+                            &path,
+                            "answered without the write's tag",
+                        ))
                     }
                 }
                 Ok(response) => Some(request_failed(
@@ -253,28 +277,8 @@ impl Test<'_> {
     }
 }
 
-fn id_of(value: &serde_json::Value) -> Option<String> {
-    match &value["id"] {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn nanos_to_cpus(nanos: i64) -> String {
     #[allow(clippy::cast_precision_loss)]
     let cpus = nanos as f64 / 1e9;
     format!("{cpus}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_may_be_numbers_or_strings() {
-        assert_eq!(id_of(&serde_json::json!({"id": 7})), Some("7".into()));
-        assert_eq!(id_of(&serde_json::json!({"id": "a-b"})), Some("a-b".into()));
-        assert_eq!(id_of(&serde_json::json!({})), None);
-    }
 }
