@@ -6,11 +6,12 @@
 //! 2. the build context, from `cargo metadata` (`context.rs`);
 //! 3. offline: the local base images (`offline.rs`), made when out of date;
 //! 4. the BuildKit build, its output on stderr;
-//! 5. the image's conformance (`conformance.rs`), and `image.json`.
+//! 5. the image's conformance, and its stop signal proved (`stop_signal.rs`) (`conformance.rs`), and `image.json`.
 
 mod conformance;
 pub mod context;
 pub mod offline;
+mod stop_signal;
 
 use std::path::Path;
 use std::time::Instant;
@@ -89,6 +90,13 @@ impl flags::Image {
             &paths,
             &Expectations::of(metadata),
         ));
+        checks.push(stop_signal::check(
+            sh,
+            &docker,
+            (&image_id, &image),
+            self.platform.as_deref(),
+            metadata,
+        ));
         let report = ImageReport {
             image_id,
             tags,
@@ -114,22 +122,30 @@ impl flags::Image {
                 .collect(),
         };
         let path = report.save(&root)?;
-        let summary = summary(&report, path.strip_prefix(&root).unwrap_or(&path));
-        let conforming = if checks.iter().any(crate::checks::Check::failed) {
-            "does not conform"
-        } else {
-            "conforms"
-        };
-        Ok(Verdict {
-            text: summary,
-            headline: format!(
-                "{}, {} layers, {conforming}",
-                output::size(report.size_bytes),
-                report.layers
-            ),
+        Ok(verdict(
+            &report,
+            path.strip_prefix(&root).unwrap_or(&path),
             checks,
-            ..Verdict::new("image", report.reference().to_owned()).with_details(&report)
-        })
+        ))
+    }
+}
+
+/// The build's account, its headline and its checks.
+fn verdict(report: &ImageReport, saved: &Path, checks: Vec<crate::checks::Check>) -> Verdict {
+    let conforming = if checks.iter().any(crate::checks::Check::failed) {
+        "does not conform"
+    } else {
+        "conforms"
+    };
+    Verdict {
+        text: summary(report, saved),
+        headline: format!(
+            "{}, {} layers, {conforming}",
+            output::size(report.size_bytes),
+            report.layers
+        ),
+        checks,
+        ..Verdict::new("image", report.reference().to_owned()).with_details(report)
     }
 }
 

@@ -384,21 +384,6 @@ impl<'a> Test<'a> {
     }
 }
 
-/// An exit code in words.
-fn exit_story(state: &State, grace: Duration) -> String {
-    match state.exit_code {
-        0 => "exit 0".to_owned(),
-        EXIT_KILLED if state.oom_killed => {
-            "exit 137: killed for exceeding the memory limit".to_owned()
-        }
-        EXIT_KILLED => format!(
-            "exit 137: killed by docker after {}: SIGTERM not handled in time",
-            human(grace)
-        ),
-        code => format!("exit {code}"),
-    }
-}
-
 fn last_probe(state: &State) -> String {
     state
         .health
@@ -485,19 +470,6 @@ mod tests {
         assert_eq!(
             Test::grace(Duration::from_millis(1500)),
             Duration::from_secs(12)
-        );
-    }
-
-    #[test]
-    fn an_exit_137_is_explained() {
-        let state: State = serde_json::from_str(
-            r#"{"Status":"exited","Running":false,"ExitCode":137,"OOMKilled":false,
-                "StartedAt":"2026-01-01T00:00:00Z","FinishedAt":"2026-01-01T00:00:12Z"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            exit_story(&state, Duration::from_secs(12)),
-            "exit 137: killed by docker after 12 s: SIGTERM not handled in time"
         );
     }
 

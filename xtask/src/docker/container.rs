@@ -506,7 +506,25 @@ pub struct Mount {
     pub rw: bool,
 }
 
+/// Docker's SIGKILL: 128 + 9.
+const EXIT_KILLED: i64 = 137;
+
 impl State {
+    /// The exit in words: a 137 says who killed it and why.
+    pub fn story(&self, grace: Duration) -> String {
+        match self.exit_code {
+            0 => "exit 0".to_owned(),
+            EXIT_KILLED if self.oom_killed => {
+                "exit 137: killed for exceeding the memory limit".to_owned()
+            }
+            EXIT_KILLED => format!(
+                "exit 137: killed by docker after {}: SIGTERM not handled in time",
+                crate::output::duration(grace)
+            ),
+            code => format!("exit {code}"),
+        }
+    }
+
     /// How long the process ran, from the engine's own timestamps.
     pub fn ran_for(&self) -> Option<Duration> {
         let started = parse_timestamp(&self.started_at)?;
@@ -869,5 +887,17 @@ mod tests {
         let listing = "a\t100\nb\t200\nc\t\n\n";
         let gone = abandoned(listing, |pid| pid == 200);
         assert_eq!(gone, ["a", "c"]);
+    }
+    #[test]
+    fn an_exit_137_is_explained() {
+        let state: State = serde_json::from_str(
+            r#"{"Status":"exited","Running":false,"ExitCode":137,"OOMKilled":false,
+                "StartedAt":"2026-01-01T00:00:00Z","FinishedAt":"2026-01-01T00:00:12Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            state.story(Duration::from_secs(12)),
+            "exit 137: killed by docker after 12 s: SIGTERM not handled in time"
+        );
     }
 }

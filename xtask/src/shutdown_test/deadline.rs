@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::{
-    Broken, BrokenContext, DEADLINE_SLACK, EXIT_KILLED, ShutdownSettings, Test, exit_story, human,
+    Broken, BrokenContext, DEADLINE_SLACK, EXIT_KILLED, ShutdownSettings, Test, human,
     not_applicable, progress,
 };
 use crate::checks::Check;
@@ -109,7 +109,7 @@ impl Test<'_> {
             state.exit_code != 0 && state.exit_code != EXIT_KILLED && !state.oom_killed && on_time;
         let measured = format!("exit {} after {}", state.exit_code, human(latency));
         let story = if state.exit_code == EXIT_KILLED {
-            exit_story(&state, grace)
+            state.story(grace)
         } else if let Some(answer) = answer.filter(|_| state.exit_code == 0) {
             format!(
                 "{measured}: the server answered the unfinished {} with {} itself, \
@@ -120,7 +120,7 @@ impl Test<'_> {
         } else if state.exit_code == 0 {
             format!("{measured}: exit 0 although a request was cut off unanswered")
         } else if on_time {
-            exit_story(&state, grace)
+            state.story(grace)
         } else if latency < deadline {
             format!("{measured}: exited before the deadline, without waiting for the request")
         } else {

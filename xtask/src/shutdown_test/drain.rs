@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{
-    EXIT_KILLED, LOAD_LEAD, STOP_MARGIN, Test, exit_story, human, not_applicable, progress,
-};
+use super::{EXIT_KILLED, LOAD_LEAD, STOP_MARGIN, Test, human, not_applicable, progress};
 use crate::checks::Check;
 use crate::docker::container::{self, Container, State};
 use crate::load::drain::{self, Acknowledged, Load, Plan};
@@ -143,7 +141,7 @@ impl Test<'_> {
                 format!("exit {}", state.exit_code),
                 "exit 0",
             )
-            .because(exit_story(state, grace)),
+            .because(state.story(grace)),
         );
         self.push(Check::judge(
             "drain: stop latency under load",

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    Broken, BrokenContext, READY_WITHIN, ShutdownSettings, Test, WRITES_BEFORE_DRAIN, exit_story,
-    human, not_applicable, progress, request_failed,
+    Broken, BrokenContext, READY_WITHIN, ShutdownSettings, Test, WRITES_BEFORE_DRAIN, human,
+    not_applicable, progress, request_failed,
 };
 use crate::checks::Check;
 use crate::docker::container::Container;
@@ -216,7 +216,7 @@ impl Test<'_> {
             .because(if state.exit_code == 0 && !state.oom_killed {
                 format!("exit 0, but only {} after SIGTERM", human(latency))
             } else {
-                exit_story(&state, grace)
+                state.story(grace)
             }),
         );
         Ok(())

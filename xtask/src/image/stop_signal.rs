@@ -1,0 +1,132 @@
+//! The stop signal, proved rather than read: conformance reads the image's
+//! STOPSIGNAL line, this runs the image as production would, waits for its
+//! readiness path, and `docker stop`s it. It must exit 0 before Docker's
+//! kill: a service that ignores SIGTERM fails here, at build time, with
+//! the cause.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use xshell::Shell;
+
+use crate::checks::Check;
+use crate::docker::container::{Network, RunSpec, Scope};
+use crate::docker::hardening::Hardening;
+use crate::docker::{Docker, ImageInspect};
+use crate::load::http::Client;
+use crate::metadata::Metadata;
+use crate::output::duration as human;
+use crate::wait::{self, Poll};
+
+const NAME: &str = "stops on SIGTERM";
+/// Names of everything the check creates start with this.
+const PREFIX: &str = "xtask-image-stop";
+const READY_GIVE_UP: Duration = Duration::from_secs(30);
+/// `docker stop -t`: how long SIGTERM has before SIGKILL.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the check on `image` (its id and inspection); a run that cannot
+/// start fails it with the reason. An image built for another platform
+/// cannot run here: skipped, saying so.
+pub fn check(
+    sh: &Shell,
+    docker: &Docker,
+    (image, inspect): (&str, &ImageInspect),
+    platform: Option<&str>,
+    metadata: &Metadata,
+) -> Check {
+    let expected = format!(
+        "ready, then exit 0 on `docker stop` within {}",
+        human(GRACE)
+    );
+    if let Some(platform) = platform.filter(|p| *p != super::host_platform()) {
+        return Check::skipped(
+            NAME,
+            expected,
+            format!("built for {platform}, which this host cannot run"),
+        );
+    }
+    let (scope, _) = match Scope::open(docker, sh, PREFIX) {
+        Ok(opened) => opened,
+        Err(error) => return Check::broken(NAME, expected, &error),
+    };
+    let result = prove(sh, &scope, image, inspect, metadata, &expected);
+    let _ = scope.close(sh);
+    result.unwrap_or_else(|error| Check::broken(NAME, expected, &error))
+}
+
+fn prove(
+    sh: &Shell,
+    scope: &Scope,
+    image: &str,
+    inspect: &ImageInspect,
+    metadata: &Metadata,
+    expected: &str,
+) -> anyhow::Result<Check> {
+    let hardening = Hardening::production("256m", "1");
+    // The data directory on a volume of the scope, as in production (it
+    // takes the image's ownership, which a tmpfs would not); any other
+    // declared VOLUME on a tmpfs. Nothing outlives the check.
+    let data = scope.volume(sh, "data")?;
+    let scratch: Vec<&str> = inspect
+        .config
+        .volumes
+        .iter()
+        .flat_map(|v| v.keys())
+        .map(String::as_str)
+        .filter(|v| *v != metadata.data_dir)
+        .collect();
+    let spec = RunSpec {
+        image,
+        role: "stop",
+        hardening: &hardening,
+        volume: Some((&data, &metadata.data_dir)),
+        scratch,
+        publish: Some(metadata.port),
+        network: Network::Bridge,
+        env: Vec::new(),
+        health: None,
+        entrypoint: None,
+        command: Vec::new(),
+    };
+    eprintln!("image: proving the stop signal: run, wait for readiness, docker stop");
+    let (container, _) = scope.start(sh, &spec)?;
+    let addr = scope
+        .published_addr(sh, &container, metadata.port)
+        .with_context(|| {
+            format!(
+                "it did not stay up; logs: {}",
+                crate::output::plain(scope.logs_tail(sh, &container, 5).trim())
+            )
+        })?;
+    let client = Client::new(addr, Duration::from_secs(1));
+    let path = &metadata.ready_path;
+    let mut looks = 0u32;
+    wait::until(READY_GIVE_UP, Duration::from_millis(50), || {
+        looks += 1;
+        let seen = match client.get(path) {
+            Ok(response) if response.status == 200 => return Ok(Poll::Ready(())),
+            Ok(response) => format!("GET {path}: status {}", response.status),
+            Err(failure) => format!("GET {path}: {}", failure.reason),
+        };
+        if looks.is_multiple_of(20) && !scope.inspect(sh, &container)?.state.running {
+            bail!("the container exited before it was ready");
+        }
+        Ok(Poll::Waiting(seen))
+    })
+    .context("never ready, so SIGTERM could not be tried")?;
+    let latency = scope.stop(sh, &container, GRACE)?;
+    let state = scope.inspect(sh, &container)?.state;
+    let passed = state.exit_code == 0 && !state.oom_killed && latency < GRACE;
+    Ok(Check::judge(
+        NAME,
+        passed,
+        format!("exit {} after {}", state.exit_code, human(latency)),
+        expected,
+    )
+    .because(if state.exit_code == 0 {
+        format!("exit 0, but only {} after SIGTERM", human(latency))
+    } else {
+        state.story(GRACE)
+    }))
+}
