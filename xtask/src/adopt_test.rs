@@ -202,23 +202,7 @@ fn names_with(verdict: &Value, status: &str) -> Vec<String> {
 
 /// The failed checks with what happened, for a failure's account.
 fn failed_checks(verdict: &Value) -> String {
-    verdict["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["status"] == "fail")
-        .map(|c| {
-            format!(
-                "{}: {}",
-                c["name"].as_str().unwrap_or_default(),
-                c["actual"]
-                    .as_str()
-                    .or(c["measured"].as_str())
-                    .unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    crate::checks::failed_in_json(verdict).join("; ")
 }
 
 #[cfg(test)]

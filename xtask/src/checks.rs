@@ -262,6 +262,27 @@ impl Verdict {
     }
 }
 
+/// The failed checks of a verdict another command printed with `--json`,
+/// each as `name: what happened`.
+pub fn failed_in_json(verdict: &Value) -> Vec<String> {
+    verdict["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["name"].as_str().unwrap_or("?"),
+                c["actual"]
+                    .as_str()
+                    .or(c["measured"].as_str())
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 /// Each failed check as `name: what happened`, for tests of the checks a
 /// command makes.
 #[cfg(test)]

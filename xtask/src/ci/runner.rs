@@ -289,19 +289,7 @@ fn judge_verdict(step: &Step, stdout: &str, log_text: &str, status: ExitStatus) 
     };
     let passed = verdict["passed"].as_bool() == Some(true) && status.success();
     let headline = verdict["headline"].as_str().unwrap_or_default().to_owned();
-    let failed: Vec<String> = verdict["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["status"] == "fail")
-        .map(|c| {
-            format!(
-                "{}: {}",
-                c["name"].as_str().unwrap_or("?"),
-                c["actual"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+    let failed = crate::checks::failed_in_json(&verdict);
     Outcome {
         check: Check::judge(step.name, passed, headline, step.proves)
             .because(output::truncate(&failed.join("; "), 400)),
