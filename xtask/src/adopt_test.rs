@@ -55,8 +55,20 @@ impl flags::AdoptTest {
             "example adopted by {}\nbroken variant: {name}={value}\n",
             self.table.display()
         );
+        let measured = |name: &str| {
+            checks
+                .iter()
+                .find(|c| c.name == name)
+                .map_or_else(|| "not run".to_owned(), |c| c.measured.clone())
+        };
+        let headline = format!(
+            "handled: {}; ignored: {} that need it fail",
+            measured("shutdown-test, SIGTERM handled"),
+            measured("no false pass")
+        );
         Ok(Verdict {
             text,
+            headline,
             checks,
             ..Verdict::new("adopt-test", self.table.display().to_string())
         })
