@@ -19,6 +19,7 @@
 # official Rust images do. `cargo xtask image --offline` points all three at
 # images it makes locally.
 ARG BUILDER_IMAGE=rust:1.95.0-slim-trixie
+# `minimal` names the stage below: the binaries' own closure instead.
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian13:nonroot
 # Vendored crate sources and a cargo configuration that replaces crates.io with
 # them. Mounted at /.cargo, where cargo reads it as the configuration of every
@@ -73,6 +74,10 @@ FROM cook AS build
 # `cargo xtask image --optimize` sets PROFILE=size and UPX_PACK=true. (Not
 # `UPX`: upx reads its default options from that environment variable.)
 ARG UPX_PACK=false
+# `cargo xtask image --runtime minimal` sets it: the workspace's `rootfs`
+# lays out the binaries' ELF closure and dpkg records in /out/rootfs, from
+# this stage's own files, before UPX hides what the service links.
+ARG MINIMAL_ROOTFS=false
 COPY . .
 # The profile `release` writes to target/release, `size` to target/size. The
 # workspace's `healthcheck` is the image's HEALTHCHECK: std only, no packing
@@ -89,6 +94,11 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     && echo "service binary: $(wc -c </out/bin/service) bytes as built" \
     && strip /out/bin/service /out/bin/healthcheck \
     && echo "service binary: $(wc -c </out/bin/service) bytes stripped" \
+    && mkdir -p /out/rootfs \
+    && if [ "${MINIMAL_ROOTFS}" = true ]; then \
+         cargo build --locked --profile "${PROFILE}" --package rootfs \
+         && "target/${PROFILE}/rootfs" /out/rootfs /out/bin/service /out/bin/healthcheck; \
+       fi \
     && if [ "${UPX_PACK}" = true ]; then \
          command -v upx >/dev/null \
          || { apt-get update && apt-get install -y --no-install-recommends upx-ucl=4.2.4-1.1; }; \
@@ -96,6 +106,10 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
          && echo "service binary: $(wc -c </out/bin/service) bytes packed with UPX"; \
        fi \
     && mkdir -p /out/data
+
+# The minimal runtime: nothing but what /out/rootfs holds.
+FROM scratch AS minimal
+COPY --from=build /out/rootfs/ /
 
 FROM ${RUNTIME_IMAGE}
 # From the manifest: `port`, `health-path` and `data-dir`.

@@ -114,9 +114,10 @@ fn image_to_check(
     if let Some(id) = images.get(build) {
         return id.clone();
     }
-    let optimize = build.ends_with("-optimized");
+    // A build step is named `image` plus its tags' suffix.
+    let suffix = build.strip_prefix("image").unwrap_or_default();
     metadata
-        .default_tags(&revision.describe(&revision.short), optimize)
+        .default_tags(&revision.describe(&revision.short), suffix)
         .swap_remove(0)
 }
 

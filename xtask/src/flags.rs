@@ -121,6 +121,10 @@ pub struct Image {
     /// Build with no registry: make local base images from Debian packages and vendor the crates.
     #[arg(long)]
     pub offline: bool,
+    /// The runtime base: `distroless`, or `minimal` (the binaries' own ELF
+    /// closure). Default: the manifest's `runtime`, else distroless.
+    #[arg(long, value_enum)]
+    pub runtime: Option<crate::metadata::Runtime>,
 }
 
 #[derive(Debug, Args)]

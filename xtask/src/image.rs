@@ -26,7 +26,7 @@ use crate::flags;
 use crate::git::{self, Revision};
 use crate::hadolint;
 use crate::last_build::ImageReport;
-use crate::metadata::Metadata;
+use crate::metadata::{Metadata, Runtime};
 use crate::output;
 use crate::tools::{self, Tool};
 use conformance::Expectations;
@@ -49,12 +49,19 @@ impl flags::Image {
 
         let revision = Revision::read(sh)?;
         let tags = if self.tags.is_empty() {
-            metadata.default_tags(&revision.describe(&revision.short), self.optimize)
+            metadata.default_tags(
+                &revision.describe(&revision.short),
+                &self.tag_suffix(metadata),
+            )
         } else {
             self.tags.clone()
         };
         let created = git::rfc3339_utc(source_date_epoch(&revision)?);
-        let bases = self.bases(sh, &docker, &root)?;
+        let mut bases = self.bases(sh, &docker, &root)?;
+        if self.runtime(metadata) == Runtime::Minimal {
+            // The Dockerfile's stage of that name, not an image.
+            "minimal".clone_into(&mut bases.runtime);
+        }
         let build_args = self.build_args(metadata, &revision, &created, &bases);
 
         let work = root.join("target/xtask");
@@ -173,6 +180,24 @@ pub struct Bases {
 }
 
 impl flags::Image {
+    /// `--runtime`, else the manifest's.
+    pub(crate) fn runtime(&self, metadata: &Metadata) -> Runtime {
+        self.runtime.unwrap_or(metadata.runtime)
+    }
+
+    /// What tells this build's tags apart: `-minimal`, `-optimized`, both
+    /// or neither.
+    pub(crate) fn tag_suffix(&self, metadata: &Metadata) -> String {
+        let mut suffix = String::new();
+        if self.runtime(metadata) == Runtime::Minimal {
+            suffix.push_str("-minimal");
+        }
+        if self.optimize {
+            suffix.push_str("-optimized");
+        }
+        suffix
+    }
+
     /// `--optimize` builds with the workspace's size-tuned profile.
     pub(crate) fn profile(&self) -> &'static str {
         if self.optimize { "size" } else { "release" }
@@ -216,6 +241,10 @@ impl flags::Image {
             ("PORT", metadata.port.to_string()),
             ("HEALTH_PATH", metadata.health_path.clone()),
             ("DATA_DIR", metadata.data_dir.clone()),
+            (
+                "MINIMAL_ROOTFS",
+                (self.runtime(metadata) == Runtime::Minimal).to_string(),
+            ),
             ("PROFILE", self.profile().to_owned()),
             ("UPX_PACK", self.optimize.to_string()),
             ("SOURCE", metadata.repository.clone().unwrap_or_default()),
@@ -226,9 +255,11 @@ impl flags::Image {
         if self.offline {
             args.extend([
                 ("BUILDER_IMAGE", bases.builder.clone()),
-                ("RUNTIME_IMAGE", bases.runtime.clone()),
                 ("VENDOR_IMAGE", bases.vendor.clone().unwrap_or_default()),
             ]);
+        }
+        if self.offline || self.runtime(metadata) == Runtime::Minimal {
+            args.push(("RUNTIME_IMAGE", bases.runtime.clone()));
         }
         args.into_iter()
             .map(|(name, value)| (name.to_owned(), value))
@@ -386,6 +417,7 @@ mod tests {
             cache_from: vec![],
             cache_to: vec![],
             offline,
+            runtime: None,
         }
     }
 

@@ -37,6 +37,22 @@ pub struct Metadata {
     pub scan: ScanPolicy,
     /// What `shutdown-test` holds in flight at SIGTERM.
     pub drain: Drain,
+    /// The image's runtime base.
+    #[serde(default)]
+    pub runtime: Runtime,
+}
+
+/// What the service runs on in the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    /// distroless cc on Debian 13 (or its offline stand-in): a fixed set of
+    /// packages.
+    #[default]
+    Distroless,
+    /// The binaries' own ELF closure, with the dpkg records of the packages
+    /// it came from, and nothing else.
+    Minimal,
 }
 
 /// The traffic `shutdown-test` sends through a drain, and what it reads
@@ -279,10 +295,9 @@ impl Metadata {
     }
 
     /// The tags `cargo xtask image` gives a build: `<image>:<version>` and
-    /// `<image>:sha-<revision>`. The optimized build gets an `-optimized`
-    /// suffix on both, so that the two builds of one revision can coexist.
-    pub fn default_tags(&self, revision: &str, optimize: bool) -> Vec<String> {
-        let suffix = if optimize { "-optimized" } else { "" };
+    /// `<image>:sha-<revision>`, with the build's suffix (`-optimized`,
+    /// `-minimal`…) on both, so that the builds of one revision coexist.
+    pub fn default_tags(&self, revision: &str, suffix: &str) -> Vec<String> {
         vec![
             format!("{}:{}{suffix}", self.image, self.version),
             format!("{}:sha-{revision}{suffix}", self.image),
@@ -327,11 +342,11 @@ mod tests {
         metadata.image = "api".into();
         metadata.version = "1.2.3".into();
         assert_eq!(
-            metadata.default_tags("abc1234", false),
+            metadata.default_tags("abc1234", ""),
             ["api:1.2.3", "api:sha-abc1234"]
         );
         assert_eq!(
-            metadata.default_tags("abc1234-dirty", true),
+            metadata.default_tags("abc1234-dirty", "-optimized"),
             ["api:1.2.3-optimized", "api:sha-abc1234-dirty-optimized"]
         );
     }

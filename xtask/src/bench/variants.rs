@@ -154,6 +154,7 @@ pub fn request(
             cache_from: vec![],
             cache_to: vec![],
             offline: true,
+            runtime: None,
         };
         let created = crate::git::rfc3339_utc(revision.commit_time);
         image.build_args(metadata, revision, &created, &bases.project)

@@ -17,6 +17,8 @@ use xshell::Shell;
 
 /// The workspace package built into every image as its HEALTHCHECK.
 pub const PROBE_PACKAGE: &str = "healthcheck";
+/// The workspace package that lays out the minimal runtime in the build.
+pub const ROOTFS_PACKAGE: &str = "rootfs";
 
 #[derive(Debug, Deserialize)]
 struct CargoMetadata {
@@ -109,10 +111,12 @@ fn dockerignore(
             sorted(members.keys().copied()).join(", ")
         );
     };
-    if !members.contains_key(PROBE_PACKAGE) {
-        anyhow::bail!(
-            "the workspace has no `{PROBE_PACKAGE}` member: every image carries it as its HEALTHCHECK"
-        );
+    for tool in [PROBE_PACKAGE, ROOTFS_PACKAGE] {
+        if !members.contains_key(tool) {
+            anyhow::bail!(
+                "the workspace has no `{tool}` member: every image's build uses it (see the Dockerfile)"
+            );
+        }
     }
 
     let built = built_dirs(&members, service);
@@ -175,7 +179,7 @@ fn dockerignore(
 /// the workspace is taken whole; its own are not followed.
 fn built_dirs(members: &HashMap<&str, &Package>, service: &Package) -> BTreeSet<PathBuf> {
     let mut built: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut todo: Vec<&Package> = vec![service, members[PROBE_PACKAGE]];
+    let mut todo: Vec<&Package> = vec![service, members[PROBE_PACKAGE], members[ROOTFS_PACKAGE]];
     while let Some(package) = todo.pop() {
         if !built.insert(crate_dir(&package.manifest_path)) {
             continue;
@@ -221,7 +225,8 @@ mod tests {
       "workspace_root": "/w",
       "workspace_members": ["path+file:///w/api#0.1.0", "path+file:///w/crates/model#0.1.0",
         "path+file:///w/crates/util#0.1.0", "path+file:///w/testkit#0.1.0",
-        "path+file:///w/healthcheck#0.1.0", "path+file:///w/xtask#0.1.0"],
+        "path+file:///w/healthcheck#0.1.0", "path+file:///w/rootfs#0.1.0",
+        "path+file:///w/xtask#0.1.0"],
       "packages": [
         {"name": "api", "id": "path+file:///w/api#0.1.0", "manifest_path": "/w/api/Cargo.toml",
          "targets": [{"kind": ["bin"], "src_path": "/w/api/src/main.rs"}],
@@ -238,6 +243,8 @@ mod tests {
          "manifest_path": "/w/testkit/Cargo.toml", "targets": [{"kind": ["lib"], "src_path": "/w/testkit/src/lib.rs"}], "dependencies": []},
         {"name": "healthcheck", "id": "path+file:///w/healthcheck#0.1.0",
          "manifest_path": "/w/healthcheck/Cargo.toml", "targets": [{"kind": ["bin"], "src_path": "/w/healthcheck/src/main.rs"}], "dependencies": []},
+        {"name": "rootfs", "id": "path+file:///w/rootfs#0.1.0",
+         "manifest_path": "/w/rootfs/Cargo.toml", "targets": [{"kind": ["bin"], "src_path": "/w/rootfs/src/main.rs"}], "dependencies": []},
         {"name": "xtask", "id": "path+file:///w/xtask#0.1.0",
          "manifest_path": "/w/xtask/Cargo.toml", "targets": [{"kind": ["bin"], "src_path": "/w/xtask/src/main.rs"}], "dependencies": []}
       ]
@@ -251,7 +258,13 @@ mod tests {
     fn the_package_its_path_dependencies_and_the_probe_are_in() {
         let ignore = dockerignore(METADATA, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();
         let allowed = allowed(&ignore);
-        for dir in ["api/", "crates/model/", "crates/util/", "healthcheck/"] {
+        for dir in [
+            "api/",
+            "crates/model/",
+            "crates/util/",
+            "healthcheck/",
+            "rootfs/",
+        ] {
             assert!(allowed.contains(&dir), "{dir} missing from {allowed:?}");
         }
         assert!(ignore.lines().any(|l| l == "api/tests/"));
@@ -289,7 +302,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("\"notes\""), "{error}");
-        assert!(error.contains("api, healthcheck, model"), "{error}");
+        assert!(error.contains("api, healthcheck, model, rootfs"), "{error}");
     }
 
     #[test]
