@@ -5,7 +5,9 @@
 //!    library's own NEEDED entries), and the dynamic loader, each at the
 //!    path the loader asks for, with the directory and file links that lead
 //!    there (`/lib64 -> usr/lib64`, SONAME links);
-//! 2. `/etc/passwd` and `/etc/group` with `nonroot` (65532),
+//! 2. `/etc/os-release` and `/etc/debian_version`, which name the
+//!    distribution to scanners; `/etc/passwd` and `/etc/group` with
+//!    `nonroot` (65532),
 //!    `/etc/nsswitch.conf` (glibc resolves files and DNS without plugins),
 //!    `/home/nonroot`, `/tmp` (mode 1777);
 //! 3. for each Debian package that contributed a file, its dpkg record in
@@ -23,6 +25,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const DPKG: &str = "/var/lib/dpkg";
+/// Debian's release files (base-files), which name the distribution.
+const OS_FILES: [&str; 2] = ["/etc/os-release", "/etc/debian_version"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -63,6 +67,9 @@ fn run(out: &Path, binaries: &[String]) -> Result<String, String> {
         }
         libraries.extend(parse_ldd(&text).map_err(|e| format!("{binary}: {e}"))?);
     }
+    // Which distribution and release the files are from: scanners read
+    // these before they read any package record.
+    libraries.extend(OS_FILES.iter().map(PathBuf::from));
     let mut files = BTreeSet::new();
     for library in &libraries {
         files.insert(replicate(library, out).map_err(|e| format!("{}: {e}", library.display()))?);
@@ -70,7 +77,7 @@ fn run(out: &Path, binaries: &[String]) -> Result<String, String> {
     system_files(out).map_err(|e| format!("cannot write the system files: {e}"))?;
     let packages = dpkg_records(Path::new(DPKG), &files, out)?;
     Ok(format!(
-        "rootfs: {} libraries ({}) from {}",
+        "rootfs: {} files ({}) from {}",
         files.len(),
         files
             .iter()
@@ -298,6 +305,8 @@ mod tests {
         let _ = fs::remove_dir_all(&out);
         let summary = run(&out, &["/bin/true".to_owned()]).unwrap();
         assert!(summary.contains("libc6"), "{summary}");
+        assert!(summary.contains("base-files"), "{summary}");
+        assert!(out.join("etc/os-release").exists());
         let libc = out.join("lib/x86_64-linux-gnu/libc.so.6");
         assert!(
             fs::metadata(&libc).unwrap().len() > 1_000_000,
