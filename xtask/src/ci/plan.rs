@@ -51,6 +51,10 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
         if optimize {
             args.push("--optimize".to_owned());
         }
+        // The build's name carries its tags' suffix: `-minimal` is the runtime.
+        if name.contains("-minimal") {
+            args.extend(["--runtime".to_owned(), "minimal".to_owned()]);
+        }
         if options.offline {
             args.push("--offline".to_owned());
         }
@@ -125,6 +129,11 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             action: image("image-optimized", true),
         },
         Step {
+            name: "image-minimal-optimized",
+            proves: "--runtime minimal --optimize: lints, builds and conforms",
+            action: image("image-minimal-optimized", true),
+        },
+        Step {
             name: "size-check",
             proves: "within the size budgets",
             action: on("size-check", "image"),
@@ -163,6 +172,38 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             name: "shutdown-test-optimized",
             proves: "--optimize: hardened lifecycle, drain, durability",
             action: on("shutdown-test", "image-optimized"),
+        },
+        Step {
+            name: "size-check-minimal-optimized",
+            proves: "minimal runtime: within the size budgets",
+            action: on("size-check", "image-minimal-optimized"),
+        },
+        Step {
+            name: "sbom-minimal-optimized",
+            proves: "minimal runtime: its packages seen by syft and trivy as by us",
+            action: on("sbom", "image-minimal-optimized"),
+        },
+        Step {
+            name: "scan-minimal-optimized",
+            proves: "minimal runtime: trivy, gated",
+            action: scan_image("image-minimal-optimized"),
+        },
+        Step {
+            name: "shutdown-test-minimal-optimized",
+            proves: "minimal runtime: hardened lifecycle, drain, durability",
+            action: on("shutdown-test", "image-minimal-optimized"),
+        },
+        Step {
+            name: "compose-test-minimal-optimized",
+            proves: "minimal runtime: finds PostgreSQL by host name in compose",
+            action: xtask(
+                if options.offline {
+                    vec!["compose-test".to_owned(), "--offline".to_owned()]
+                } else {
+                    vec!["compose-test".to_owned()]
+                },
+                Some("image-minimal-optimized"),
+            ),
         },
         Step {
             name: "compose-test",
