@@ -235,9 +235,11 @@ fn owners(
         for line in text.lines() {
             let listed = Path::new(line);
             // Lists name paths as shipped; a file may be reached through a
-            // directory link (`/lib` -> `usr/lib`).
+            // directory link (`/lib` -> `usr/lib`). A listed link to a kept
+            // file (libc-bin's `/usr/bin/ld.so`) is not itself kept.
+            let is_link = fs::symlink_metadata(listed).is_ok_and(|m| m.file_type().is_symlink());
             let real = fs::canonicalize(listed).unwrap_or_else(|_| listed.to_path_buf());
-            if files.contains(&real) {
+            if !is_link && files.contains(&real) {
                 owners
                     .entry(list.to_owned())
                     .or_default()
