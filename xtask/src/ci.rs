@@ -220,6 +220,25 @@ mod tests {
         assert_eq!(top.trim(), "permissions:\n  contents: read");
     }
 
+    /// Publishing writes packages and asks for an OIDC token; only the job
+    /// that publishes may, and only for a push to main.
+    #[test]
+    fn only_the_publish_job_may_push_and_sign_and_only_from_main() {
+        let text = workflow();
+        let publish = text.split("\n  publish:\n").nth(1).expect("a publish job");
+        let ci = text.split("\n  publish:\n").next().unwrap_or_default();
+        for permission in ["packages: write", "id-token: write"] {
+            assert!(publish.contains(permission), "{permission}");
+            assert!(!ci.contains(permission), "{permission} outside publish");
+        }
+        assert!(
+            publish.contains("if: github.event_name == 'push' && github.ref == 'refs/heads/main'")
+        );
+        assert!(publish.contains("needs: ci"));
+        assert!(publish.contains("cargo xtask publish"));
+        assert!(publish.contains("--keyless"));
+    }
+
     /// `security-events: write` goes only to a job that uploads SARIF.
     #[test]
     fn only_the_job_that_uploads_sarif_may_write_security_events() {

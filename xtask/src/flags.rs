@@ -88,6 +88,14 @@ pub enum Command {
     /// table alone: build its image, prove `shutdown-test` passes it, and
     /// that with SIGTERM handling switched off it fails naming the cause.
     AdoptTest(AdoptTest),
+    /// Push the last built image to a registry under its version and
+    /// `sha-<commit>` tags, sign it with cosign, attach its SPDX SBOM as a
+    /// signed attestation, and verify both against what the registry serves.
+    Publish(Publish),
+    /// Publish to a registry started on loopback (Debian's docker-registry)
+    /// with a throwaway key pair, and prove that verification passes with
+    /// the key and fails with another.
+    PublishTest(PublishTest),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +103,13 @@ pub struct Setup {
     /// Only report what is present and what is missing; install nothing.
     #[arg(long)]
     pub check: bool,
+    /// Also provide an engine that can build reproducibly (for `image
+    /// --check-reproducible`): Debian 13's engine 26.1 with the containerd
+    /// image store, unpacked into /opt/xtask-engine and started beside the
+    /// host's engine, in a network namespace of its own, on
+    /// `unix:///run/xtask-docker.sock`. Needs root.
+    #[arg(long)]
+    pub reproducible_engine: bool,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +140,14 @@ pub struct Image {
     /// closure). Default: the manifest's `runtime`, else distroless.
     #[arg(long, value_enum)]
     pub runtime: Option<crate::metadata::Runtime>,
+    /// Instead of loading the image: build it twice with no cache into OCI
+    /// archives (target/xtask/reproducible/), with `SOURCE_DATE_EPOCH` from
+    /// the commit and layer times rewritten, and compare their digests.
+    /// When they differ, names the layers and files that do. Needs an engine
+    /// that can (26 or later with the containerd image store, or a
+    /// docker-container builder); `setup --reproducible-engine` provides one.
+    #[arg(long)]
+    pub check_reproducible: bool,
 }
 
 #[derive(Debug, Args)]
@@ -427,4 +450,36 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args)]
+pub struct Publish {
+    /// Where to push: a registry and namespace, e.g. `ghcr.io/acme` or
+    /// `127.0.0.1:5000`. The image's name is the manifest's `image`.
+    #[arg(long, env = "XTASK_REGISTRY", value_name = "REGISTRY")]
+    pub registry: String,
+    /// The image to publish. Default: the last `cargo xtask image` build.
+    #[arg(long, value_name = "NAME:TAG")]
+    pub image: Option<String>,
+    /// Also tag `latest`.
+    #[arg(long)]
+    pub latest: bool,
+    /// cosign private key: a file, or what cosign reads (`env://NAME`,
+    /// a KMS URI). Its password comes from `COSIGN_PASSWORD`.
+    #[arg(long, env = "COSIGN_KEY", value_name = "KEY")]
+    pub key: Option<String>,
+    /// Public key to verify with. Default: the private key file's `.pub` twin.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Sign with the GitHub workflow's OIDC identity (Fulcio and Rekor),
+    /// and verify against it. Needs `id-token: write`.
+    #[arg(long)]
+    pub keyless: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishTest {
+    /// The image to publish. Default: the last `cargo xtask image` build.
+    #[arg(long, value_name = "NAME:TAG")]
+    pub image: Option<String>,
 }

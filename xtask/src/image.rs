@@ -6,33 +6,68 @@
 //! 2. the build context, from `cargo metadata` (`context.rs`);
 //! 3. offline: the local base images (`offline.rs`), made when out of date;
 //! 4. the BuildKit build, its output on stderr;
-//! 5. the image's conformance, and its stop signal proved (`stop_signal.rs`) (`conformance.rs`), and `image.json`.
+//! 5. the image's conformance (`conformance.rs`), its stop signal proved
+//!    (`stop_signal.rs`), and `image.json`.
+//!
+//! `--check-reproducible` replaces 4 and 5: two builds with no cache into
+//! OCI archives, their digests compared, and what differs named
+//! (`reproducible.rs`, `layout_diff.rs`).
 
 mod conformance;
 pub mod context;
+mod layout_diff;
 pub mod offline;
+mod reproducible;
 mod stop_signal;
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 use xshell::Shell;
 
-use crate::checks::Verdict;
+use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
-use crate::docker::build::{self, BuildRequest};
+use crate::docker::build::{self, BuildRequest, BuilderFacts, Output};
 use crate::flags;
 use crate::git::{self, Revision};
 use crate::hadolint;
 use crate::last_build::ImageReport;
 use crate::metadata::{Metadata, Runtime};
 use crate::output;
-use crate::tools::{self, Tool};
+use crate::tools::{self, Builder, Tool};
 use conformance::Expectations;
+
+/// Everything one build needs, decided before it runs.
+pub(crate) struct Plan {
+    pub root: std::path::PathBuf,
+    pub lint: Check,
+    pub docker: Docker,
+    pub builder: Builder,
+    pub facts: BuilderFacts,
+    pub revision: Revision,
+    pub tags: Vec<String>,
+    pub created: String,
+    pub bases: Bases,
+    pub request: BuildRequest,
+}
 
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        if self.check_reproducible {
+            reproducible::choose_engine(sh)?;
+        }
+        let plan = self.plan(sh, metadata)?;
+        if self.check_reproducible {
+            return reproducible::check(sh, &plan);
+        }
+        self.build(sh, metadata, plan)
+    }
+
+    /// Lints, finds the builder, makes the offline stand-ins when asked,
+    /// and writes the build context.
+    fn plan(&self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Plan> {
         let root = sh.current_dir();
         let lint = lint(sh, &root);
         let docker = Docker::connect(sh)?;
@@ -43,6 +78,7 @@ impl flags::Image {
                 Tool::BuildKit.install_hint()
             )
         })?;
+        let facts = BuilderFacts::read(sh, &builder)?;
         if self.offline {
             check_offline_platform(self.platform.as_deref())?;
         }
@@ -56,7 +92,8 @@ impl flags::Image {
         } else {
             self.tags.clone()
         };
-        let created = git::rfc3339_utc(source_date_epoch(&revision)?);
+        let epoch = source_date_epoch(&revision)?;
+        let created = git::rfc3339_utc(epoch);
         let mut bases = self.bases(sh, &docker, &root)?;
         if self.runtime(metadata) == Runtime::Minimal {
             // The Dockerfile's stage of that name, not an image.
@@ -80,7 +117,38 @@ impl flags::Image {
             cache_to: self.cache_to.clone(),
             iidfile: work.join("image.iid"),
             log: None,
+            output: Output::Load,
+            rewrite_timestamps: facts.reproducible().is_ok(),
+            source_date_epoch: Some(epoch),
         };
+        Ok(Plan {
+            root,
+            lint,
+            docker,
+            builder,
+            facts,
+            revision,
+            tags,
+            created,
+            bases,
+            request,
+        })
+    }
+
+    /// Builds into the engine, then proves the image conforms.
+    fn build(self, sh: &Shell, metadata: &Metadata, plan: Plan) -> anyhow::Result<Verdict> {
+        let Plan {
+            root,
+            lint,
+            docker,
+            builder,
+            facts,
+            revision,
+            tags,
+            created,
+            bases,
+            request,
+        } = plan;
         let start = Instant::now();
         let built = build::build(sh, &builder, &request);
         if built.is_err() && !self.offline {
@@ -129,17 +197,17 @@ impl flags::Image {
                 .collect(),
         };
         let path = report.save(&root)?;
-        Ok(verdict(
-            &report,
-            path.strip_prefix(&root).unwrap_or(&path),
-            checks,
-        ))
+        let mut verdict = verdict(&report, path.strip_prefix(&root).unwrap_or(&path), checks);
+        if let Err(reason) = facts.reproducible() {
+            let _ = writeln!(verdict.text, "  layer times not rewritten: {reason}");
+        }
+        Ok(verdict)
     }
 }
 
 /// The build's account, its headline and its checks.
-fn verdict(report: &ImageReport, saved: &Path, checks: Vec<crate::checks::Check>) -> Verdict {
-    let conforming = if checks.iter().any(crate::checks::Check::failed) {
+fn verdict(report: &ImageReport, saved: &Path, checks: Vec<Check>) -> Verdict {
+    let conforming = if checks.iter().any(Check::failed) {
         "does not conform"
     } else {
         "conforms"
@@ -158,7 +226,7 @@ fn verdict(report: &ImageReport, saved: &Path, checks: Vec<crate::checks::Check>
 
 /// hadolint on the Dockerfile: a finding is shown now and fails the
 /// verdict, but does not stop the build.
-fn lint(sh: &Shell, root: &Path) -> crate::checks::Check {
+fn lint(sh: &Shell, root: &Path) -> Check {
     let lint = hadolint::check(sh, &root.join("Dockerfile"));
     if lint.failed() {
         eprintln!(
@@ -418,6 +486,7 @@ mod tests {
             cache_to: vec![],
             offline,
             runtime: None,
+            check_reproducible: false,
         }
     }
 

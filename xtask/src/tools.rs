@@ -37,12 +37,17 @@ pub enum Tool {
     Compose,
     /// The Kubernetes API's JSON schemas, for deploy/k8s.
     KubernetesValidate,
+    /// Signs and verifies images and attaches attestations (Debian 13).
+    Cosign,
+    /// The CNCF distribution registry (`docker-registry`), for publishing on
+    /// loopback.
+    Registry,
     Upx,
 }
 
 impl Tool {
     /// Every tool, in the order they are reported and installed.
-    pub const ALL: [Tool; 16] = [
+    pub const ALL: [Tool; 18] = [
         Tool::DockerClient,
         Tool::DockerEngine,
         Tool::BuildKit,
@@ -58,6 +63,8 @@ impl Tool {
         Tool::Postgres,
         Tool::Compose,
         Tool::KubernetesValidate,
+        Tool::Cosign,
+        Tool::Registry,
         Tool::Upx,
     ];
 
@@ -78,6 +85,8 @@ impl Tool {
             Tool::Postgres => "PostgreSQL server",
             Tool::Compose => "docker-compose",
             Tool::KubernetesValidate => "kubernetes-validate",
+            Tool::Cosign => "cosign",
+            Tool::Registry => "docker-registry",
             Tool::Upx => "upx",
         }
     }
@@ -119,6 +128,8 @@ impl Tool {
             Tool::CargoChef => "cargo install cargo-chef --locked",
             Tool::CargoDeny => "cargo install cargo-deny --locked",
             Tool::Postgres => "apt-get install postgresql",
+            Tool::Cosign => "put Debian 13's cosign (package cosign) in /usr/local/bin",
+            Tool::Registry => "apt-get install docker-registry",
             Tool::Upx => "apt-get install upx-ucl (Debian 13 or bookworm-backports)",
             Tool::Hadolint
             | Tool::CheckJsonschema
@@ -215,6 +226,8 @@ pub fn probe(sh: &Shell, tool: Tool) -> Probe {
         Tool::Postgres => postgres(sh),
         Tool::Compose => versioned(sh, "docker-compose", &["version"]),
         Tool::KubernetesValidate => versioned(sh, "kubernetes-validate", &["--version"]),
+        Tool::Cosign => cosign(sh),
+        Tool::Registry => versioned(sh, "docker-registry", &["--version"]),
         Tool::Upx => versioned(sh, "upx", &["--version"]),
     };
     Probe::new(tool, result)
@@ -273,6 +286,25 @@ fn python_package(sh: &Shell, distribution: &str, modules: &str) -> Result<Found
     Ok(Found {
         version: version.trim().to_owned(),
         path: python,
+        detail: None,
+    })
+}
+
+/// Debian builds cosign without a version stamp (`gitVersion: devel`), so
+/// the probe says what it reports rather than requiring a number.
+fn cosign(sh: &Shell) -> Result<Found, String> {
+    let path = find_program("cosign").ok_or("`cosign` is not on PATH")?;
+    let text =
+        process::read(cmd!(sh, "{path} version --json")).map_err(|error| error.to_string())?;
+    let reported: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|error| format!("`cosign version --json` printed no JSON: {error}"))?;
+    let version = reported["gitVersion"].as_str().map_or_else(
+        || "unknown".to_owned(),
+        |v| v.trim_start_matches('v').to_owned(),
+    );
+    Ok(Found {
+        version,
+        path,
         detail: None,
     })
 }

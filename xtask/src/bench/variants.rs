@@ -155,6 +155,7 @@ pub fn request(
             cache_to: vec![],
             offline: true,
             runtime: None,
+            check_reproducible: false,
         };
         let created = crate::git::rfc3339_utc(revision.commit_time);
         image.build_args(metadata, revision, &created, &bases.project)
@@ -188,6 +189,9 @@ pub fn request(
         cache_to: vec![],
         iidfile: work.join(format!("{}.iid", variant.name())),
         log: None,
+        output: crate::docker::build::Output::Load,
+        rewrite_timestamps: false,
+        source_date_epoch: None,
     }
 }
 

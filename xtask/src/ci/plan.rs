@@ -134,6 +134,22 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             action: image("image-minimal-optimized", true),
         },
         Step {
+            name: "reproducible",
+            proves: "two no-cache builds of one commit give one digest",
+            action: xtask(
+                if options.offline {
+                    vec![
+                        "image".to_owned(),
+                        "--check-reproducible".to_owned(),
+                        "--offline".to_owned(),
+                    ]
+                } else {
+                    vec!["image".to_owned(), "--check-reproducible".to_owned()]
+                },
+                None,
+            ),
+        },
+        Step {
             name: "size-check",
             proves: "within the size budgets",
             action: on("size-check", "image"),
@@ -221,6 +237,11 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             name: "rollout-test",
             proves: "a rolling restart behind HAProxy fails no request",
             action: on("rollout-test", "image"),
+        },
+        Step {
+            name: "publish-test",
+            proves: "pushed to a loopback registry, signed, SBOM attested, verified",
+            action: on("publish-test", "image"),
         },
         Step {
             name: "adopt-test",
@@ -357,11 +378,13 @@ mod tests {
             let Action::Xtask { args, .. } = &step.action else {
                 continue;
             };
-            let is_build = args[0] == "image";
-            let pulls = is_build || args[0] == "compose-test" || args[0] == "adopt-test";
+            let builds = args[0] == "image";
+            let pulls = builds || args[0] == "compose-test" || args[0] == "adopt-test";
             assert_eq!(args.contains(&"--offline".to_owned()), pulls, "{step:?}");
+            // The reproducibility check builds with no cache at all.
             let cached = args.iter().any(|a| a.starts_with("type=gha,scope="));
-            assert_eq!(cached, is_build, "{step:?}");
+            let reproducible = args.contains(&"--check-reproducible".to_owned());
+            assert_eq!(cached, builds && !reproducible, "{step:?}");
         }
     }
 
@@ -391,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn the_deployments_run_on_the_release_image_then_the_example_is_adopted() {
+    fn the_deployments_and_publishing_run_on_the_release_image_then_the_example_is_adopted() {
         let steps = steps(&options(false));
         let last = steps.last().unwrap();
         assert_eq!(last.name, "adopt-test");
@@ -402,10 +425,11 @@ mod tests {
                 image_of: None
             }
         );
-        for (step, command) in steps[steps.len() - 3..steps.len() - 1]
-            .iter()
-            .zip(["compose-test", "rollout-test"])
-        {
+        for (step, command) in steps[steps.len() - 4..steps.len() - 1].iter().zip([
+            "compose-test",
+            "rollout-test",
+            "publish-test",
+        ]) {
             assert_eq!(step.name, command);
             assert_eq!(
                 step.action,

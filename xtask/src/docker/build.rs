@@ -1,5 +1,6 @@
 //! Building an image with BuildKit: the build command's arguments for the
-//! builder found (pure, tested without an engine), and running it.
+//! builder found (pure, tested without an engine), running it, and whether
+//! the builder can build reproducibly.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,14 +28,53 @@ pub struct BuildRequest {
     pub iidfile: PathBuf,
     /// Where the build's output goes instead of stderr.
     pub log: Option<PathBuf>,
+    pub output: Output,
+    /// Layer file times clamped to `SOURCE_DATE_EPOCH` (BuildKit 0.13 on).
+    pub rewrite_timestamps: bool,
+    /// Seconds since the epoch that BuildKit stamps the image with; buildx
+    /// passes it on as the build argument of the same name.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Where a build's image goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Output {
+    /// Into the engine's image store.
+    #[default]
+    Load,
+    /// An OCI image layout archive, as a registry would receive it.
+    OciArchive(PathBuf),
 }
 
 /// The arguments of the build command for a builder. Fails for what the
 /// builder cannot do, rather than dropping it.
 pub fn build_args(kind: BuilderKind, request: &BuildRequest) -> anyhow::Result<Vec<OsString>> {
     let mut args: Vec<OsString> = match kind {
-        BuilderKind::Buildx => vec!["buildx".into(), "build".into(), "--load".into()],
+        BuilderKind::Buildx => {
+            let mut output = match &request.output {
+                Output::Load => "type=docker".to_owned(),
+                Output::OciArchive(dest) => format!("type=oci,dest={}", dest.display()),
+            };
+            if request.rewrite_timestamps {
+                output.push_str(",rewrite-timestamp=true");
+            }
+            vec![
+                "buildx".into(),
+                "build".into(),
+                "--output".into(),
+                output.into(),
+                // A provenance attestation records the build's own times and
+                // ids, so that no two builds would share a digest.
+                "--provenance=false".into(),
+            ]
+        }
         BuilderKind::BuiltIn => {
+            if request.output != Output::Load || request.rewrite_timestamps {
+                anyhow::bail!(
+                    "OCI archives and rewritten timestamps need the buildx plugin: run `{}`",
+                    tools::SETUP
+                );
+            }
             if !request.cache_to.is_empty() {
                 anyhow::bail!("--cache-to needs the buildx plugin: run `{}`", tools::SETUP);
             }
@@ -82,13 +122,16 @@ pub fn build_args(kind: BuilderKind, request: &BuildRequest) -> anyhow::Result<V
 }
 
 /// Runs a build, all its output on stderr (stdout stays free for `--json`),
-/// and returns the new image's id.
+/// and returns the new image's id (for an archive, its path).
 pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::Result<String> {
     let args = build_args(builder.kind, request)?;
     let client = &builder.client;
     let mut command = xshell::cmd!(sh, "{client} {args...}");
     if builder.kind == BuilderKind::BuiltIn {
         command = command.env("DOCKER_BUILDKIT", "1");
+    }
+    if let Some(epoch) = request.source_date_epoch {
+        command = command.env("SOURCE_DATE_EPOCH", epoch.to_string());
     }
     match &request.log {
         None => process::run(command)
@@ -100,6 +143,10 @@ pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::R
             )
         })?,
     }
+    if let Output::OciArchive(dest) = &request.output {
+        // The archive is the result; the engine's store holds nothing new.
+        return Ok(dest.display().to_string());
+    }
     let id = sh.read_file(&request.iidfile).with_context(|| {
         format!(
             "the build wrote no image id to {}",
@@ -107,6 +154,127 @@ pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::R
         )
     })?;
     Ok(id.trim().to_owned())
+}
+
+/// What decides whether a builder can build reproducibly.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuilderFacts {
+    pub kind: BuilderKind,
+    /// buildx's driver: `docker` (the engine's own BuildKit),
+    /// `docker-container`, `remote`…
+    pub driver: String,
+    /// BuildKit's version as the builder reports it, when it does.
+    pub buildkit: Option<String>,
+    /// The engine's version.
+    pub engine: String,
+    /// Whether the engine keeps images in containerd's store.
+    pub containerd_store: bool,
+}
+
+impl BuilderFacts {
+    /// Asks the builder and the engine.
+    pub fn read(sh: &Shell, builder: &Builder) -> anyhow::Result<BuilderFacts> {
+        let client = &builder.client;
+        let format = "{{.ServerVersion}}|{{json .DriverStatus}}";
+        let info = process::read(xshell::cmd!(sh, "{client} info --format {format}"))
+            .context("cannot ask the docker engine for its version")?;
+        let (engine, driver_status) = info.trim().split_once('|').unwrap_or((info.trim(), ""));
+        let (driver, buildkit) = if builder.kind == BuilderKind::Buildx {
+            let inspect = process::read(xshell::cmd!(sh, "{client} buildx inspect"))
+                .context("cannot inspect the buildx builder")?;
+            parse_inspect(&inspect)
+        } else {
+            ("docker".to_owned(), None)
+        };
+        Ok(BuilderFacts {
+            kind: builder.kind,
+            driver,
+            buildkit,
+            engine: engine.to_owned(),
+            containerd_store: driver_status.contains("io.containerd.snapshotter"),
+        })
+    }
+
+    /// `Ok` when two builds of one source can give one digest: an OCI
+    /// export with layer timestamps rewritten (BuildKit 0.13, in engine 26
+    /// on). Otherwise the reason, plainly.
+    pub fn reproducible(&self) -> Result<(), String> {
+        if self.kind == BuilderKind::BuiltIn {
+            return Err(format!(
+                "the built-in BuildKit of client {} cannot export an OCI archive with rewritten timestamps; the buildx plugin can: run `{}`",
+                self.engine,
+                tools::SETUP
+            ));
+        }
+        if self.driver != "docker" {
+            return match self.buildkit.as_deref().and_then(major_minor) {
+                Some(version) if version < (0, 13) => Err(format!(
+                    "the {} builder's BuildKit {} predates rewrite-timestamp (0.13)",
+                    self.driver,
+                    self.buildkit.as_deref().unwrap_or_default()
+                )),
+                _ => Ok(()),
+            };
+        }
+        let mut missing = Vec::new();
+        if major_minor(&self.engine).is_none_or(|version| version < (26, 0)) {
+            missing.push("its BuildKit predates rewrite-timestamp (engine 26 or later has it)");
+        }
+        if !self.containerd_store {
+            missing.push("its classic image store cannot export an OCI archive (the containerd image store can)");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "engine {} cannot build reproducibly: {}; `sudo {} --reproducible-engine` starts Debian 13's engine beside it, then set DOCKER_HOST={}",
+            self.engine,
+            missing.join(", and "),
+            tools::SETUP,
+            REPRODUCIBLE_ENGINE_HOST
+        ))
+    }
+}
+
+/// Where `setup --reproducible-engine` makes its engine listen.
+pub const REPRODUCIBLE_ENGINE_HOST: &str = "unix:///run/xtask-docker.sock";
+
+/// The version of the engine `setup --reproducible-engine` started, when it
+/// answers; else why not.
+pub fn reproducible_engine(sh: &Shell) -> Result<String, String> {
+    let format = "{{.Server.Version}}";
+    xshell::cmd!(
+        sh,
+        "docker --host {REPRODUCIBLE_ENGINE_HOST} version --format {format}"
+    )
+    .quiet()
+    .ignore_stderr()
+    .read()
+    .map(|version| version.trim().to_owned())
+    .map_err(|_| format!("no engine answers on {REPRODUCIBLE_ENGINE_HOST}"))
+}
+
+/// The first node's driver and BuildKit version from `docker buildx inspect`.
+fn parse_inspect(inspect: &str) -> (String, Option<String>) {
+    let field = |name: &str| {
+        inspect
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.trim().to_owned())
+    };
+    let buildkit = field("BuildKit version:")
+        .or_else(|| field("Buildkit:"))
+        .filter(|version| !version.contains("unknown"));
+    (field("Driver:").unwrap_or_default(), buildkit)
+}
+
+/// `26.1.5+dfsg1` or `v0.13.2` as (26, 1) or (0, 13).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version
+        .trim()
+        .trim_start_matches('v')
+        .split(['.', '+', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -136,7 +304,9 @@ mod tests {
             [
                 "buildx",
                 "build",
-                "--load",
+                "--output",
+                "type=docker",
+                "--provenance=false",
                 "--file",
                 "Dockerfile",
                 "--iidfile",
@@ -181,6 +351,85 @@ mod tests {
             args.windows(2)
                 .any(|w| w == ["--cache-to", "type=gha,mode=max"])
         );
+    }
+
+    fn facts(driver: &str, buildkit: Option<&str>, engine: &str, containerd: bool) -> BuilderFacts {
+        BuilderFacts {
+            kind: BuilderKind::Buildx,
+            driver: driver.into(),
+            buildkit: buildkit.map(Into::into),
+            engine: engine.into(),
+            containerd_store: containerd,
+        }
+    }
+
+    #[test]
+    fn debian_12s_engine_cannot_reproduce_and_says_why_and_what_can() {
+        let reason = facts("docker", None, "20.10.24+dfsg1", false)
+            .reproducible()
+            .unwrap_err();
+        assert!(
+            reason.starts_with("engine 20.10.24+dfsg1 cannot build reproducibly"),
+            "{reason}"
+        );
+        assert!(reason.contains("rewrite-timestamp"), "{reason}");
+        assert!(reason.contains("containerd image store"), "{reason}");
+        assert!(reason.contains("--reproducible-engine"), "{reason}");
+        let reason = facts("docker", None, "26.1.5+dfsg1", false)
+            .reproducible()
+            .unwrap_err();
+        assert!(!reason.contains("predates"), "{reason}");
+    }
+
+    #[test]
+    fn engine_26_with_containerd_and_a_new_container_builder_can() {
+        assert!(
+            facts("docker", None, "26.1.5+dfsg1", true)
+                .reproducible()
+                .is_ok()
+        );
+        assert!(
+            facts("docker-container", Some("v0.25.1"), "20.10.24", false)
+                .reproducible()
+                .is_ok()
+        );
+        let old = facts("docker-container", Some("v0.12.5"), "28.0.1", false);
+        assert!(old.reproducible().unwrap_err().contains("0.12.5"));
+        let built_in = BuilderFacts {
+            kind: BuilderKind::BuiltIn,
+            ..facts("docker", None, "20.10.24", false)
+        };
+        assert!(built_in.reproducible().unwrap_err().contains("buildx"));
+    }
+
+    #[test]
+    fn reads_driver_and_buildkit_from_buildx_inspect() {
+        let inspect = "Name:          default\nDriver:        docker\n\nNodes:\nName:             default\nEndpoint:         default\nStatus:           running\nBuildKit version: v0.0.0+unknown\n";
+        assert_eq!(parse_inspect(inspect), ("docker".to_owned(), None));
+        let inspect =
+            "Name: builder\nDriver: docker-container\nNodes:\nBuildKit version: v0.25.1\n";
+        assert_eq!(
+            parse_inspect(inspect),
+            ("docker-container".to_owned(), Some("v0.25.1".to_owned()))
+        );
+    }
+
+    #[test]
+    fn buildx_archives_with_rewritten_timestamps_and_no_provenance() {
+        let request = BuildRequest {
+            output: Output::OciArchive("target/a.tar".into()),
+            rewrite_timestamps: true,
+            ..request()
+        };
+        let args = build_args(BuilderKind::Buildx, &request).unwrap();
+        let args = words(&args);
+        assert!(args.windows(2).any(|w| w
+            == [
+                "--output",
+                "type=oci,dest=target/a.tar,rewrite-timestamp=true"
+            ]));
+        assert!(args.contains(&"--provenance=false"));
+        assert!(build_args(BuilderKind::BuiltIn, &request).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod build;
 pub mod container;
 pub mod hardening;
 pub mod history;
+pub mod oci_layout;
 pub mod save;
 pub mod tar_stream;
 

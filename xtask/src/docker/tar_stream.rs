@@ -22,6 +22,13 @@ pub struct Header {
     pub kind: Kind,
     /// Bytes of content that follow the header.
     pub size: u64,
+    /// Permission bits, as stored.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Modification time as stored: PAX's decimal seconds (which may carry
+    /// a fraction) when present, else the header's whole seconds.
+    pub mtime: String,
 }
 
 /// Reads headers in order; the content of the current entry is read through
@@ -53,6 +60,7 @@ impl<R: Read> TarStream<R> {
         let mut long_path: Option<String> = None;
         let mut long_link: Option<String> = None;
         let mut pax_size: Option<u64> = None;
+        let mut pax_mtime: Option<String> = None;
         loop {
             self.skip_rest()?;
             if self.finished {
@@ -76,6 +84,7 @@ impl<R: Read> TarStream<R> {
                     long_path = pax.path.or(long_path);
                     long_link = pax.linkpath.or(long_link);
                     pax_size = pax.size.or(pax_size);
+                    pax_mtime = pax.mtime.or(pax_mtime);
                 }
                 b'g' => {
                     self.read_content_to_vec()?;
@@ -85,6 +94,9 @@ impl<R: Read> TarStream<R> {
                         raw.size = size;
                         self.remaining = size;
                         self.padding = padding_for(size);
+                    }
+                    if let Some(mtime) = pax_mtime {
+                        raw.mtime = mtime;
                     }
                     return Ok(Some(raw.into_header(long_path, long_link)));
                 }
@@ -149,6 +161,10 @@ struct RawHeader {
     link: String,
     size: u64,
     typeflag: u8,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: String,
 }
 
 impl RawHeader {
@@ -165,6 +181,10 @@ impl RawHeader {
             path: long_path.unwrap_or(self.name),
             kind,
             size: self.size,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
         }
     }
 }
@@ -204,6 +224,11 @@ fn parse_raw_header(block: &[u8; 512]) -> io::Result<RawHeader> {
         link: c_string(&block[157..257]),
         size: parse_number(&block[124..136])?,
         typeflag: block[156],
+        // Only the permission bits: 12 bits fit in any mode field.
+        mode: u32::try_from(parse_number(&block[100..108])? & 0o7777).unwrap_or_default(),
+        uid: parse_number(&block[108..116])?,
+        gid: parse_number(&block[116..124])?,
+        mtime: parse_number(&block[136..148])?.to_string(),
     })
 }
 
@@ -237,6 +262,7 @@ struct Pax {
     path: Option<String>,
     linkpath: Option<String>,
     size: Option<u64>,
+    mtime: Option<String>,
 }
 
 /// PAX records are `"<len> <key>=<value>\n"`, the length counting the whole record.
@@ -261,6 +287,7 @@ fn parse_pax(records: &[u8]) -> Pax {
                 b"path" => pax.path = Some(value),
                 b"linkpath" => pax.linkpath = Some(value),
                 b"size" => pax.size = value.parse().ok(),
+                b"mtime" => pax.mtime = Some(value),
                 _ => {}
             }
         }
@@ -298,6 +325,8 @@ pub mod testing {
     /// One entry for [`archive`].
     pub enum Entry<'a> {
         File(&'a str, &'a [u8]),
+        /// A file with this modification time (seconds); `File`'s is 0.
+        FileAt(&'a str, &'a [u8], u64),
         Dir(&'a str),
         Symlink(&'a str, &'a str),
         /// An entry whose name only fits through a PAX `path` record.
@@ -311,6 +340,9 @@ pub mod testing {
         for entry in entries {
             match entry {
                 Entry::File(path, content) => push(&mut out, path, b'0', "", content),
+                Entry::FileAt(path, content, mtime) => {
+                    push_at(&mut out, path, b'0', "", content, *mtime);
+                }
                 Entry::Dir(path) => push(&mut out, path, b'5', "", b""),
                 Entry::Symlink(path, target) => push(&mut out, path, b'2', target, b""),
                 Entry::PaxFile(path, content) => {
@@ -340,6 +372,17 @@ pub mod testing {
     }
 
     fn push(out: &mut Vec<u8>, path: &str, typeflag: u8, link: &str, content: &[u8]) {
+        push_at(out, path, typeflag, link, content, 0);
+    }
+
+    fn push_at(
+        out: &mut Vec<u8>,
+        path: &str,
+        typeflag: u8,
+        link: &str,
+        content: &[u8],
+        mtime: u64,
+    ) {
         let mut header = [0u8; 512];
         let name = path.as_bytes();
         header[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
@@ -347,7 +390,7 @@ pub mod testing {
         header[108..115].copy_from_slice(b"0000000");
         header[116..123].copy_from_slice(b"0000000");
         header[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
-        header[136..147].copy_from_slice(b"00000000000");
+        header[136..147].copy_from_slice(format!("{mtime:011o}").as_bytes());
         header[156] = typeflag;
         header[157..157 + link.len()].copy_from_slice(link.as_bytes());
         header[257..263].copy_from_slice(b"ustar\0");
@@ -429,6 +472,15 @@ mod tests {
         tar.next_header().unwrap();
         let error = tar.content().read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn headers_carry_mode_owner_and_time() {
+        let entries = walk(&archive(&[Entry::FileAt("a", b"x", 1_700_000_000)]));
+        let header = &entries[0].0;
+        assert_eq!(header.mode, 0o644);
+        assert_eq!((header.uid, header.gid), (0, 0));
+        assert_eq!(header.mtime, "1700000000");
     }
 
     #[test]

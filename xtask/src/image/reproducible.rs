@@ -1,0 +1,201 @@
+//! `image --check-reproducible`: two builds of one commit, each with no
+//! cache, into OCI archives, as a registry would receive them. The same
+//! digest twice passes; otherwise the layers and files that differ are
+//! named.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use xshell::Shell;
+
+use super::Plan;
+use super::layout_diff::{self, Difference};
+use crate::checks::{Check, Verdict};
+use crate::docker::build::{self, BuildRequest, BuilderFacts, Output, REPRODUCIBLE_ENGINE_HOST};
+use crate::docker::oci_layout::OciLayout;
+use crate::tools;
+
+/// What the check found, in target/xtask/reproducible/report.json.
+#[derive(Debug, Serialize)]
+struct Report {
+    revision: String,
+    source_date_epoch: Option<i64>,
+    engine: String,
+    builder: String,
+    builds: Vec<Build>,
+    identical: bool,
+    differences: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Build {
+    archive: String,
+    digest: String,
+    layers: Vec<String>,
+    seconds: f64,
+}
+
+/// Where the engine at hand cannot build reproducibly and the one
+/// `setup --reproducible-engine` started answers, every docker command of
+/// this run goes to that one. A `DOCKER_HOST` the user set is kept.
+pub(super) fn choose_engine(sh: &Shell) -> anyhow::Result<()> {
+    if std::env::var_os("DOCKER_HOST").is_some() {
+        return Ok(());
+    }
+    let Ok(builder) = tools::buildkit(sh) else {
+        return Ok(());
+    };
+    let facts = BuilderFacts::read(sh, &builder)?;
+    let Err(reason) = facts.reproducible() else {
+        return Ok(());
+    };
+    if let Ok(version) = build::reproducible_engine(sh) {
+        eprintln!(
+            "image: engine {} cannot build reproducibly; building on engine {version} at {REPRODUCIBLE_ENGINE_HOST}",
+            facts.engine
+        );
+        sh.set_var("DOCKER_HOST", REPRODUCIBLE_ENGINE_HOST);
+        return Ok(());
+    }
+    anyhow::bail!(reason)
+}
+
+pub(super) fn check(sh: &Shell, plan: &Plan) -> anyhow::Result<Verdict> {
+    plan.facts
+        .reproducible()
+        .map_err(|reason| anyhow::anyhow!(reason))?;
+    let work = plan.root.join("target/xtask/reproducible");
+    sh.remove_path(&work)
+        .with_context(|| format!("cannot clear {}", work.display()))?;
+    sh.create_dir(&work)
+        .with_context(|| format!("cannot create {}", work.display()))?;
+
+    let mut builds = Vec::new();
+    let mut layouts = Vec::new();
+    for (number, name) in [(1, "first"), (2, "second")] {
+        let archive = work.join(format!("{name}.tar"));
+        let log = work.join(format!("{name}.log"));
+        eprintln!(
+            "image: reproducibility: build {number} of 2, no cache, into {} (log: {})",
+            relative(&plan.root, &archive),
+            relative(&plan.root, &log)
+        );
+        let request = BuildRequest {
+            no_cache: true,
+            output: Output::OciArchive(archive.clone()),
+            rewrite_timestamps: true,
+            log: Some(log),
+            ..plan.request.clone()
+        };
+        let start = Instant::now();
+        build::build(sh, &plan.builder, &request)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let layout = OciLayout::read(&archive)?;
+        builds.push(Build {
+            archive: relative(&plan.root, &archive),
+            digest: layout.digest.clone(),
+            layers: layout
+                .images
+                .iter()
+                .flat_map(|image| image.layers.iter().map(|layer| layer.digest.clone()))
+                .collect(),
+            seconds,
+        });
+        layouts.push(layout);
+    }
+    let differences = layout_diff::diff(&layouts[0], &layouts[1])?;
+    let report = Report {
+        revision: plan.revision.describe(&plan.revision.commit),
+        source_date_epoch: plan.request.source_date_epoch,
+        engine: plan.facts.engine.clone(),
+        builder: format!("{} ({} driver)", plan.builder, plan.facts.driver),
+        identical: differences.is_empty(),
+        differences: differences.iter().map(ToString::to_string).collect(),
+        builds,
+    };
+    let path = work.join("report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(verdict(&report, &differences, plan))
+}
+
+fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict {
+    let (first, second) = (&report.builds[0], &report.builds[1]);
+    let check = Check::judge(
+        "same digest twice",
+        report.identical,
+        short(&first.digest),
+        "two no-cache builds of one commit give one digest",
+    );
+    let check = if report.identical {
+        check
+    } else {
+        let shown: Vec<String> = differences
+            .iter()
+            .take(3)
+            .map(ToString::to_string)
+            .collect();
+        check.because(format!(
+            "{} against {}; {} differences, first: {}",
+            short(&first.digest),
+            short(&second.digest),
+            differences.len(),
+            shown.join("; ")
+        ))
+    };
+    let mut text = format!(
+        "reproducibility of {} at {}\n  engine   {} ({})\n  epoch    {}\n",
+        plan.tags.first().map_or("the image", String::as_str),
+        report.revision,
+        report.engine,
+        report.builder,
+        report
+            .source_date_epoch
+            .map_or_else(|| "-".to_owned(), |epoch| epoch.to_string()),
+    );
+    for (name, build) in [("first", first), ("second", second)] {
+        let _ = writeln!(
+            text,
+            "  {name:<8} {} in {:.1} s, {} layers, {}",
+            build.digest,
+            build.seconds,
+            build.layers.len(),
+            build.archive
+        );
+    }
+    for difference in differences {
+        let _ = writeln!(text, "  differs  {difference}");
+    }
+    Verdict {
+        text,
+        headline: if report.identical {
+            format!("identical: {}", short(&first.digest))
+        } else {
+            format!("{} differences", differences.len())
+        },
+        checks: vec![check],
+        ..Verdict::new(
+            "image",
+            format!(
+                "reproducibility of {}",
+                plan.tags.first().map_or("the image", String::as_str)
+            ),
+        )
+        .with_details(report)
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, as docker shows ids.
+fn short(digest: &str) -> String {
+    digest.chars().take("sha256:".len() + 12).collect()
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}

@@ -1,0 +1,293 @@
+//! `cargo xtask publish`: the last built image pushed to a registry under
+//! its tags, signed with cosign, its SBOM attached as a signed SPDX
+//! attestation, and both verified after the push.
+//!
+//! 1. tags: `<registry>/<image>:<version>` and `:sha-<short revision>`,
+//!    `:latest` only with `--latest`; a build from a work tree with changes
+//!    is refused, since its revision names no commit;
+//! 2. `docker push` of each tag; every tag must land on one digest;
+//! 3. `cosign sign` and `cosign attest --type spdxjson` by digest, never by
+//!    tag (`publish/cosign.rs`);
+//! 4. `cosign verify` and `cosign verify-attestation`: the signature and the
+//!    statement must name the digest pushed.
+
+pub mod cosign;
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::checks::{Check, Verdict};
+use crate::docker::Docker;
+use crate::flags;
+use crate::last_build;
+use crate::metadata::Metadata;
+use crate::sbom;
+use crate::tools::{self, Tool};
+use cosign::{Cosign, Signer};
+
+const VERSION_LABEL: &str = "org.opencontainers.image.version";
+const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+
+/// SPDX's in-toto predicate type, as `cosign attest --type spdxjson` writes it.
+const SPDX_PREDICATE: &str = "https://spdx.dev/Document";
+
+#[derive(Debug, Serialize)]
+struct Report {
+    repository: String,
+    tags: Vec<String>,
+    digest: String,
+    signer: String,
+    sbom: String,
+}
+
+impl flags::Publish {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        let root = sh.current_dir();
+        let signer = match (&self.key, self.keyless) {
+            (Some(key), false) => Signer::key(key, self.public_key.as_deref())?,
+            (None, true) => Signer::github_keyless()?,
+            (Some(_), true) => anyhow::bail!("give --key or --keyless, not both"),
+            (None, false) => anyhow::bail!(
+                "publishing signs the image: give --key FILE (a cosign key pair) or --keyless (in a GitHub workflow with `id-token: write`)"
+            ),
+        };
+        let program = tools::require(sh, Tool::Cosign)?.path;
+        let docker = Docker::connect(sh)?;
+        let image = last_build::resolve(&root, self.image.as_deref())?;
+        let inspect = docker.inspect_image(sh, &image.reference)?;
+        let label = |name: &str| {
+            inspect
+                .label(name)
+                .map(str::to_owned)
+                .with_context(|| format!("{} has no {name} label to tag it by", image.name))
+        };
+        let tags = tags(&label(VERSION_LABEL)?, &label(REVISION_LABEL)?, self.latest)?;
+        // Registries take lower-case repository names only.
+        let repository = format!("{}/{}", self.registry.trim_end_matches('/'), metadata.image)
+            .to_ascii_lowercase();
+
+        eprintln!("publish: pushing {} tags to {repository}", tags.len());
+        let digests = push(sh, &docker, &image.reference, &repository, &tags)?;
+        let digest = digests[0].clone();
+        let mut checks = vec![Check::judge(
+            "pushed",
+            digests.iter().all(|d| *d == digest),
+            format!("{} tags at {}", tags.len(), short(&digest)),
+            "every tag at one digest",
+        )];
+        if checks[0].failed() {
+            return Ok(verdict(checks, &repository, &tags, &digest, &signer, ""));
+        }
+        let subject = format!("{repository}@{digest}");
+        let cosign = Cosign {
+            program: &program,
+            signer: &signer,
+            insecure: is_loopback(&self.registry),
+        };
+
+        eprintln!("publish: signing {subject}");
+        // A failure here is an error; what proves the signing is the
+        // verification below, against what the registry serves.
+        cosign.sign(sh, &subject)?;
+
+        let sbom = sbom::make(sh, &root, metadata, &image)?.spdx;
+        eprintln!("publish: attesting {}", relative(&root, &sbom));
+        cosign.attest(sh, &subject, &sbom, "spdxjson")?;
+
+        eprintln!("publish: verifying what the registry serves");
+        checks.extend(verify(sh, &cosign, &subject, &digest));
+        Ok(verdict(
+            checks,
+            &repository,
+            &tags,
+            &digest,
+            &signer,
+            &relative(&root, &sbom),
+        ))
+    }
+}
+
+/// Tags and pushes each tag; the digests the registry reported, in order.
+fn push(
+    sh: &Shell,
+    docker: &Docker,
+    image: &str,
+    repository: &str,
+    tags: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut digests = Vec::new();
+    for tag in tags {
+        let reference = format!("{repository}:{tag}");
+        docker.output(sh, ["tag", image, reference.as_str()])?;
+        let pushed = docker
+            .output(sh, ["push", reference.as_str()])
+            .with_context(|| format!("cannot push {reference}"))?;
+        digests.push(
+            pushed_digest(&pushed)
+                .with_context(|| format!("`docker push {reference}` reported no digest"))?,
+        );
+    }
+    Ok(digests)
+}
+
+/// The signature and the SBOM attestation, verified against what the
+/// registry serves: both must name the digest pushed.
+fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<Check> {
+    let digest = digest.to_owned();
+    let signature = match cosign.verify(sh, subject) {
+        Ok(verified) => Check::judge(
+            "signature verified",
+            verified.contains(&digest),
+            verified
+                .iter()
+                .map(|d| short(d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("a valid signature of {}", short(&digest)),
+        ),
+        Err(error) => Check::judge("signature verified", false, "no", "a valid signature")
+            .because(format!("{error:#}")),
+    };
+    let attestation = match cosign.verify_attestation(sh, subject, "spdxjson") {
+        Ok(statements) => {
+            let matching = statements.iter().any(|statement| {
+                statement.predicate_type == SPDX_PREDICATE
+                    && statement.subject_digests.contains(&digest)
+            });
+            Check::judge(
+                "attestation verified",
+                matching,
+                format!("{} statements", statements.len()),
+                format!("a valid SPDX statement about {}", short(&digest)),
+            )
+        }
+        Err(error) => Check::judge(
+            "attestation verified",
+            false,
+            "no",
+            "a valid SPDX statement",
+        )
+        .because(format!("{error:#}")),
+    };
+    vec![signature, attestation]
+}
+
+fn verdict(
+    checks: Vec<Check>,
+    repository: &str,
+    tags: &[String],
+    digest: &str,
+    signer: &Signer,
+    sbom: &str,
+) -> Verdict {
+    let report = Report {
+        repository: repository.to_owned(),
+        tags: tags.to_vec(),
+        digest: digest.to_owned(),
+        signer: signer_name(signer),
+        sbom: sbom.to_owned(),
+    };
+    Verdict {
+        text: format!(
+            "published {repository}\n  tags     {}\n  digest   {digest}\n  signer   {}\n",
+            tags.join(" "),
+            report.signer
+        ),
+        headline: format!("{} tags, signed, {}", tags.len(), short(digest)),
+        checks,
+        ..Verdict::new("publish", repository.to_owned()).with_details(report)
+    }
+}
+
+/// Version and commit tags; `latest` only when asked, since it moves.
+fn tags(version: &str, revision: &str, latest: bool) -> anyhow::Result<Vec<String>> {
+    if revision.ends_with("-dirty") {
+        anyhow::bail!(
+            "the image was built from a work tree with changes ({revision}): commit, rebuild, then publish"
+        );
+    }
+    let short: String = revision.chars().take(7).collect();
+    let mut tags = vec![version.to_owned(), format!("sha-{short}")];
+    if latest {
+        tags.push("latest".to_owned());
+    }
+    Ok(tags)
+}
+
+/// `docker push` ends with `<tag>: digest: sha256:… size: N`.
+fn pushed_digest(output: &str) -> Option<String> {
+    output.lines().rev().find_map(|line| {
+        let rest = line.split_once("digest: ")?.1;
+        let digest = rest.split_whitespace().next()?;
+        digest.starts_with("sha256:").then(|| digest.to_owned())
+    })
+}
+
+/// A registry on this machine speaks plain HTTP, as docker allows for
+/// loopback.
+fn is_loopback(registry: &str) -> bool {
+    let host = registry.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(host, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            host
+        } else {
+            registry
+        }
+    });
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+fn signer_name(signer: &Signer) -> String {
+    match signer {
+        Signer::Key { public, .. } => format!("key, verified with {}", public.display()),
+        Signer::Keyless { identity, .. } => format!("keyless, {identity}"),
+    }
+}
+
+fn short(digest: &str) -> String {
+    digest.chars().take("sha256:".len() + 12).collect()
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_the_version_and_the_commit_and_latest_only_when_asked() {
+        assert_eq!(
+            tags("1.2.0", "cd8af26aaaa", false).unwrap(),
+            ["1.2.0", "sha-cd8af26"]
+        );
+        assert_eq!(
+            tags("1.2.0", "cd8af26aaaa", true).unwrap(),
+            ["1.2.0", "sha-cd8af26", "latest"]
+        );
+        let error = tags("1.2.0", "cd8af26aaaa-dirty", false).unwrap_err();
+        assert!(error.to_string().contains("changes"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_digest_docker_push_reports() {
+        let output = "The push refers to repository [127.0.0.1:5055/server]\n73a56e90fff6: Pushed\n0.1.0: digest: sha256:a6a8b0b3 size: 946\n";
+        assert_eq!(pushed_digest(output).as_deref(), Some("sha256:a6a8b0b3"));
+        assert_eq!(pushed_digest("denied: requested access"), None);
+    }
+
+    #[test]
+    fn only_loopback_registries_are_spoken_to_over_http() {
+        assert!(is_loopback("127.0.0.1:5055"));
+        assert!(is_loopback("localhost:5000/team"));
+        assert!(!is_loopback("ghcr.io/acme"));
+        assert!(!is_loopback("registry.example:5000"));
+    }
+}

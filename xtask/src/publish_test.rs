@@ -1,0 +1,182 @@
+//! `cargo xtask publish-test`: `publish` against a registry started on
+//! loopback, with a key pair made for the run, and what it claims proved
+//! from outside:
+//!
+//! 1. `registry.rs`: Debian's `docker-registry` on a free loopback port;
+//! 2. `cosign generate-key-pair` twice: the signing pair and a stranger;
+//! 3. `publish` with the first key: push, sign, attest, verify;
+//! 4. the registry's tag list holds the version and `sha-` tags, not
+//!    `latest`;
+//! 5. verification by tag passes with the key, and fails with the
+//!    stranger's: a check that cannot fail proves nothing.
+//!
+//! The registry, its storage and the local tags are removed after, also
+//! on failure.
+
+mod registry;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use crate::checks::{Check, Verdict};
+use crate::docker::Docker;
+use crate::flags;
+use crate::metadata::Metadata;
+use crate::process;
+use crate::publish::cosign::{Cosign, Signer};
+use crate::tools::{self, Tool};
+use registry::Registry;
+
+impl flags::PublishTest {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        let root = sh.current_dir();
+        let registry_program = tools::require(sh, Tool::Registry)?.path;
+        let cosign = tools::require(sh, Tool::Cosign)?.path;
+        let docker = Docker::connect(sh)?;
+        let dir = root.join("target/xtask/publish-test");
+        sh.remove_path(&dir)
+            .with_context(|| format!("cannot clear {}", dir.display()))?;
+        sh.create_dir(&dir)?;
+
+        let registry = Registry::start(&registry_program, &dir.join("registry"))?;
+        eprintln!("publish-test: registry on {}", registry.addr);
+        let keys = dir.join("keys");
+        let signing = key_pair(sh, &cosign, &keys, "signing")?;
+        let stranger = key_pair(sh, &cosign, &keys, "stranger")?;
+        let repository = format!("{}/{}", registry.addr, metadata.image);
+
+        let published = flags::Publish {
+            registry: registry.addr.to_string(),
+            image: self.image,
+            latest: false,
+            key: Some(signing.display().to_string()),
+            public_key: None,
+            keyless: false,
+        }
+        .run(sh, metadata);
+        let outcome = published.and_then(|verdict| {
+            let proofs = prove(
+                sh,
+                &cosign,
+                &registry,
+                metadata,
+                &verdict,
+                (&signing, &stranger),
+            )?;
+            Ok((verdict, proofs))
+        });
+        remove_local_tags(sh, &docker, &repository);
+        drop(registry);
+        let (published, proofs) = outcome?;
+
+        let mut checks = published.checks.clone();
+        checks.extend(proofs);
+        Ok(Verdict {
+            text: published.text.clone(),
+            headline: published.headline.clone(),
+            checks,
+            ..Verdict::new("publish-test", repository)
+        })
+    }
+}
+
+/// A cosign key pair with an empty password; returns the private key's path.
+fn key_pair(sh: &Shell, cosign: &Path, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    sh.create_dir(dir)?;
+    let _dir = sh.push_dir(dir);
+    process::run(
+        cmd!(sh, "{cosign} generate-key-pair --output-key-prefix {name}")
+            .env("COSIGN_PASSWORD", ""),
+    )
+    .with_context(|| format!("cosign could not make the {name} key pair"))?;
+    Ok(dir.join(format!("{name}.key")))
+}
+
+/// What the registry holds, judged from outside `publish`.
+fn prove(
+    sh: &Shell,
+    cosign: &Path,
+    registry: &Registry,
+    metadata: &Metadata,
+    published: &Verdict,
+    (signing, stranger): (&Path, &Path),
+) -> anyhow::Result<Vec<Check>> {
+    let details = &published.details;
+    let digest = details["digest"].as_str().unwrap_or_default().to_owned();
+    let pushed: Vec<String> = details["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    let held = registry.tags(&metadata.image)?;
+    let mut checks = vec![Check::judge(
+        "registry holds the tags",
+        pushed.iter().all(|tag| held.contains(tag)) && !held.iter().any(|t| t == "latest"),
+        held.join(" "),
+        format!("{} and no latest", pushed.join(" ")),
+    )];
+    let by_tag = format!(
+        "{}/{}:{}",
+        registry.addr,
+        metadata.image,
+        pushed.first().map_or("", String::as_str)
+    );
+    let signer = Signer::key(&signing.display().to_string(), None)?;
+    let with_key = Cosign {
+        program: cosign,
+        signer: &signer,
+        insecure: true,
+    };
+    checks.push(match with_key.verify(sh, &by_tag) {
+        Ok(digests) => Check::judge(
+            "verified by tag",
+            digests.contains(&digest),
+            digests
+                .iter()
+                .map(|d| short(d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("{by_tag} resolves to the signed {}", short(&digest)),
+        ),
+        Err(error) => Check::judge("verified by tag", false, "no", "a valid signature")
+            .because(format!("{error:#}")),
+    });
+    let stranger_signer = Signer::key(&stranger.display().to_string(), None)?;
+    let with_stranger = Cosign {
+        program: cosign,
+        signer: &stranger_signer,
+        insecure: true,
+    };
+    let refused = with_stranger.verify(sh, &by_tag);
+    checks.push(Check::judge(
+        "another key is refused",
+        refused.is_err(),
+        match &refused {
+            Ok(digests) => format!("verified {}", digests.join(", ")),
+            Err(_) => "refused".to_owned(),
+        },
+        format!(
+            "the signature of {} fails with a stranger's key",
+            short(&digest)
+        ),
+    ));
+    Ok(checks)
+}
+
+/// The tags `publish` made in the local engine point at the registry,
+/// which is gone after the test.
+fn remove_local_tags(sh: &Shell, docker: &Docker, repository: &str) {
+    if let Ok(tags) = docker.tags_of(sh, repository) {
+        // Each is `repository:tag`.
+        for tag in tags {
+            let _ = docker.remove_image(sh, &tag);
+        }
+    }
+}
+
+fn short(digest: &str) -> String {
+    digest.chars().take("sha256:".len() + 12).collect()
+}
