@@ -54,6 +54,12 @@ impl flags::Publish {
                 "publishing signs the image: give --key FILE (a cosign key pair) or --keyless (in a GitHub workflow with `id-token: write`)"
             ),
         };
+        if matches!(signer, Signer::Key { .. }) && sh.var_os("COSIGN_PASSWORD").is_none() {
+            // cosign would prompt for it, and fail without a terminal.
+            anyhow::bail!(
+                "set COSIGN_PASSWORD to the key's password (empty for a key without one)"
+            );
+        }
         let program = tools::require(sh, Tool::Cosign)?.path;
         let docker = Docker::connect(sh)?;
         let image = last_build::resolve(&root, self.image.as_deref())?;

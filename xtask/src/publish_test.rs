@@ -46,6 +46,8 @@ impl flags::PublishTest {
         let signing = key_pair(sh, &cosign, &keys, "signing")?;
         let stranger = key_pair(sh, &cosign, &keys, "stranger")?;
         let repository = format!("{}/{}", registry.addr, metadata.image);
+        // The key pairs have no password; cosign reads it from here.
+        sh.set_var("COSIGN_PASSWORD", "");
 
         let published = flags::Publish {
             registry: registry.addr.to_string(),
