@@ -78,12 +78,19 @@ ARG UPX_PACK=false
 # lays out the binaries' ELF closure and dpkg records in /out/rootfs, from
 # this stage's own files, before UPX hides what the service links.
 ARG MINIMAL_ROOTFS=false
+# The manifest's `runtime-extras`: Debian packages whose files join the
+# minimal runtime (e.g. `ca-certificates tzdata`).
+ARG MINIMAL_EXTRAS=""
 COPY . .
 # The profile `release` writes to target/release, `size` to target/size. The
 # workspace's `healthcheck` is the image's HEALTHCHECK: std only, no packing
 # (it runs every few seconds, and UPX would slow each start).
 # UPX comes from the builder; the official Rust images lack it, so it is
 # installed here, pinned to Debian 13's version, only when asked for.
+# An extra the builder lacks is installed the same way, at the builder's
+# suite's version (the manifest names packages, not versions: DL3008), and
+# the list is split into words on purpose (SC2086, SC2046).
+# hadolint ignore=DL3008,SC2086,SC2046
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
@@ -96,8 +103,16 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     && echo "service binary: $(wc -c </out/bin/service) bytes stripped" \
     && mkdir -p /out/rootfs \
     && if [ "${MINIMAL_ROOTFS}" = true ]; then \
-         cargo build --locked --profile "${PROFILE}" --package rootfs \
-         && "target/${PROFILE}/rootfs" /out/rootfs /out/bin/service /out/bin/healthcheck; \
+         missing=""; \
+         for package in ${MINIMAL_EXTRAS}; do \
+           dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"; \
+         done; \
+         if [ -n "$missing" ]; then \
+           apt-get update && apt-get install -y --no-install-recommends $missing; \
+         fi \
+         && cargo build --locked --profile "${PROFILE}" --package rootfs \
+         && "target/${PROFILE}/rootfs" /out/rootfs /out/bin/service /out/bin/healthcheck \
+              $(for package in ${MINIMAL_EXTRAS}; do printf -- '--with %s ' "$package"; done); \
        fi \
     && if [ "${UPX_PACK}" = true ]; then \
          command -v upx >/dev/null \

@@ -15,6 +15,13 @@
 //!    files included, as distroless lays them out, so scanners see libc6
 //!    and libgcc-s1 at their real versions.
 //!
+//! 4. with `--with PACKAGE` (the manifest's `runtime-extras`), that
+//!    installed package's files too, and its record: its data and
+//!    libraries, without docs, manual pages or scripts (there is no shell to
+//!    run them), and the ELF closure of any binary among them. For
+//!    `ca-certificates` only the bundle its script generates,
+//!    `/etc/ssl/certs/ca-certificates.crt`, which is what TLS clients read.
+//!
 //! The binaries themselves are not copied: the Dockerfile installs them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,17 +35,25 @@ const DPKG: &str = "/var/lib/dpkg";
 /// Debian's release files (base-files), which name the distribution.
 const OS_FILES: [&str; 2] = ["/etc/os-release", "/etc/debian_version"];
 
+/// Paths of a package's list that a runtime never needs.
+const UNNEEDED: [&str; 5] = [
+    "/usr/share/doc/",
+    "/usr/share/man/",
+    "/usr/share/info/",
+    "/usr/share/lintian/",
+    "/usr/share/bug/",
+];
+/// What `update-ca-certificates` makes from the `ca-certificates` package.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const USAGE: &str = "usage: rootfs OUT BINARY... [--with PACKAGE]...";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [out, binaries @ ..] = args.as_slice() else {
-        eprintln!("usage: rootfs OUT BINARY...");
+    let Some((out, binaries, extras)) = parse_args(&args) else {
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    if binaries.is_empty() {
-        eprintln!("usage: rootfs OUT BINARY...");
-        return ExitCode::from(2);
-    }
-    match run(Path::new(out), binaries) {
+    match run(Path::new(out), &binaries, &extras) {
         Ok(summary) => {
             println!("{summary}");
             ExitCode::SUCCESS
@@ -50,9 +65,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(out: &Path, binaries: &[String]) -> Result<String, String> {
+/// OUT, the binaries, and the packages given with `--with`.
+fn parse_args(args: &[String]) -> Option<(&String, Vec<String>, Vec<String>)> {
+    let (out, rest) = args.split_first()?;
+    let (mut binaries, mut extras) = (Vec::new(), Vec::new());
+    let mut rest = rest.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--with" {
+            extras.push(rest.next()?.clone());
+        } else {
+            binaries.push(arg.clone());
+        }
+    }
+    (!binaries.is_empty()).then_some((out, binaries, extras))
+}
+
+fn run(out: &Path, binaries: &[String], extras: &[String]) -> Result<String, String> {
+    let mut binaries = binaries.to_vec();
+    let mut extra_files = BTreeSet::new();
+    for package in extras {
+        for path in package_files(Path::new(DPKG), package)? {
+            if is_elf(&path) {
+                binaries.push(path.display().to_string());
+            }
+            extra_files.insert(path);
+        }
+    }
     let mut libraries = BTreeSet::new();
-    for binary in binaries {
+    for binary in &binaries {
         let output = Command::new("ldd")
             .arg(binary)
             .output()
@@ -70,12 +110,13 @@ fn run(out: &Path, binaries: &[String]) -> Result<String, String> {
     // Which distribution and release the files are from: scanners read
     // these before they read any package record.
     libraries.extend(OS_FILES.iter().map(PathBuf::from));
+    libraries.extend(extra_files);
     let mut files = BTreeSet::new();
     for library in &libraries {
         files.insert(replicate(library, out).map_err(|e| format!("{}: {e}", library.display()))?);
     }
     system_files(out).map_err(|e| format!("cannot write the system files: {e}"))?;
-    let packages = dpkg_records(Path::new(DPKG), &files, out)?;
+    let packages = dpkg_records(Path::new(DPKG), &files, extras, out)?;
     Ok(format!(
         "rootfs: {} files ({}) from {}",
         files.len(),
@@ -86,6 +127,64 @@ fn run(out: &Path, binaries: &[String]) -> Result<String, String> {
             .join(", "),
         packages.join(", ")
     ))
+}
+
+/// The files of an installed package a runtime needs: what its dpkg list
+/// names, less docs and scripts; for `ca-certificates`, the bundle.
+fn package_files(dpkg: &Path, package: &str) -> Result<Vec<PathBuf>, String> {
+    if package == "ca-certificates" {
+        if !Path::new(CA_BUNDLE).is_file() {
+            return Err(format!(
+                "ca-certificates: no {CA_BUNDLE} in the build stage; install ca-certificates there"
+            ));
+        }
+        return Ok(vec![PathBuf::from(CA_BUNDLE)]);
+    }
+    let info = dpkg.join("info");
+    let list = [
+        format!("{package}.list"),
+        format!("{package}:amd64.list"),
+        format!("{package}:arm64.list"),
+    ]
+    .into_iter()
+    .map(|name| info.join(name))
+    .find(|path| path.is_file())
+    .ok_or_else(|| {
+        format!(
+            "{package} is not installed in the build stage (no dpkg file list); install it there"
+        )
+    })?;
+    let text =
+        fs::read_to_string(&list).map_err(|e| format!("cannot read {}: {e}", list.display()))?;
+    Ok(text
+        .lines()
+        .map(PathBuf::from)
+        .filter(|path| !UNNEEDED.iter().any(|dir| path.starts_with(dir)))
+        .filter(|path| {
+            fs::symlink_metadata(path).is_ok_and(|meta| !meta.is_dir())
+                // A link whose target is gone (a diverted file) has nothing to copy.
+                && fs::metadata(path).is_ok()
+                && !is_script(path)
+        })
+        .collect())
+}
+
+/// `#!` files need an interpreter the runtime does not have.
+fn is_script(path: &Path) -> bool {
+    starts_with(path, b"#!")
+}
+
+fn is_elf(path: &Path) -> bool {
+    starts_with(path, b"\x7fELF")
+}
+
+fn starts_with(path: &Path, magic: &[u8]) -> bool {
+    use std::io::Read;
+    let mut head = vec![0; magic.len()];
+    fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut head))
+        .is_ok()
+        && head == magic
 }
 
 /// The libraries and loader in `ldd`'s output; the vDSO is the kernel's.
@@ -133,6 +232,13 @@ fn replicate(path: &Path, out: &Path) -> io::Result<PathBuf> {
             } else {
                 current.join(link)
             };
+            let resolved = normalize(&resolved);
+            // A link to a directory (tzdata's `posix/Africa -> ../Africa`)
+            // is kept as a link; the directory's files come on their own.
+            if components.peek().is_none() && fs::metadata(&resolved).is_ok_and(|m| m.is_dir()) {
+                fs::create_dir_all(out.join(resolved.strip_prefix("/").unwrap_or(&resolved)))?;
+                return Ok(resolved);
+            }
             let rest: PathBuf = components.collect();
             return replicate(&normalize(&resolved.join(rest)), out);
         }
@@ -182,9 +288,24 @@ fn system_files(out: &Path) -> io::Result<()> {
 }
 
 /// Writes `status.d/<package>` and its trimmed `.md5sums` for each package
-/// that owns one of `files`; returns `package version` for each.
-fn dpkg_records(dpkg: &Path, files: &BTreeSet<PathBuf>, out: &Path) -> Result<Vec<String>, String> {
-    let owners = owners(dpkg, files)?;
+/// that owns one of `files`, and for each asked for by name (whose kept
+/// files may be generated ones no list names); returns `package version`
+/// for each.
+fn dpkg_records(
+    dpkg: &Path,
+    files: &BTreeSet<PathBuf>,
+    named_packages: &[String],
+    out: &Path,
+) -> Result<Vec<String>, String> {
+    let mut owners = owners(dpkg, files)?;
+    for package in named_packages {
+        let listed = owners
+            .keys()
+            .any(|list| list.split(':').next() == Some(package.as_str()));
+        if !listed {
+            owners.insert(package.clone(), BTreeSet::new());
+        }
+    }
     let status = fs::read_to_string(dpkg.join("status"))
         .map_err(|e| format!("cannot read {}/status: {e}", dpkg.display()))?;
     let records = paragraphs(&status);
@@ -300,12 +421,66 @@ mod tests {
         );
     }
 
+    #[test]
+    fn extras_are_named_with_with() {
+        let args: Vec<String> = ["out", "bin/a", "--with", "tzdata", "bin/b"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let (out, binaries, extras) = parse_args(&args).unwrap();
+        assert_eq!(out, "out");
+        assert_eq!(binaries, ["bin/a", "bin/b"]);
+        assert_eq!(extras, ["tzdata"]);
+        assert!(parse_args(&args[..1]).is_none(), "no binary");
+        assert!(parse_args(&["out".into(), "a".into(), "--with".into()]).is_none());
+    }
+
+    /// The real thing on this machine: the CA bundle and the time zones,
+    /// with their records, and a package that is not installed refused.
+    #[test]
+    fn extras_bring_their_files_and_records() {
+        if !Path::new("/var/lib/dpkg/info/tzdata.list").is_file() || !Path::new(CA_BUNDLE).is_file()
+        {
+            eprintln!(
+                "SKIPPED extras_bring_their_files_and_records: this host has no tzdata or CA bundle"
+            );
+            return;
+        }
+        let out = std::env::temp_dir().join(format!("rootfs-extras-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&out);
+        let extras = ["ca-certificates".to_owned(), "tzdata".to_owned()];
+        let summary = run(&out, &["/bin/true".to_owned()], &extras).unwrap();
+        assert!(summary.contains("ca-certificates "), "{summary}");
+        assert!(summary.contains("tzdata "), "{summary}");
+        assert!(
+            fs::metadata(out.join("etc/ssl/certs/ca-certificates.crt"))
+                .unwrap()
+                .len()
+                > 100_000
+        );
+        assert!(out.join("usr/share/zoneinfo/Europe/Paris").exists());
+        assert!(!out.join("usr/share/doc/tzdata").exists(), "no docs");
+        assert!(out.join("var/lib/dpkg/status.d/ca-certificates").is_file());
+        let md5sums = fs::read_to_string(out.join("var/lib/dpkg/status.d/tzdata.md5sums")).unwrap();
+        assert!(md5sums.contains("usr/share/zoneinfo/"), "{md5sums:.200}");
+        fs::remove_dir_all(&out).unwrap();
+
+        let error = run(
+            &out,
+            &["/bin/true".to_owned()],
+            &["no-such-package".to_owned()],
+        )
+        .unwrap_err();
+        assert!(error.contains("not installed"), "{error}");
+        let _ = fs::remove_dir_all(&out);
+    }
+
     /// The real thing on this machine: the closure of `/bin/true`.
     #[test]
     fn the_closure_of_a_real_binary_is_laid_out_with_its_links() {
         let out = std::env::temp_dir().join(format!("rootfs-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&out);
-        let summary = run(&out, &["/bin/true".to_owned()]).unwrap();
+        let summary = run(&out, &["/bin/true".to_owned()], &[]).unwrap();
         assert!(summary.contains("libc6"), "{summary}");
         assert!(summary.contains("base-files"), "{summary}");
         assert!(out.join("etc/os-release").exists());

@@ -49,7 +49,8 @@ impl flags::Bench {
             .with_context(|| format!("cannot create {}", logs.display()))?;
         let revision = Revision::read(sh)?;
         let xtask = snapshot_self(&work)?;
-        let stand_ins = offline::prepare(sh, &docker, &root)?;
+        // The variants are on distroless: no extras.
+        let stand_ins = offline::prepare(sh, &docker, &root, &[])?;
         let bases = VariantBases {
             project: Bases {
                 builder: stand_ins.builder.clone(),

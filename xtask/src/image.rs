@@ -94,7 +94,7 @@ impl flags::Image {
         };
         let epoch = source_date_epoch(&revision)?;
         let created = git::rfc3339_utc(epoch);
-        let mut bases = self.bases(sh, &docker, &root)?;
+        let mut bases = self.bases(sh, &docker, &root, metadata)?;
         if self.runtime(metadata) == Runtime::Minimal {
             // The Dockerfile's stage of that name, not an image.
             "minimal".clone_into(&mut bases.runtime);
@@ -198,8 +198,12 @@ impl flags::Image {
         };
         let path = report.save(&root)?;
         let mut verdict = verdict(&report, path.strip_prefix(&root).unwrap_or(&path), checks);
-        if let Err(reason) = facts.reproducible() {
-            let _ = writeln!(verdict.text, "  layer times not rewritten: {reason}");
+        if facts.reproducible().is_err() {
+            let _ = writeln!(
+                verdict.text,
+                "  layer times not rewritten: engine {} cannot (`image --check-reproducible` says why)",
+                facts.engine
+            );
         }
         Ok(verdict)
     }
@@ -266,15 +270,31 @@ impl flags::Image {
         suffix
     }
 
+    /// Packages the offline builder must hold for the minimal runtime's
+    /// extras; none for distroless, so its builder stays as it was.
+    fn builder_extras(&self, metadata: &Metadata) -> Vec<String> {
+        if self.runtime(metadata) == Runtime::Minimal {
+            metadata.runtime_extras.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// `--optimize` builds with the workspace's size-tuned profile.
     pub(crate) fn profile(&self) -> &'static str {
         if self.optimize { "size" } else { "release" }
     }
 
     /// The Dockerfile's defaults online; local stand-ins offline.
-    fn bases(&self, sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<Bases> {
+    fn bases(
+        &self,
+        sh: &Shell,
+        docker: &Docker,
+        root: &Path,
+        metadata: &Metadata,
+    ) -> anyhow::Result<Bases> {
         if self.offline {
-            let stand_ins = offline::prepare(sh, docker, root)?;
+            let stand_ins = offline::prepare(sh, docker, root, &self.builder_extras(metadata))?;
             return Ok(Bases {
                 builder: stand_ins.builder,
                 runtime: stand_ins.runtime,
@@ -313,6 +333,7 @@ impl flags::Image {
                 "MINIMAL_ROOTFS",
                 (self.runtime(metadata) == Runtime::Minimal).to_string(),
             ),
+            ("MINIMAL_EXTRAS", metadata.runtime_extras.join(" ")),
             ("PROFILE", self.profile().to_owned()),
             ("UPX_PACK", self.optimize.to_string()),
             ("SOURCE", metadata.repository.clone().unwrap_or_default()),

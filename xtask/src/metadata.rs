@@ -40,6 +40,29 @@ pub struct Metadata {
     /// The image's runtime base.
     #[serde(default)]
     pub runtime: Runtime,
+    /// Debian packages whose files join the minimal runtime, for a service
+    /// that needs them at run time: `ca-certificates` (its bundle, for TLS
+    /// clients), `tzdata`, or any other. Each gets its dpkg record, so
+    /// scanners see it. The distroless runtime has a fixed set instead.
+    #[serde(default)]
+    pub runtime_extras: Vec<String>,
+}
+
+/// Debian's package names: lower case letters, digits, `+`, `-` and `.`,
+/// two or more, starting with a letter or digit. Anything else would reach
+/// the build's shell.
+fn validate_packages(names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        let valid = name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !valid {
+            anyhow::bail!("runtime-extras: {name:?} is not a Debian package name");
+        }
+    }
+    Ok(())
 }
 
 /// What the service runs on in the image.
@@ -282,6 +305,7 @@ impl Metadata {
         metadata.version = package.version;
         metadata.repository = package.repository;
         metadata.drain.validate()?;
+        validate_packages(&metadata.runtime_extras)?;
         Ok(metadata)
     }
 
@@ -291,6 +315,7 @@ impl Metadata {
         metadata.version = manifest.workspace.package.version;
         metadata.repository = manifest.workspace.package.repository;
         metadata.drain.validate()?;
+        validate_packages(&metadata.runtime_extras)?;
         Ok(metadata)
     }
 
@@ -431,6 +456,36 @@ mod tests {
             );
             let error = format!("{:#}", Metadata::parse_with(workspace, &table).unwrap_err());
             assert!(error.contains(says), "{drain}: {error}");
+        }
+    }
+
+    #[test]
+    fn runtime_extras_must_be_debian_package_names() {
+        let workspace = "[workspace.package]\nversion = \"1\"\n";
+        let with = |extras: &str| {
+            API_TABLE.replace(
+                "[workspace.metadata.xtask]\n",
+                &format!("[workspace.metadata.xtask]\nruntime-extras = {extras}\n"),
+            )
+        };
+        let metadata = Metadata::parse_with(
+            workspace,
+            &with(r#"["ca-certificates", "tzdata", "libssl3t64"]"#),
+        )
+        .unwrap();
+        assert_eq!(
+            metadata.runtime_extras,
+            ["ca-certificates", "tzdata", "libssl3t64"]
+        );
+        for bad in [r#"["tzdata; rm -rf /"]"#, r#"["TZdata"]"#, r#"["-x"]"#] {
+            let error = format!(
+                "{:#}",
+                Metadata::parse_with(workspace, &with(bad)).unwrap_err()
+            );
+            assert!(
+                error.contains("not a Debian package name"),
+                "{bad}: {error}"
+            );
         }
     }
 

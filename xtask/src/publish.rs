@@ -166,7 +166,7 @@ fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<C
             Check::judge(
                 "attestation verified",
                 matching,
-                format!("{} statements", statements.len()),
+                format!("{} SPDX statement(s)", statements.len()),
                 format!("a valid SPDX statement about {}", short(&digest)),
             )
         }

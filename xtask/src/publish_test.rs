@@ -114,10 +114,20 @@ fn prove(
         .filter_map(|t| t.as_str().map(str::to_owned))
         .collect();
     let held = registry.tags(&metadata.image)?;
+    // cosign stores signatures and attestations as `sha256-<hex>.sig|.att`.
+    let (cosign_tags, ours): (Vec<&String>, Vec<&String>) =
+        held.iter().partition(|tag| tag.starts_with("sha256-"));
     let mut checks = vec![Check::judge(
         "registry holds the tags",
         pushed.iter().all(|tag| held.contains(tag)) && !held.iter().any(|t| t == "latest"),
-        held.join(" "),
+        format!(
+            "{}, and {} cosign tags",
+            ours.iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            cosign_tags.len()
+        ),
         format!("{} and no latest", pushed.join(" ")),
     )];
     let by_tag = format!(

@@ -188,13 +188,20 @@ pub fn package_image(
 }
 
 /// Makes whichever stand-ins are missing or out of date, and names all three.
-pub fn prepare(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<StandIns> {
+/// `builder_extras`: packages the builder must also hold (the minimal
+/// runtime's extras).
+pub fn prepare(
+    sh: &Shell,
+    docker: &Docker,
+    root: &Path,
+    builder_extras: &[String],
+) -> anyhow::Result<StandIns> {
     let start = Instant::now();
     let work = root.join("target/xtask/offline");
     sh.create_dir(&work)
         .with_context(|| format!("cannot create {}", work.display()))?;
     let runtime = runtime_base(sh, docker, &work, REPOSITORY)?;
-    let builder = builder_base(sh, docker, &work, REPOSITORY)?;
+    let builder = builder_base(sh, docker, &work, REPOSITORY, builder_extras)?;
     let vendor = vendor_image(sh, docker, root, &work, REPOSITORY)?;
     Ok(StandIns {
         builder,
@@ -251,11 +258,18 @@ fn builder_base(
     docker: &Docker,
     work: &Path,
     repository: &str,
+    extras: &[String],
 ) -> anyhow::Result<String> {
     // Run from the workspace root, rustc is the toolchain rust-toolchain.toml pins.
     let rustc = process::read(cmd!(sh, "rustc -vV"))?;
     let chef = tools::require(sh, Tool::CargoChef)?;
-    let packages = BUILDER_PACKAGES.join(",");
+    // Without extras the list, and so the key, is what it always was.
+    let packages = BUILDER_PACKAGES
+        .iter()
+        .map(|p| (*p).to_owned())
+        .chain(extras.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(",");
     let changes = BUILDER_CHANGES.join("\n");
     let key = content_key(&[
         SUITE,
