@@ -475,6 +475,13 @@ pub struct Publish {
     /// and verify against it. Needs `id-token: write`.
     #[arg(long)]
     pub keyless: bool,
+    /// Build the last build's image again for these platforms
+    /// (comma-separated, e.g. `linux/amd64,linux/arm64`) and push one index
+    /// (a manifest list) with skopeo, signed with its platforms. Needs a
+    /// builder that exports OCI archives and can build each platform; here
+    /// only linux/amd64 and its variants (`linux/amd64/v2`) can be built.
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ mod conformance;
 pub mod context;
 mod layout_diff;
 pub mod offline;
-mod reproducible;
+pub(crate) mod reproducible;
 mod stop_signal;
 
 use std::fmt::Write as _;
@@ -133,6 +133,30 @@ impl flags::Image {
             bases,
             request,
         })
+    }
+
+    /// Builds into an OCI archive at `dest` (several platforms make one
+    /// index), on an engine that can export one: the one at hand, or the
+    /// one `setup --reproducible-engine` started. Returns the archive.
+    pub(crate) fn build_archive(
+        &self,
+        sh: &Shell,
+        metadata: &Metadata,
+        dest: &Path,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        reproducible::choose_engine(sh)?;
+        let plan = self.plan(sh, metadata)?;
+        if let Some(dir) = dest.parent() {
+            sh.create_dir(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let request = BuildRequest {
+            output: Output::OciArchive(dest.to_path_buf()),
+            rewrite_timestamps: true,
+            ..plan.request
+        };
+        build::build(sh, &plan.builder, &request)?;
+        Ok(dest.to_path_buf())
     }
 
     /// Builds into the engine, then proves the image conforms.
@@ -357,17 +381,26 @@ impl flags::Image {
 }
 
 /// The stand-ins are made for the host's architecture only.
+/// The stand-ins are this host's architecture; its variants
+/// (`linux/amd64/v2`) run on it too. `platform` may list several.
 fn check_offline_platform(platform: Option<&str>) -> anyhow::Result<()> {
     let host = host_platform();
-    match platform {
-        Some(platform) if platform != host => {
-            anyhow::bail!("--offline builds for this host's platform ({host}) only, not {platform}")
+    for platform in platform.into_iter().flat_map(|list| list.split(',')) {
+        let platform = platform.trim();
+        let native = platform == host
+            || platform
+                .strip_prefix(&host)
+                .is_some_and(|variant| variant.starts_with('/'));
+        if !native {
+            anyhow::bail!(
+                "--offline builds for this host's platform ({host}) and its variants only, not {platform}"
+            );
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
-fn host_platform() -> String {
+pub(crate) fn host_platform() -> String {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -585,6 +618,10 @@ mod tests {
         assert!(check_offline_platform(Some(&host_platform())).is_ok());
         let error = check_offline_platform(Some("linux/s390x")).unwrap_err();
         assert!(error.to_string().contains("linux/s390x"), "{error}");
+        let variants = format!("{0},{0}/v2", host_platform());
+        assert!(check_offline_platform(Some(&variants)).is_ok());
+        let mixed = format!("{},linux/s390x", host_platform());
+        assert!(check_offline_platform(Some(&mixed)).is_err());
     }
 
     #[test]

@@ -10,8 +10,13 @@
 //!    tag (`publish/cosign.rs`);
 //! 4. `cosign verify` and `cosign verify-attestation`: the signature and the
 //!    statement must name the digest pushed.
+//!
+//! With `--platform A,B`, 2 is a build for each platform into one index,
+//! pushed with skopeo (`publish/multi_platform.rs`), and 3 signs the index
+//! and each platform's manifest.
 
 pub mod cosign;
+mod multi_platform;
 
 use std::path::Path;
 
@@ -75,15 +80,24 @@ impl flags::Publish {
         let repository = format!("{}/{}", self.registry.trim_end_matches('/'), metadata.image)
             .to_ascii_lowercase();
 
-        eprintln!("publish: pushing {} tags to {repository}", tags.len());
-        let digests = push(sh, &docker, &image.reference, &repository, &tags)?;
-        let digest = digests[0].clone();
-        let mut checks = vec![Check::judge(
-            "pushed",
-            digests.iter().all(|d| *d == digest),
-            format!("{} tags at {}", tags.len(), short(&digest)),
-            "every tag at one digest",
-        )];
+        let insecure = is_loopback(&self.registry);
+        let (digest, pushed) = if let Some(platforms) = &self.platform {
+            let pushed =
+                multi_platform::push(sh, metadata, platforms, (&repository, &tags), insecure)?;
+            (pushed.digest, pushed.check)
+        } else {
+            eprintln!("publish: pushing {} tags to {repository}", tags.len());
+            let digests = push(sh, &docker, &image.reference, &repository, &tags)?;
+            let digest = digests[0].clone();
+            let check = Check::judge(
+                "pushed",
+                digests.iter().all(|d| *d == digest),
+                format!("{} tags at {}", tags.len(), short(&digest)),
+                "every tag at one digest",
+            );
+            (digest, check)
+        };
+        let mut checks = vec![pushed];
         if checks[0].failed() {
             return Ok(verdict(checks, &repository, &tags, &digest, &signer, ""));
         }
@@ -91,7 +105,9 @@ impl flags::Publish {
         let cosign = Cosign {
             program: &program,
             signer: &signer,
-            insecure: is_loopback(&self.registry),
+            insecure,
+            // An index is signed with each platform's manifest.
+            recursive: self.platform.is_some(),
         };
 
         eprintln!("publish: signing {subject}");

@@ -56,10 +56,11 @@ impl flags::PublishTest {
             key: Some(signing.display().to_string()),
             public_key: None,
             keyless: false,
+            platform: None,
         }
         .run(sh, metadata);
         let outcome = published.and_then(|verdict| {
-            let proofs = prove(
+            let mut proofs = prove(
                 sh,
                 &cosign,
                 &registry,
@@ -67,6 +68,7 @@ impl flags::PublishTest {
                 &verdict,
                 (&signing, &stranger),
             )?;
+            proofs.extend(multi_platform(sh, metadata, &registry, &signing)?);
             Ok((verdict, proofs))
         });
         remove_local_tags(sh, &docker, &repository);
@@ -141,6 +143,7 @@ fn prove(
         program: cosign,
         signer: &signer,
         insecure: true,
+        recursive: false,
     };
     checks.push(match with_key.verify(sh, &by_tag) {
         Ok(digests) => Check::judge(
@@ -161,6 +164,7 @@ fn prove(
         program: cosign,
         signer: &stranger_signer,
         insecure: true,
+        recursive: false,
     };
     let refused = with_stranger.verify(sh, &by_tag);
     checks.push(Check::judge(
@@ -174,6 +178,78 @@ fn prove(
             "the signature of {} fails with a stranger's key",
             short(&digest)
         ),
+    ));
+    Ok(checks)
+}
+
+/// `publish --platform` of this host's platform and its `v2` variant, both
+/// of which run here: one index pushed, signed and verified. Skipped, with
+/// the reason, where no builder can export an OCI archive.
+fn multi_platform(
+    sh: &Shell,
+    metadata: &Metadata,
+    registry: &Registry,
+    signing: &Path,
+) -> anyhow::Result<Vec<Check>> {
+    const NAME: &str = "multi-platform index";
+    let platforms = format!("{0},{0}/v2", crate::image::host_platform());
+    let expected = format!("one signed index of {platforms}");
+    if let Err(reason) = crate::image::reproducible::choose_engine(&sh.clone()) {
+        return Ok(vec![Check::skipped(NAME, expected, format!("{reason:#}"))]);
+    }
+    let verdict = flags::Publish {
+        registry: registry.addr.to_string(),
+        image: None,
+        latest: false,
+        key: Some(signing.display().to_string()),
+        public_key: None,
+        keyless: false,
+        platform: Some(platforms.clone()),
+    }
+    .run(sh, metadata)?;
+    let skopeo = tools::require(sh, Tool::Skopeo)?.path;
+    let version = verdict.details["tags"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let reference = format!("docker://{}/{}:{version}", registry.addr, metadata.image);
+    let raw = process::read(cmd!(
+        sh,
+        "{skopeo} inspect --raw --tls-verify=false {reference}"
+    ))
+    .with_context(|| format!("cannot read the manifest of {reference}"))?;
+    let served: serde_json::Value =
+        serde_json::from_str(&raw).context("the registry served a manifest that is not JSON")?;
+    let served_platforms: Vec<String> = served["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let p = &m["platform"];
+            let variant = p["variant"]
+                .as_str()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default();
+            format!(
+                "{}/{}{variant}",
+                p["os"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let mut checks: Vec<Check> = verdict
+        .checks
+        .into_iter()
+        .map(|check| Check {
+            name: format!("{NAME}: {}", check.name),
+            ..check
+        })
+        .collect();
+    checks.push(Check::judge(
+        format!("{NAME}: served"),
+        served_platforms.join(",") == platforms,
+        served_platforms.join(", "),
+        expected,
     ));
     Ok(checks)
 }

@@ -86,6 +86,9 @@ fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
     if missing(Tool::Registry) {
         apt.push("docker-registry");
     }
+    if missing(Tool::Skopeo) {
+        apt.push("skopeo");
+    }
 
     let mut steps = Vec::new();
     if !apt.is_empty() {
@@ -519,6 +522,7 @@ mod tests {
             Tool::KubernetesValidate,
             Tool::Cosign,
             Tool::Registry,
+            Tool::Skopeo,
         ];
         assert_eq!(
             plan(&probes(&missing), fresh),

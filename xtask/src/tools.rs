@@ -42,12 +42,14 @@ pub enum Tool {
     /// The CNCF distribution registry (`docker-registry`), for publishing on
     /// loopback.
     Registry,
+    /// Copies a multi-platform OCI archive to a registry, index and all.
+    Skopeo,
     Upx,
 }
 
 impl Tool {
     /// Every tool, in the order they are reported and installed.
-    pub const ALL: [Tool; 18] = [
+    pub const ALL: [Tool; 19] = [
         Tool::DockerClient,
         Tool::DockerEngine,
         Tool::BuildKit,
@@ -65,6 +67,7 @@ impl Tool {
         Tool::KubernetesValidate,
         Tool::Cosign,
         Tool::Registry,
+        Tool::Skopeo,
         Tool::Upx,
     ];
 
@@ -87,6 +90,7 @@ impl Tool {
             Tool::KubernetesValidate => "kubernetes-validate",
             Tool::Cosign => "cosign",
             Tool::Registry => "docker-registry",
+            Tool::Skopeo => "skopeo",
             Tool::Upx => "upx",
         }
     }
@@ -130,6 +134,7 @@ impl Tool {
             Tool::Postgres => "apt-get install postgresql",
             Tool::Cosign => "put Debian 13's cosign (package cosign) in /usr/local/bin",
             Tool::Registry => "apt-get install docker-registry",
+            Tool::Skopeo => "apt-get install skopeo",
             Tool::Upx => "apt-get install upx-ucl (Debian 13 or bookworm-backports)",
             Tool::Hadolint
             | Tool::CheckJsonschema
@@ -228,6 +233,7 @@ pub fn probe(sh: &Shell, tool: Tool) -> Probe {
         Tool::KubernetesValidate => versioned(sh, "kubernetes-validate", &["--version"]),
         Tool::Cosign => cosign(sh),
         Tool::Registry => versioned(sh, "docker-registry", &["--version"]),
+        Tool::Skopeo => versioned(sh, "skopeo", &["--version"]),
         Tool::Upx => versioned(sh, "upx", &["--version"]),
     };
     Probe::new(tool, result)

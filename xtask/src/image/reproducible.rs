@@ -41,7 +41,7 @@ struct Build {
 /// Where the engine at hand cannot build reproducibly and the one
 /// `setup --reproducible-engine` started answers, every docker command of
 /// this run goes to that one. A `DOCKER_HOST` the user set is kept.
-pub(super) fn choose_engine(sh: &Shell) -> anyhow::Result<()> {
+pub(crate) fn choose_engine(sh: &Shell) -> anyhow::Result<()> {
     if std::env::var_os("DOCKER_HOST").is_some() {
         return Ok(());
     }

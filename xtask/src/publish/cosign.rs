@@ -78,6 +78,8 @@ pub struct Cosign<'a> {
     pub signer: &'a Signer,
     /// A registry on loopback speaks plain HTTP.
     pub insecure: bool,
+    /// Sign an index's manifests too.
+    pub recursive: bool,
 }
 
 impl Cosign<'_> {
@@ -122,7 +124,10 @@ impl Cosign<'_> {
     }
 
     pub fn sign(&self, sh: &Shell, subject: &str) -> anyhow::Result<()> {
-        let (program, args) = (self.program, self.signing_args());
+        let (program, mut args) = (self.program, self.signing_args());
+        if self.recursive {
+            args.push("--recursive".into());
+        }
         process::run(cmd!(sh, "{program} sign {args...} {subject}")).with_context(|| {
             format!(
                 "cosign could not sign {subject} ({})",
@@ -268,6 +273,7 @@ mod tests {
             program: Path::new("cosign"),
             signer: &signer,
             insecure: true,
+            recursive: false,
         };
         assert_eq!(
             words(&cosign.signing_args()),
@@ -296,6 +302,7 @@ mod tests {
             program: Path::new("cosign"),
             signer: &signer,
             insecure: false,
+            recursive: false,
         };
         assert_eq!(words(&cosign.signing_args()), ["--yes"]);
         let verify = cosign.verifying_args();
