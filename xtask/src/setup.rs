@@ -531,7 +531,8 @@ mod tests {
                     "docker.io",
                     "mmdebstrap",
                     "postgresql",
-                    "docker-registry"
+                    "docker-registry",
+                    "skopeo"
                 ]),
                 Step::StartDockerd,
                 Step::BuildxPlugin,
