@@ -60,7 +60,7 @@ impl flags::Image {
         }
         let plan = self.plan(sh, metadata)?;
         if self.check_reproducible {
-            return reproducible::check(sh, &plan);
+            return reproducible::check(sh, &plan, &metadata.package);
         }
         self.build(sh, metadata, plan)
     }

@@ -32,6 +32,9 @@ struct Report {
 
 #[derive(Debug, Serialize)]
 struct Build {
+    /// Whether its log shows cargo compiling the service: a build that
+    /// did not ran nothing, so its digest proves nothing.
+    compiled: bool,
     archive: String,
     digest: String,
     layers: Vec<String>,
@@ -63,7 +66,7 @@ pub(crate) fn choose_engine(sh: &Shell) -> anyhow::Result<()> {
     anyhow::bail!(reason)
 }
 
-pub(super) fn check(sh: &Shell, plan: &Plan) -> anyhow::Result<Verdict> {
+pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Verdict> {
     plan.facts
         .reproducible()
         .map_err(|reason| anyhow::anyhow!(reason))?;
@@ -77,7 +80,7 @@ pub(super) fn check(sh: &Shell, plan: &Plan) -> anyhow::Result<Verdict> {
     let mut layouts = Vec::new();
     for (number, name) in [(1, "first"), (2, "second")] {
         let archive = work.join(format!("{name}.tar"));
-        let log = work.join(format!("{name}.log"));
+        let log = log_of(&work, name);
         eprintln!(
             "image: reproducibility: build {number} of 2, no cache, into {} (log: {})",
             relative(&plan.root, &archive),
@@ -93,8 +96,10 @@ pub(super) fn check(sh: &Shell, plan: &Plan) -> anyhow::Result<Verdict> {
         let start = Instant::now();
         build::build(sh, &plan.builder, &request)?;
         let seconds = start.elapsed().as_secs_f64();
+        let compiled = compiled(&log_of(&work, name), package)?;
         let layout = OciLayout::read(&archive)?;
         builds.push(Build {
+            compiled,
             archive: relative(&plan.root, &archive),
             digest: layout.digest.clone(),
             layers: layout
@@ -130,6 +135,23 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
         short(&first.digest),
         "two no-cache builds of one commit give one digest",
     );
+    let both_ran = report.builds.iter().all(|build| build.compiled);
+    let ran = Check::judge(
+        "both builds compiled",
+        both_ran,
+        format!(
+            "{} of 2",
+            report.builds.iter().filter(|build| build.compiled).count()
+        ),
+        "each build compiles the service (no step taken from another build)",
+    );
+    let ran = if both_ran {
+        ran
+    } else {
+        ran.because(
+            "a build compiled nothing: BuildKit gave it the steps of an identical build running at the same time; run the check alone",
+        )
+    };
     let check = if report.identical {
         check
     } else {
@@ -171,12 +193,14 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
     }
     Verdict {
         text,
-        headline: if report.identical {
+        headline: if !both_ran {
+            "not proven: a build compiled nothing".to_owned()
+        } else if report.identical {
             format!("identical: {}", short(&first.digest))
         } else {
             format!("{} differences", differences.len())
         },
-        checks: vec![check],
+        checks: vec![ran, check],
         ..Verdict::new(
             "image",
             format!(
@@ -186,6 +210,24 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
         )
         .with_details(report)
     }
+}
+
+fn log_of(work: &Path, name: &str) -> std::path::PathBuf {
+    work.join(format!("{name}.log"))
+}
+
+/// Whether a build's log shows cargo compiling `package`. BuildKit gives a
+/// `--no-cache` build the steps of an identical build running at the same
+/// time, and then nothing runs.
+fn compiled(log: &Path, package: &str) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(log)
+        .with_context(|| format!("cannot read the build's log {}", log.display()))?;
+    Ok(compiles(&text, package))
+}
+
+fn compiles(log: &str, package: &str) -> bool {
+    let needle = format!("Compiling {package} v");
+    log.lines().any(|line| line.contains(&needle))
 }
 
 /// `sha256:` and the first 12 hex digits, as docker shows ids.
@@ -198,4 +240,18 @@ fn relative(root: &Path, path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_that_compiled_the_service_is_told_from_one_that_did_not() {
+        let log =
+            "#17 [build 2/2] RUN cargo build\n#17 0.315    Compiling server v0.1.0 (/app/server)\n";
+        assert!(compiles(log, "server"));
+        assert!(!compiles(log, "serv"), "a prefix of another name");
+        assert!(!compiles("#11 exporting to oci image format\n", "server"));
+    }
 }
