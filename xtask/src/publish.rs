@@ -27,7 +27,7 @@ use xshell::Shell;
 use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
 use crate::flags;
-use crate::last_build;
+use crate::last_build::{self, ImageReport};
 use crate::metadata::Metadata;
 use crate::sbom;
 use crate::tools::{self, Tool};
@@ -69,6 +69,16 @@ impl flags::Publish {
         let docker = Docker::connect(sh)?;
         let image = last_build::resolve(&root, self.image.as_deref())?;
         let inspect = docker.inspect_image(sh, &image.reference)?;
+        if self.platform.is_some() && self.image.is_some() {
+            // `--platform` builds again from the last build's settings.
+            let last = ImageReport::load(&root)?;
+            if inspect.id != last.image_id {
+                anyhow::bail!(
+                    "--platform builds the last build ({}) again for each platform; --image names another image",
+                    last.reference()
+                );
+            }
+        }
         let label = |name: &str| {
             inspect
                 .label(name)

@@ -183,8 +183,9 @@ fn prove(
 }
 
 /// `publish --platform` of this host's platform and its `v2` variant, both
-/// of which run here: one index pushed, signed and verified. Skipped, with
-/// the reason, where no builder can export an OCI archive.
+/// of which run here: the last build made again for each, one index
+/// pushed, signed and verified. Skipped, with the reason, where no builder
+/// can export an OCI archive.
 fn multi_platform(
     sh: &Shell,
     metadata: &Metadata,

@@ -49,7 +49,10 @@ pub fn push(
         }),
         check_reproducible: false,
     };
-    eprintln!("publish: building {platforms} into one index");
+    eprintln!(
+        "publish: building {} again for {platforms}, into one index",
+        build.reference()
+    );
     // Its own shell: the build may go to another engine, the rest may not.
     let archive = image.build_archive(
         &sh.clone(),
@@ -75,9 +78,10 @@ pub fn push(
             "pushed",
             all_served && layout.images.len() == wanted,
             format!(
-                "{} tags at {}, an index of {} platforms ({})",
+                "{} tags at {}, {} of {} platforms ({})",
                 tags.len(),
                 short(&layout.digest),
+                build.reference(),
                 layout.images.len(),
                 layout
                     .images
