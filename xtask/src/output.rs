@@ -129,6 +129,19 @@ pub fn millis(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A digest as docker shows ids: `sha256:` and the first 12 hex digits.
+pub fn digest(digest: &str) -> String {
+    digest.chars().take("sha256:".len() + 12).collect()
+}
+
+/// `path` below `root` as a relative path, for messages; as is elsewhere.
+pub fn relative(root: &std::path::Path, path: &std::path::Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 /// Shortens text to `max` characters for a table cell.
 pub fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {

@@ -18,8 +18,6 @@
 pub mod cosign;
 mod multi_platform;
 
-use std::path::Path;
-
 use anyhow::Context;
 use serde::Serialize;
 use xshell::Shell;
@@ -29,6 +27,7 @@ use crate::docker::Docker;
 use crate::flags;
 use crate::last_build::{self, ImageReport};
 use crate::metadata::Metadata;
+use crate::output;
 use crate::sbom;
 use crate::tools::{self, Tool};
 use cosign::{Cosign, Signer};
@@ -102,7 +101,7 @@ impl flags::Publish {
             let check = Check::judge(
                 "pushed",
                 digests.iter().all(|d| *d == digest),
-                format!("{} tags at {}", tags.len(), short(&digest)),
+                format!("{} tags at {}", tags.len(), output::digest(&digest)),
                 "every tag at one digest",
             );
             (digest, check)
@@ -126,7 +125,7 @@ impl flags::Publish {
         cosign.sign(sh, &subject)?;
 
         let sbom = sbom::make(sh, &root, metadata, &image)?.spdx;
-        eprintln!("publish: attesting {}", relative(&root, &sbom));
+        eprintln!("publish: attesting {}", output::relative(&root, &sbom));
         cosign.attest(sh, &subject, &sbom, "spdxjson")?;
 
         eprintln!("publish: verifying what the registry serves");
@@ -137,7 +136,7 @@ impl flags::Publish {
             &tags,
             &digest,
             &signer,
-            &relative(&root, &sbom),
+            &output::relative(&root, &sbom),
         ))
     }
 }
@@ -175,10 +174,10 @@ fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<C
             verified.contains(&digest),
             verified
                 .iter()
-                .map(|d| short(d))
+                .map(|d| output::digest(d))
                 .collect::<Vec<_>>()
                 .join(", "),
-            format!("a valid signature of {}", short(&digest)),
+            format!("a valid signature of {}", output::digest(&digest)),
         ),
         Err(error) => Check::judge("signature verified", false, "no", "a valid signature")
             .because(format!("{error:#}")),
@@ -193,7 +192,7 @@ fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<C
                 "attestation verified",
                 matching,
                 format!("{} SPDX statement(s)", statements.len()),
-                format!("a valid SPDX statement about {}", short(&digest)),
+                format!("a valid SPDX statement about {}", output::digest(&digest)),
             )
         }
         Err(error) => Check::judge(
@@ -228,7 +227,7 @@ fn verdict(
             tags.join(" "),
             report.signer
         ),
-        headline: format!("{} tags, signed, {}", tags.len(), short(digest)),
+        headline: format!("{} tags, signed, {}", tags.len(), output::digest(digest)),
         checks,
         ..Verdict::new("publish", repository.to_owned()).with_details(report)
     }
@@ -277,17 +276,6 @@ fn signer_name(signer: &Signer) -> String {
         Signer::Key { public, .. } => format!("key, verified with {}", public.display()),
         Signer::Keyless { identity, .. } => format!("keyless, {identity}"),
     }
-}
-
-fn short(digest: &str) -> String {
-    digest.chars().take("sha256:".len() + 12).collect()
-}
-
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
 use crate::flags;
 use crate::metadata::Metadata;
+use crate::output;
 use crate::process;
 use crate::publish::cosign::{Cosign, Signer};
 use crate::tools::{self, Tool};
@@ -151,10 +152,13 @@ fn prove(
             digests.contains(&digest),
             digests
                 .iter()
-                .map(|d| short(d))
+                .map(|d| output::digest(d))
                 .collect::<Vec<_>>()
                 .join(", "),
-            format!("{by_tag} resolves to the signed {}", short(&digest)),
+            format!(
+                "{by_tag} resolves to the signed {}",
+                output::digest(&digest)
+            ),
         ),
         Err(error) => Check::judge("verified by tag", false, "no", "a valid signature")
             .because(format!("{error:#}")),
@@ -176,7 +180,7 @@ fn prove(
         },
         format!(
             "the signature of {} fails with a stranger's key",
-            short(&digest)
+            output::digest(&digest)
         ),
     ));
     Ok(checks)
@@ -264,8 +268,4 @@ fn remove_local_tags(sh: &Shell, docker: &Docker, repository: &str) {
             let _ = docker.remove_image(sh, &tag);
         }
     }
-}
-
-fn short(digest: &str) -> String {
-    digest.chars().take("sha256:".len() + 12).collect()
 }

@@ -16,6 +16,7 @@ use super::layout_diff::{self, Difference};
 use crate::checks::{Check, Verdict};
 use crate::docker::build::{self, BuildRequest, BuilderFacts, Output, REPRODUCIBLE_ENGINE_HOST};
 use crate::docker::oci_layout::OciLayout;
+use crate::output;
 use crate::tools;
 
 /// What the check found, in target/xtask/reproducible/report.json.
@@ -83,8 +84,8 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         let log = log_of(&work, name);
         eprintln!(
             "image: reproducibility: build {number} of 2, no cache, into {} (log: {})",
-            relative(&plan.root, &archive),
-            relative(&plan.root, &log)
+            output::relative(&plan.root, &archive),
+            output::relative(&plan.root, &log)
         );
         let request = BuildRequest {
             no_cache: true,
@@ -100,7 +101,7 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         let layout = OciLayout::read(&archive)?;
         builds.push(Build {
             compiled,
-            archive: relative(&plan.root, &archive),
+            archive: output::relative(&plan.root, &archive),
             digest: layout.digest.clone(),
             layers: layout
                 .images
@@ -132,7 +133,7 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
     let check = Check::judge(
         "same digest twice",
         report.identical,
-        short(&first.digest),
+        output::digest(&first.digest),
         "two no-cache builds of one commit give one digest",
     );
     let both_ran = report.builds.iter().all(|build| build.compiled);
@@ -162,8 +163,8 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
             .collect();
         check.because(format!(
             "{} against {}; {} differences, first: {}",
-            short(&first.digest),
-            short(&second.digest),
+            output::digest(&first.digest),
+            output::digest(&second.digest),
             differences.len(),
             shown.join("; ")
         ))
@@ -196,7 +197,7 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
         headline: if !both_ran {
             "not proven: a build compiled nothing".to_owned()
         } else if report.identical {
-            format!("identical: {}", short(&first.digest))
+            format!("identical: {}", output::digest(&first.digest))
         } else {
             format!("{} differences", differences.len())
         },
@@ -228,18 +229,6 @@ fn compiled(log: &Path, package: &str) -> anyhow::Result<bool> {
 fn compiles(log: &str, package: &str) -> bool {
     let needle = format!("Compiling {package} v");
     log.lines().any(|line| line.contains(&needle))
-}
-
-/// `sha256:` and the first 12 hex digits, as docker shows ids.
-fn short(digest: &str) -> String {
-    digest.chars().take("sha256:".len() + 12).collect()
-}
-
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }
 
 #[cfg(test)]

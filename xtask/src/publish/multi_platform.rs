@@ -13,6 +13,7 @@ use crate::docker::oci_layout::OciLayout;
 use crate::flags;
 use crate::last_build::ImageReport;
 use crate::metadata::{Metadata, Runtime};
+use crate::output;
 use crate::process;
 use crate::tools::{self, Tool};
 
@@ -80,7 +81,7 @@ pub fn push(
             format!(
                 "{} tags at {}, {} of {} platforms ({})",
                 tags.len(),
-                short(&layout.digest),
+                output::digest(&layout.digest),
                 build.reference(),
                 layout.images.len(),
                 layout
@@ -111,8 +112,4 @@ fn served_digest(
     ))
     .with_context(|| format!("cannot read back {reference}"))?;
     Ok(digest.trim().to_owned())
-}
-
-fn short(digest: &str) -> String {
-    digest.chars().take("sha256:".len() + 12).collect()
 }

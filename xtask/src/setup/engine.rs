@@ -30,18 +30,7 @@ const DAEMON_JSON: &str = r#"{"features":{"containerd-snapshotter":true}}"#;
 const START_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// The engine's version when it answers, else why not.
-pub fn probe(sh: &Shell) -> Result<String, String> {
-    let format = "{{.Server.Version}}";
-    cmd!(
-        sh,
-        "docker --host {REPRODUCIBLE_ENGINE_HOST} version --format {format}"
-    )
-    .quiet()
-    .ignore_stderr()
-    .read()
-    .map(|version| version.trim().to_owned())
-    .map_err(|_| format!("no engine answers on {REPRODUCIBLE_ENGINE_HOST}"))
-}
+pub use crate::docker::build::reproducible_engine as probe;
 
 /// Unpacks the engine when it is not there, and starts it when it does not
 /// answer. Does nothing when it answers.
