@@ -164,24 +164,39 @@ fn push(
     Ok(digests)
 }
 
-/// The signature and the SBOM attestation, verified against what the
-/// registry serves: both must name the digest pushed.
-fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<Check> {
-    let digest = digest.to_owned();
-    let signature = match cosign.verify(sh, subject) {
+/// `cosign verify` of `subject` judged: a valid signature of `digest`.
+pub(crate) fn signature_check(
+    name: &str,
+    sh: &Shell,
+    cosign: &Cosign<'_>,
+    subject: &str,
+    digest: &str,
+) -> Check {
+    match cosign.verify(sh, subject) {
         Ok(verified) => Check::judge(
-            "signature verified",
-            verified.contains(&digest),
+            name,
+            verified.iter().any(|d| d == digest),
             verified
                 .iter()
                 .map(|d| output::digest(d))
                 .collect::<Vec<_>>()
                 .join(", "),
-            format!("a valid signature of {}", output::digest(&digest)),
+            format!(
+                "a valid signature of {} for {subject}",
+                output::digest(digest)
+            ),
         ),
-        Err(error) => Check::judge("signature verified", false, "no", "a valid signature")
-            .because(format!("{error:#}")),
-    };
+        Err(error) => {
+            Check::judge(name, false, "no", "a valid signature").because(format!("{error:#}"))
+        }
+    }
+}
+
+/// The signature and the SBOM attestation, verified against what the
+/// registry serves: both must name the digest pushed.
+fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<Check> {
+    let digest = digest.to_owned();
+    let signature = signature_check("signature verified", sh, cosign, subject, &digest);
     let attestation = match cosign.verify_attestation(sh, subject, "spdxjson") {
         Ok(statements) => {
             let matching = statements.iter().any(|statement| {

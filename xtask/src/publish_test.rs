@@ -146,23 +146,13 @@ fn prove(
         insecure: true,
         recursive: false,
     };
-    checks.push(match with_key.verify(sh, &by_tag) {
-        Ok(digests) => Check::judge(
-            "verified by tag",
-            digests.contains(&digest),
-            digests
-                .iter()
-                .map(|d| output::digest(d))
-                .collect::<Vec<_>>()
-                .join(", "),
-            format!(
-                "{by_tag} resolves to the signed {}",
-                output::digest(&digest)
-            ),
-        ),
-        Err(error) => Check::judge("verified by tag", false, "no", "a valid signature")
-            .because(format!("{error:#}")),
-    });
+    checks.push(crate::publish::signature_check(
+        "verified by tag",
+        sh,
+        &with_key,
+        &by_tag,
+        &digest,
+    ));
     let stranger_signer = Signer::key(&stranger.display().to_string(), None)?;
     let with_stranger = Cosign {
         program: cosign,

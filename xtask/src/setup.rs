@@ -6,7 +6,6 @@ mod apt;
 mod engine;
 
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -380,37 +379,18 @@ fn wait_for_engine(sh: &Shell, hint: &str) -> anyhow::Result<()> {
 /// Debian 12 has no buildx; Debian 13's plugin is one Go binary that needs
 /// only libc6 >= 2.34.
 fn install_buildx(sh: &Shell, apt_dir: &Path, plugins: &Path) -> anyhow::Result<()> {
-    let trixie = ForeignSuite::new(apt_dir, "trixie");
-    trixie.update(sh)?;
-    let deb = trixie.download(sh, "docker-buildx")?;
-    let unpacked = apt_dir.join("docker-buildx");
-    sh.remove_path(&unpacked)?;
-    process::run(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
-    let plugin = unpacked.join("usr/libexec/docker/cli-plugins/docker-buildx");
-    sh.create_dir(plugins)?;
-    let target = plugins.join("docker-buildx");
-    sh.copy_file(&plugin, &target)
-        .with_context(|| format!("cannot install {}", target.display()))?;
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    eprintln!("setup: installed {}", target.display());
-    Ok(())
+    ForeignSuite::new(apt_dir, "trixie").install_binary(
+        sh,
+        "docker-buildx",
+        "usr/libexec/docker/cli-plugins/docker-buildx",
+        plugins,
+    )
 }
 
 /// Debian 12 has no cosign; Debian 13's is one Go binary that needs only
 /// libc6 >= 2.34.
 fn install_cosign(sh: &Shell, apt_dir: &Path, bin: &Path) -> anyhow::Result<()> {
-    let trixie = ForeignSuite::new(apt_dir, "trixie");
-    trixie.update(sh)?;
-    let deb = trixie.download(sh, "cosign")?;
-    let unpacked = apt_dir.join("cosign");
-    sh.remove_path(&unpacked)?;
-    process::run(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
-    let target = bin.join("cosign");
-    sh.copy_file(unpacked.join("usr/bin/cosign"), &target)
-        .with_context(|| format!("cannot install {}", target.display()))?;
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    eprintln!("setup: installed {}", target.display());
-    Ok(())
+    ForeignSuite::new(apt_dir, "trixie").install_binary(sh, "cosign", "usr/bin/cosign", bin)
 }
 
 /// Where the docker client looks for plugins of this user.

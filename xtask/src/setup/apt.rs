@@ -3,6 +3,7 @@
 //! libc; a separate sources list, package lists and cache leave the system
 //! untouched.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -70,6 +71,35 @@ impl ForeignSuite {
                 .with_context(|| format!("cannot download {package} from Debian {}", self.suite))?;
         }
         newest_deb(&debs, package)
+    }
+}
+
+impl ForeignSuite {
+    /// Fetches the lists, downloads `package`, unpacks it, and copies the
+    /// one binary at `path` in it into `dir`, executable. For packages that
+    /// are a single static-enough binary (Go programs needing only libc).
+    pub fn install_binary(
+        &self,
+        sh: &Shell,
+        package: &str,
+        path: &str,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        self.update(sh)?;
+        let deb = self.download(sh, package)?;
+        let unpacked = self.dir.join(package);
+        sh.remove_path(&unpacked)?;
+        process::run(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
+        let name = Path::new(path)
+            .file_name()
+            .with_context(|| format!("{path} names no file"))?;
+        sh.create_dir(dir)?;
+        let target = dir.join(name);
+        sh.copy_file(unpacked.join(path), &target)
+            .with_context(|| format!("cannot install {}", target.display()))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        eprintln!("setup: installed {}", target.display());
+        Ok(())
     }
 }
 
