@@ -5,6 +5,7 @@
 mod apt;
 mod engine;
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -340,6 +341,18 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
     }
     let dockerd =
         tools::find_program("dockerd").context("no dockerd: apt-get install docker.io")?;
+    start_detached(sh, &[dockerd.into_os_string()], log_path)?;
+    eprintln!(
+        "setup: dockerd started, logging to {}; waiting for it to answer",
+        log_path.display()
+    );
+    wait_for_engine(sh, &format!("see {}", log_path.display()))
+}
+
+/// Runs `command` in a session of its own (`setsid --fork`), so that it
+/// outlives this process and the terminal's signals, its output going to
+/// `log_path`. Returns once it is started, not once it is ready.
+fn start_detached(sh: &Shell, command: &[OsString], log_path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = log_path.parent() {
         sh.create_dir(dir)?;
     }
@@ -347,7 +360,7 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
         File::create(log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let status = Command::new("setsid")
         .arg("--fork")
-        .arg(&dockerd)
+        .args(command)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -355,13 +368,13 @@ fn start_dockerd(sh: &Shell, log_path: &Path) -> anyhow::Result<()> {
         .status()
         .context("cannot run setsid (util-linux)")?;
     if !status.success() {
-        anyhow::bail!("setsid {} failed: {status}", dockerd.display());
+        let program = command
+            .first()
+            .map(|p| p.to_string_lossy())
+            .unwrap_or_default();
+        anyhow::bail!("starting {program} failed: {status}");
     }
-    eprintln!(
-        "setup: dockerd started, logging to {}; waiting for it to answer",
-        log_path.display()
-    );
-    wait_for_engine(sh, &format!("see {}", log_path.display()))
+    Ok(())
 }
 
 /// Waits until the engine answers; `hint` says where to look when it does not.

@@ -75,6 +75,16 @@ impl ForeignSuite {
 }
 
 impl ForeignSuite {
+    /// Fetches the lists, downloads `package` and unpacks its files into
+    /// `dir` (no maintainer scripts run).
+    pub fn unpack(&self, sh: &Shell, package: &str, dir: &Path) -> anyhow::Result<()> {
+        self.update(sh)?;
+        let deb = self.download(sh, package)?;
+        sh.create_dir(dir)?;
+        process::run(cmd!(sh, "dpkg-deb -x {deb} {dir}"))
+            .with_context(|| format!("cannot unpack Debian {}'s {package}", self.suite))
+    }
+
     /// Fetches the lists, downloads `package`, unpacks it, and copies the
     /// one binary at `path` in it into `dir`, executable. For packages that
     /// are a single static-enough binary (Go programs needing only libc).
@@ -85,11 +95,9 @@ impl ForeignSuite {
         path: &str,
         dir: &Path,
     ) -> anyhow::Result<()> {
-        self.update(sh)?;
-        let deb = self.download(sh, package)?;
         let unpacked = self.dir.join(package);
         sh.remove_path(&unpacked)?;
-        process::run(cmd!(sh, "dpkg-deb -x {deb} {unpacked}"))?;
+        self.unpack(sh, package, &unpacked)?;
         let name = Path::new(path)
             .file_name()
             .with_context(|| format!("{path} names no file"))?;

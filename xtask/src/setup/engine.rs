@@ -7,17 +7,15 @@
 //! runs containers. Its `.deb` needs only what Debian 12 has (libc6 2.34,
 //! containerd, runc), so it is unpacked, not installed.
 
-use std::fs::File;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use super::apt::ForeignSuite;
 use crate::docker::build::REPRODUCIBLE_ENGINE_HOST;
-use crate::process;
 use crate::wait::{self, Poll};
 
 /// Where the unpacked engine lives: outside `target/`, so that `cargo
@@ -40,40 +38,34 @@ pub fn ensure(sh: &Shell, apt_dir: &Path, log_path: &Path) -> anyhow::Result<Str
     }
     let dockerd = Path::new(INSTALL_DIR).join("usr/sbin/dockerd");
     if !dockerd.exists() {
-        let trixie = ForeignSuite::new(apt_dir, "trixie");
-        trixie.update(sh)?;
-        let deb = trixie.download(sh, "docker.io")?;
-        sh.create_dir(INSTALL_DIR)?;
-        process::run(cmd!(sh, "dpkg-deb -x {deb} {INSTALL_DIR}"))
-            .context("cannot unpack Debian 13's docker.io")?;
+        ForeignSuite::new(apt_dir, "trixie").unpack(sh, "docker.io", Path::new(INSTALL_DIR))?;
     }
     let config = Path::new(INSTALL_DIR).join("daemon.json");
     std::fs::write(&config, DAEMON_JSON)
         .with_context(|| format!("cannot write {}", config.display()))?;
-    if let Some(dir) = log_path.parent() {
-        sh.create_dir(dir)?;
-    }
-    let log =
-        File::create(log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let socket = REPRODUCIBLE_ENGINE_HOST.trim_start_matches("unix://");
-    let status = Command::new("setsid")
-        .args(["--fork", "unshare", "--net"])
-        .arg(&dockerd)
-        .arg("--config-file")
-        .arg(&config)
-        .args(["--host", &format!("unix://{socket}")])
-        .args(["--data-root", DATA_ROOT])
-        .args(["--exec-root", EXEC_ROOT])
-        .args(["--pidfile", PID_FILE])
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .context("cannot run setsid and unshare (util-linux)")?;
-    if !status.success() {
-        anyhow::bail!("starting {} failed: {status}", dockerd.display());
-    }
+    let command: Vec<OsString> = [
+        "unshare".into(),
+        "--net".into(),
+        dockerd.into_os_string(),
+        "--config-file".into(),
+        config.into_os_string(),
+    ]
+    .into_iter()
+    .chain(
+        [
+            "--host",
+            REPRODUCIBLE_ENGINE_HOST,
+            "--data-root",
+            DATA_ROOT,
+            "--exec-root",
+            EXEC_ROOT,
+            "--pidfile",
+            PID_FILE,
+        ]
+        .map(OsString::from),
+    )
+    .collect();
+    super::start_detached(sh, &command, log_path)?;
     eprintln!(
         "setup: reproducible engine started on {REPRODUCIBLE_ENGINE_HOST}, logging to {}",
         log_path.display()
