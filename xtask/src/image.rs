@@ -53,6 +53,18 @@ pub(crate) struct Plan {
     pub request: BuildRequest,
 }
 
+impl Plan {
+    /// The planned build, into an OCI archive at `dest` with its layer
+    /// times rewritten: what a registry would receive, bit for bit.
+    pub(crate) fn archive_request(&self, dest: &Path) -> BuildRequest {
+        BuildRequest {
+            output: Output::OciArchive(dest.to_path_buf()),
+            rewrite_timestamps: true,
+            ..self.request.clone()
+        }
+    }
+}
+
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         if self.check_reproducible {
@@ -150,12 +162,7 @@ impl flags::Image {
             sh.create_dir(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let request = BuildRequest {
-            output: Output::OciArchive(dest.to_path_buf()),
-            rewrite_timestamps: true,
-            ..plan.request
-        };
-        build::build(sh, &plan.builder, &request)?;
+        build::build(sh, &plan.builder, &plan.archive_request(dest))?;
         Ok(dest.to_path_buf())
     }
 

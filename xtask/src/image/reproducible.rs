@@ -14,7 +14,7 @@ use xshell::Shell;
 use super::Plan;
 use super::layout_diff::{self, Difference};
 use crate::checks::{Check, Verdict};
-use crate::docker::build::{self, BuildRequest, BuilderFacts, Output, REPRODUCIBLE_ENGINE_HOST};
+use crate::docker::build::{self, BuildRequest, BuilderFacts, REPRODUCIBLE_ENGINE_HOST};
 use crate::docker::oci_layout::OciLayout;
 use crate::output;
 use crate::tools;
@@ -89,10 +89,8 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         );
         let request = BuildRequest {
             no_cache: true,
-            output: Output::OciArchive(archive.clone()),
-            rewrite_timestamps: true,
             log: Some(log),
-            ..plan.request.clone()
+            ..plan.archive_request(&archive)
         };
         let start = Instant::now();
         build::build(sh, &plan.builder, &request)?;
