@@ -23,7 +23,8 @@ use crate::flags;
 use crate::last_build::ImageReport;
 
 /// The checks that can only pass when the service handles SIGTERM.
-const NEED_SIGTERM: [&str; 4] = [
+const NEED_SIGTERM: [&str; 5] = [
+    "drain: in-flight requests",
     "idle stop",
     "drain: exit status",
     "drain: stop latency under load",

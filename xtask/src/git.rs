@@ -55,6 +55,34 @@ impl Revision {
     }
 }
 
+/// Where the source lives, for the image's `source` label: the `origin`
+/// remote, when it is a URL a reader can follow (not a local path), with
+/// any credentials in it left out.
+pub fn remote_url(sh: &Shell) -> Option<String> {
+    let url = cmd!(sh, "git remote get-url origin")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?;
+    public_url(url.trim())
+}
+
+fn public_url(url: &str) -> Option<String> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if scheme == "file" {
+            return None;
+        }
+        let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
+        return Some(format!("{scheme}://{rest}"));
+    }
+    // scp-like `git@github.com:team/repo.git`
+    let (user_host, path) = url.split_once(':')?;
+    let host = user_host
+        .split_once('@')
+        .map_or(user_host, |(_, host)| host);
+    (host.contains('.') && !path.starts_with('/')).then(|| format!("https://{host}/{path}"))
+}
+
 /// Formats seconds since the Unix epoch as an RFC 3339 UTC timestamp.
 pub fn rfc3339_utc(epoch: i64) -> String {
     let days = epoch.div_euclid(86_400);
@@ -114,6 +142,21 @@ mod tests {
     #[test]
     fn garbage_from_git_is_an_error() {
         assert!(Revision::parse("fatal: not a git repository", "").is_err());
+    }
+
+    #[test]
+    fn a_remote_is_a_source_only_when_a_reader_can_follow_it() {
+        assert_eq!(
+            public_url("https://token:x@github.com/team/api.git").as_deref(),
+            Some("https://github.com/team/api.git")
+        );
+        assert_eq!(
+            public_url("git@github.com:team/api.git").as_deref(),
+            Some("https://github.com/team/api.git")
+        );
+        assert_eq!(public_url("/work/main"), None);
+        assert_eq!(public_url("file:///work/main"), None);
+        assert_eq!(public_url("../main"), None);
     }
 
     #[test]

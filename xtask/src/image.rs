@@ -111,15 +111,18 @@ impl flags::Image {
             // The Dockerfile's stage of that name, not an image.
             "minimal".clone_into(&mut bases.runtime);
         }
-        let build_args = self.build_args(metadata, &revision, &created, &bases);
-
         let work = root.join("target/xtask");
         sh.create_dir(&work)
             .with_context(|| format!("cannot create {}", work.display()))?;
-        let dockerfile = context::prepare(sh, &root, &metadata.package, &work.join("image"))?;
+        let prepared = context::prepare(sh, &root, &metadata.package, &work.join("image"))?;
+        let source = prepared
+            .repository
+            .or_else(|| git::remote_url(sh))
+            .unwrap_or_default();
+        let build_args = self.build_args(metadata, &revision, (&created, &source), &bases);
         let request = BuildRequest {
             context: ".".into(),
-            dockerfile,
+            dockerfile: prepared.dockerfile,
             tags: tags.clone(),
             build_args,
             no_cache: self.no_cache,
@@ -347,11 +350,12 @@ impl flags::Image {
 
     /// The Dockerfile's build arguments: what to build, profile, UPX packing, OCI labels, and for
     /// offline builds the stand-in images.
+    /// `labels` are the creation time and the source's URL.
     pub(crate) fn build_args(
         &self,
         metadata: &Metadata,
         revision: &Revision,
-        created: &str,
+        (created, source): (&str, &str),
         bases: &Bases,
     ) -> Vec<(String, String)> {
         let mut args = vec![
@@ -367,7 +371,7 @@ impl flags::Image {
             ("MINIMAL_EXTRAS", metadata.runtime_extras.join(" ")),
             ("PROFILE", self.profile().to_owned()),
             ("UPX_PACK", self.optimize.to_string()),
-            ("SOURCE", metadata.repository.clone().unwrap_or_default()),
+            ("SOURCE", source.to_owned()),
             ("REVISION", revision.describe(&revision.commit)),
             ("VERSION", metadata.version.clone()),
             ("CREATED", created.to_owned()),
@@ -567,7 +571,12 @@ mod tests {
             dirty: false,
             commit_time: 0,
         };
-        image.build_args(&metadata(), &revision, "1970-01-01T00:00:00Z", &bases())
+        image.build_args(
+            &metadata(),
+            &revision,
+            ("1970-01-01T00:00:00Z", "https://example.com/api"),
+            &bases(),
+        )
     }
 
     fn arg<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -616,7 +625,7 @@ mod tests {
         assert_eq!(arg(&args, "REVISION"), Some("cd8af26aaaa"));
         assert_eq!(arg(&args, "VERSION"), Some(metadata().version.as_str()));
         assert_eq!(arg(&args, "CREATED"), Some("1970-01-01T00:00:00Z"));
-        assert!(arg(&args, "SOURCE").is_some_and(|s| s.starts_with("https://")));
+        assert_eq!(arg(&args, "SOURCE"), Some("https://example.com/api"));
     }
 
     #[test]

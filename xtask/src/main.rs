@@ -12,6 +12,7 @@
 //! tools.rs           external programs: found, versioned, how to install
 //! process.rs         running a program, with one-line errors
 //! wait.rs            one bounded polling loop for every wait
+//! readiness.rs       a service container ready, or why not: exited, loopback only
 //! git.rs             the commit being built
 //! testing.rs         tests only: the scanners' offline data, one lock for trivy
 //! last_build.rs      target/xtask/image.json, and choosing the image to work on
@@ -82,6 +83,7 @@ mod output;
 mod process;
 mod publish;
 mod publish_test;
+mod readiness;
 mod rollout_test;
 mod sbom;
 mod scan;

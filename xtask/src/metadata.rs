@@ -28,9 +28,6 @@ pub struct Metadata {
     /// The workspace version, from `[workspace.package]`.
     #[serde(skip)]
     pub version: String,
-    /// The source repository's URL, from `[workspace.package]`.
-    #[serde(skip)]
-    pub repository: Option<String>,
     #[serde(default)]
     pub budget: Budget,
     #[serde(default)]
@@ -242,7 +239,6 @@ struct Workspace {
 #[derive(Deserialize)]
 struct WorkspacePackage {
     version: String,
-    repository: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -303,7 +299,6 @@ impl Metadata {
         let package = toml::from_str::<PackageOnly>(workspace)?.workspace.package;
         let mut metadata = toml::from_str::<TableFile>(table)?.workspace.metadata.xtask;
         metadata.version = package.version;
-        metadata.repository = package.repository;
         metadata.drain.validate()?;
         validate_packages(&metadata.runtime_extras)?;
         Ok(metadata)
@@ -313,7 +308,6 @@ impl Metadata {
         let manifest: Manifest = toml::from_str(manifest)?;
         let mut metadata = manifest.workspace.metadata.xtask;
         metadata.version = manifest.workspace.package.version;
-        metadata.repository = manifest.workspace.package.repository;
         metadata.drain.validate()?;
         validate_packages(&metadata.runtime_extras)?;
         Ok(metadata)

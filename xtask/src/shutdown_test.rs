@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use xshell::Shell;
 
-use crate::checks::{Check, Verdict};
+use crate::checks::{Check, Status, Verdict};
 use crate::docker::container::{
     Container, HealthOverride, Network, Removed, RunSpec, Scope, State,
 };
@@ -39,6 +39,7 @@ use crate::last_build;
 use crate::load::http::Client;
 use crate::metadata::Metadata;
 use crate::output::{self, duration as human};
+use crate::readiness;
 use crate::wait::{self, Poll};
 use summary::Figures;
 
@@ -97,11 +98,14 @@ impl flags::ShutdownTest {
             tag: format!("st{}-{}", std::process::id(), unix_seconds()),
             checks: Vec::new(),
             figures: Figures::default(),
+            never_ready: false,
+            not_run: None,
         };
         test.lifecycle();
         test.deadline();
         test.health_check_without_server();
         test.health_check_against_silent_server();
+        test.list_not_run();
         let Test {
             mut checks,
             mut figures,
@@ -126,6 +130,7 @@ impl flags::ShutdownTest {
             &image_ref.display_name(&image),
             &image,
             &hardening,
+            &metadata.drain,
             checks,
             &figures,
         ))
@@ -151,6 +156,58 @@ struct Test<'a> {
     tag: String,
     checks: Vec<Check>,
     figures: Figures,
+    /// Whether a start has shown that the service never becomes ready: the
+    /// steps after it are not run rather than failed again.
+    never_ready: bool,
+    /// Why a step stopped before its last check, for the checks it left.
+    not_run: Option<String>,
+}
+
+/// Every check of a run, in order, with what it expects: one that no step
+/// reached is listed as not run rather than left out.
+const CHECKS: [(&str, &str); 13] = [
+    ("hardened run", "the settings above, non-root"),
+    ("start to ready", "ready within the start-up budget"),
+    ("liveness", "200 from the health path"),
+    ("start to healthy", "docker reports healthy"),
+    ("idle stop", "exit 0 before docker's kill"),
+    ("writes to the volume", "the volume's contents change"),
+    (
+        "drain: in-flight requests",
+        "every request in flight at SIGTERM answered 2xx",
+    ),
+    (
+        "drain: readiness answers 503",
+        "503 while draining, not 200 again",
+    ),
+    ("drain: exit status", "exit 0"),
+    ("drain: stop latency under load", "before docker's kill"),
+    ("requests dropped", "0"),
+    ("durability", "every 201 write there after a restart"),
+    ("deadline", "non-zero exit before docker's kill"),
+];
+
+/// Why the checks after a broken one were not reached.
+fn not_run_because(broken: &str) -> String {
+    match broken {
+        "start to ready" => "the service never became ready".to_owned(),
+        other => format!("the step stopped at \"{other}\""),
+    }
+}
+
+/// A check as the progress lines show it: `ok`, `FAIL` or `skipped`.
+fn progress_line(check: &Check) -> String {
+    let mark = match check.status {
+        Status::Pass => "ok     ",
+        Status::Fail => "FAIL   ",
+        Status::Skipped => "skipped",
+    };
+    let account = if check.status == Status::Skipped {
+        check.actual.as_deref().unwrap_or_default()
+    } else {
+        &check.measured
+    };
+    format!("{mark} {}: {account}", check.name)
 }
 
 /// A step that failed to run at all: the check it was measuring.
@@ -176,15 +233,39 @@ impl<T> BrokenContext<T> for anyhow::Result<T> {
 
 impl<'a> Test<'a> {
     fn push(&mut self, check: Check) {
-        let mark = if check.failed() { "FAIL" } else { "ok  " };
-        progress(&format!("{mark} {}: {}", check.name, check.measured));
+        progress(&progress_line(&check));
         self.checks.push(check);
     }
 
+    /// A step that stopped early: its check fails with the cause, and the
+    /// checks it never reached are listed as not run, with why.
     fn record_broken(&mut self, result: Result<(), Broken>) {
         if let Err(broken) = result {
+            self.never_ready |= broken.check == "start to ready";
+            let reason = not_run_because(broken.check);
             self.push(Check::broken(broken.check, broken.expected, &broken.error));
+            self.not_run.get_or_insert(reason);
         }
+    }
+
+    /// The checks no step reached, as SKIPPED with the reason, in the
+    /// order they run.
+    fn list_not_run(&mut self) {
+        let Some(reason) = self.not_run.clone() else {
+            return;
+        };
+        let mut ordered = Vec::new();
+        for (name, expected) in CHECKS {
+            if let Some(at) = self.checks.iter().position(|c| c.name == name) {
+                ordered.push(self.checks.remove(at));
+            } else {
+                let check = Check::skipped(name, expected, format!("not run: {reason}"));
+                progress(&progress_line(&check));
+                ordered.push(check);
+            }
+        }
+        ordered.append(&mut self.checks);
+        self.checks = ordered;
     }
 
     /// The image's VOLUMEs other than `except`: each gets a tmpfs, since
@@ -277,9 +358,9 @@ impl<'a> Test<'a> {
         volume: &str,
         shutdown: ShutdownSettings,
     ) -> anyhow::Result<(Container, Instant, SocketAddr, Duration)> {
-        let (container, started, addr) = self.launch(role, volume, shutdown)?;
-        let ready = self.wait_ready(&container, addr, started)?;
-        Ok((container, started, addr, ready))
+        let (container, started) = self.launch(role, volume, shutdown)?;
+        let ready = self.wait_ready(&container, started)?;
+        Ok((container, started, ready.addr, ready.after))
     }
 
     /// Starts a server container, without waiting for it.
@@ -288,68 +369,30 @@ impl<'a> Test<'a> {
         role: &str,
         volume: &str,
         shutdown: ShutdownSettings,
-    ) -> anyhow::Result<(Container, Instant, SocketAddr)> {
+    ) -> anyhow::Result<(Container, Instant)> {
         progress(&format!("starting the server ({role})"));
         let spec = self.server_spec(role, volume, shutdown);
-        let (container, started) = self.scope.start(self.sh, &spec)?;
-        let addr = self
-            .scope
-            .published_addr(self.sh, &container, self.metadata.port)?;
-        Ok((container, started, addr))
+        self.scope.start(self.sh, &spec)
     }
 
-    /// Polls the readiness path until it answers 200; fails at once if the
-    /// container exits.
+    /// Waits until the readiness path answers 200 on the published port;
+    /// fails with the container's exit code and log if it stops first.
     fn wait_ready(
         &mut self,
         container: &Container,
-        addr: SocketAddr,
         started: Instant,
-    ) -> anyhow::Result<Duration> {
-        let ready = self.poll_ready(container, addr, started)?;
-        self.figures.start_to_ready_ms.push(output::millis(ready));
+    ) -> anyhow::Result<readiness::Ready> {
+        let target = readiness::Target {
+            port: self.metadata.port,
+            ready_path: &self.metadata.ready_path,
+            image: self.inspect,
+            give_up: READY_GIVE_UP,
+        };
+        let ready = readiness::wait(self.sh, self.scope, container, &target, started)?;
+        self.figures
+            .start_to_ready_ms
+            .push(output::millis(ready.after));
         Ok(ready)
-    }
-
-    fn poll_ready(
-        &self,
-        container: &Container,
-        addr: SocketAddr,
-        started: Instant,
-    ) -> anyhow::Result<Duration> {
-        let client = Client::new(addr, Duration::from_secs(1));
-        let path = &self.metadata.ready_path;
-        let mut attempt = 0u32;
-        let waited = wait::until(READY_GIVE_UP, Duration::from_millis(20), || {
-            attempt += 1;
-            let last = match client.get(path) {
-                Ok(response) if response.status == 200 => return Ok(Poll::Ready(())),
-                Ok(response) => request_failed("GET", path, &format!("status {}", response.status)),
-                Err(failure) => request_failed("GET", path, &failure.reason),
-            };
-            if attempt.is_multiple_of(10) {
-                let state = self.scope.inspect(self.sh, container)?.state;
-                if !state.running {
-                    let engine_error = if state.error.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", state.error)
-                    };
-                    bail!(
-                        "the container exited with code {}{engine_error} before it was ready; logs: {}",
-                        state.exit_code,
-                        self.logs(container)
-                    );
-                }
-            }
-            Ok(Poll::Waiting(last))
-        });
-        match waited {
-            Ok(()) => Ok(started.elapsed()),
-            Err(error) => {
-                Err(error.context(format!("never ready; logs: {}", self.logs(container))))
-            }
-        }
     }
 
     /// Polls docker until its HEALTHCHECK says `healthy`.
@@ -372,15 +415,6 @@ impl<'a> Test<'a> {
                 last_probe(&state)
             )))
         })
-    }
-
-    fn logs(&self, container: &Container) -> String {
-        let logs = self.scope.logs_tail(self.sh, container, 5);
-        if logs.is_empty() {
-            "(none)".to_owned()
-        } else {
-            output::plain(&logs).lines().collect::<Vec<_>>().join(" | ")
-        }
     }
 }
 

@@ -158,7 +158,8 @@ pub fn request(
             check_reproducible: false,
         };
         let created = crate::git::rfc3339_utc(revision.commit_time);
-        image.build_args(metadata, revision, &created, &bases.project)
+        // The bench measures build time; the source label changes nothing.
+        image.build_args(metadata, revision, (&created, ""), &bases.project)
     } else {
         vec![
             ("BUILDER_IMAGE".to_owned(), bases.project.builder.clone()),

@@ -230,6 +230,77 @@ impl Scope {
         .with_context(|| format!("{} did not exit", container.name))
     }
 
+    /// What a directory of the container holds (a volume's mount point
+    /// included), read with `docker cp` whether it runs or has stopped:
+    /// each entry's path with its kind, size and content digest.
+    pub fn contents(&self, container: &Container, dir: &str) -> anyhow::Result<Contents> {
+        let source = format!("{}:{dir}/.", container.name);
+        let reader = duct::cmd(self.docker.program(), ["cp", source.as_str(), "-"])
+            .stderr_capture()
+            .reader()
+            .with_context(|| format!("cannot run docker cp {source}"))?;
+        Contents::read(reader).with_context(|| format!("cannot read {dir} in {}", container.name))
+    }
+
+    /// Runs `program` inside the running container (`docker exec`) and says
+    /// whether it exited 0.
+    pub fn exec_succeeds(
+        &self,
+        sh: &Shell,
+        container: &Container,
+        program: &str,
+        args: &[String],
+    ) -> anyhow::Result<bool> {
+        let output = sh
+            .cmd(self.docker.program())
+            .args(["exec", &container.name, program])
+            .args(args)
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("cannot run docker exec in {}", container.name))?;
+        Ok(output.status.success())
+    }
+
+    /// Why a container that should be serving has stopped (`when`, as in
+    /// "before it was ready"): its exit code, the engine's own error, and the
+    /// last lines it wrote.
+    pub fn exit_story(
+        &self,
+        sh: &Shell,
+        container: &Container,
+        state: &State,
+        when: &str,
+    ) -> String {
+        let engine_error = if state.error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", state.error)
+        };
+        let how = if state.oom_killed {
+            "was killed for exceeding the memory limit".to_owned()
+        } else {
+            format!("exited with code {}{engine_error}", state.exit_code)
+        };
+        format!(
+            "the service {how} {when}; its last log lines: {}",
+            self.log_lines(sh, container)
+        )
+    }
+
+    /// The last few lines the container wrote, on one line.
+    pub fn log_lines(&self, sh: &Shell, container: &Container) -> String {
+        let logs = self.logs_tail(sh, container, 5);
+        if logs.is_empty() {
+            "(none)".to_owned()
+        } else {
+            crate::output::plain(&logs)
+                .lines()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        }
+    }
+
     /// The last lines the container wrote, to explain a failure.
     pub fn logs_tail(&self, sh: &Shell, container: &Container, lines: usize) -> String {
         let output = sh
@@ -336,6 +407,60 @@ pub fn wait_for_stop(handle: &duct::Handle, bound: Duration) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// A directory's entries: path, then kind, size and content digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents(pub std::collections::BTreeMap<String, String>);
+
+impl Contents {
+    /// Reads the tar stream `docker cp <container>:<dir>/. -` writes.
+    pub fn read(reader: impl std::io::Read) -> anyhow::Result<Contents> {
+        use super::tar_stream::{Kind, TarStream};
+        use std::io::Read as _;
+        let mut tar = TarStream::new(reader);
+        let mut entries = std::collections::BTreeMap::new();
+        while let Some(header) = tar.next_header()? {
+            let path = header.path.trim_start_matches("./").trim_end_matches('/');
+            if path.is_empty() || path == "." {
+                continue;
+            }
+            let what = match &header.kind {
+                Kind::File => {
+                    let mut content = Vec::new();
+                    tar.content().read_to_end(&mut content)?;
+                    format!(
+                        "file {} bytes {}",
+                        header.size,
+                        sha1_smol::Sha1::from(&content).digest()
+                    )
+                }
+                Kind::Directory => "directory".to_owned(),
+                Kind::Symlink(to) | Kind::HardLink(to) => format!("link to {to}"),
+                Kind::Other => "other".to_owned(),
+            };
+            entries.insert(path.to_owned(), what);
+        }
+        Ok(Contents(entries))
+    }
+
+    /// The paths added, removed or changed since `before`.
+    pub fn changed_since(&self, before: &Contents) -> Vec<String> {
+        let mut changed: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(path, what)| before.0.get(*path) != Some(what))
+            .map(|(path, _)| path.clone())
+            .collect();
+        changed.extend(
+            before
+                .0
+                .keys()
+                .filter(|path| !self.0.contains_key(*path))
+                .map(|path| format!("{path} (removed)")),
+        );
+        changed
+    }
 }
 
 /// A running or exited test container.
@@ -888,6 +1013,19 @@ mod tests {
         let gone = abandoned(listing, |pid| pid == 200);
         assert_eq!(gone, ["a", "c"]);
     }
+    #[test]
+    fn a_directory_changes_when_a_file_is_added_changed_or_removed() {
+        use crate::docker::tar_stream::testing::{Entry, archive};
+        let read = |entries: &[Entry<'_>]| Contents::read(archive(entries).as_slice()).unwrap();
+        let empty = read(&[Entry::Dir("./")]);
+        let written = read(&[Entry::Dir("./"), Entry::File("./notes.db", b"one note")]);
+        let rewritten = read(&[Entry::Dir("./"), Entry::File("./notes.db", b"two notes")]);
+        assert!(empty.changed_since(&empty).is_empty());
+        assert_eq!(written.changed_since(&empty), ["notes.db"]);
+        assert_eq!(rewritten.changed_since(&written), ["notes.db"]);
+        assert_eq!(empty.changed_since(&written), ["notes.db (removed)"]);
+    }
+
     #[test]
     fn an_exit_137_is_explained() {
         let state: State = serde_json::from_str(

@@ -281,6 +281,25 @@ impl ImageInspect {
         self.config.labels.as_ref()?.get(name).map(String::as_str)
     }
 
+    /// The image's HEALTHCHECK command, its program and arguments, when it
+    /// is an exec-form `CMD` that runs without a shell.
+    pub fn healthcheck_command(&self) -> anyhow::Result<(String, Vec<String>)> {
+        let test = self
+            .config
+            .healthcheck
+            .as_ref()
+            .map(|h| h.test.clone())
+            .unwrap_or_default();
+        match test.split_first() {
+            Some((kind, command)) if kind == "CMD" && !command.is_empty() => {
+                Ok((command[0].clone(), command[1..].to_vec()))
+            }
+            _ => anyhow::bail!(
+                "the image's HEALTHCHECK is {test:?}, not an exec-form CMD that can run without a shell"
+            ),
+        }
+    }
+
     /// The value the image's environment gives `name`.
     pub fn env(&self, name: &str) -> Option<&str> {
         self.config

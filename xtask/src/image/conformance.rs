@@ -202,7 +202,15 @@ fn labels(image: &ImageInspect) -> Check {
         format!("{} of {}", LABELS.len() - missing.len(), LABELS.len()),
         "source, revision, version, created",
     )
-    .because(format!("missing: {}", missing.join(", ")))
+    .because({
+        let mut because = format!("missing: {}", missing.join(", "));
+        if missing.contains(&LABELS[0]) {
+            because.push_str(
+                " (the source is the package's `repository` in its Cargo.toml, else the git remote `origin`)",
+            );
+        }
+        because
+    })
 }
 
 fn exposed(image: &ImageInspect) -> String {

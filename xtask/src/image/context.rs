@@ -34,6 +34,9 @@ struct Package {
     manifest_path: PathBuf,
     dependencies: Vec<Dependency>,
     targets: Vec<Target>,
+    /// The package's `repository`, inherited from the workspace or its own.
+    #[serde(default)]
+    repository: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,14 +54,30 @@ struct Dependency {
     kind: Option<String>,
 }
 
+/// The build's context, written out.
+pub struct Prepared {
+    pub dockerfile: PathBuf,
+    /// The service package's `repository`, for the image's `source` label.
+    pub repository: Option<String>,
+}
+
 /// Writes the Dockerfile and its ignore file for building `package` from
-/// the workspace at `root` into `out`, and returns the Dockerfile's path.
-pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Result<PathBuf> {
+/// the workspace at `root` into `out`.
+pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Result<Prepared> {
     let json = crate::process::read(xshell::cmd!(
         sh,
         "cargo metadata --format-version 1 --no-deps --offline --manifest-path {root}/Cargo.toml"
     ))
     .context("cannot read the workspace with `cargo metadata`")?;
+    let repository = serde_json::from_str::<CargoMetadata>(&json)
+        .ok()
+        .and_then(|metadata| {
+            metadata
+                .packages
+                .into_iter()
+                .find(|p| p.name == package && metadata.workspace_members.contains(&p.id))
+        })
+        .and_then(|p| p.repository);
     let ignore = dockerignore(&json, package, |manifest| {
         std::fs::read_to_string(manifest)
             .ok()
@@ -72,7 +91,10 @@ pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Re
     let ignore_path = out.join("Dockerfile.dockerignore");
     std::fs::write(&ignore_path, ignore)
         .with_context(|| format!("cannot write {}", ignore_path.display()))?;
-    Ok(dockerfile)
+    Ok(Prepared {
+        dockerfile,
+        repository,
+    })
 }
 
 /// The ignore file: everything out, then the manifests, then the sources
@@ -311,7 +333,8 @@ mod tests {
         let metadata = crate::metadata::Metadata::load(root).unwrap();
         let out = std::env::temp_dir().join(format!("xtask-context-{}", std::process::id()));
         let sh = Shell::new().unwrap();
-        let dockerfile = prepare(&sh, root, &metadata.package, &out).unwrap();
+        let prepared = prepare(&sh, root, &metadata.package, &out).unwrap();
+        let dockerfile = prepared.dockerfile;
         let ignore = std::fs::read_to_string(out.join("Dockerfile.dockerignore")).unwrap();
         std::fs::remove_dir_all(&out).unwrap();
         assert_eq!(dockerfile, out.join("Dockerfile"));

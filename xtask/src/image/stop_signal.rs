@@ -6,17 +6,16 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use xshell::Shell;
 
 use crate::checks::Check;
 use crate::docker::container::{Network, RunSpec, Scope};
 use crate::docker::hardening::Hardening;
 use crate::docker::{Docker, ImageInspect};
-use crate::load::http::Client;
 use crate::metadata::Metadata;
 use crate::output::duration as human;
-use crate::wait::{self, Poll};
+use crate::readiness;
 
 const NAME: &str = "stops on SIGTERM";
 /// Names of everything the check creates start with this.
@@ -90,31 +89,15 @@ fn prove(
         command: Vec::new(),
     };
     eprintln!("image: proving the stop signal: run, wait for readiness, docker stop");
-    let (container, _) = scope.start(sh, &spec)?;
-    let addr = scope
-        .published_addr(sh, &container, metadata.port)
-        .with_context(|| {
-            format!(
-                "it did not stay up; logs: {}",
-                crate::output::plain(scope.logs_tail(sh, &container, 5).trim())
-            )
-        })?;
-    let client = Client::new(addr, Duration::from_secs(1));
-    let path = &metadata.ready_path;
-    let mut looks = 0u32;
-    wait::until(READY_GIVE_UP, Duration::from_millis(50), || {
-        looks += 1;
-        let seen = match client.get(path) {
-            Ok(response) if response.status == 200 => return Ok(Poll::Ready(())),
-            Ok(response) => format!("GET {path}: status {}", response.status),
-            Err(failure) => format!("GET {path}: {}", failure.reason),
-        };
-        if looks.is_multiple_of(20) && !scope.inspect(sh, &container)?.state.running {
-            bail!("the container exited before it was ready");
-        }
-        Ok(Poll::Waiting(seen))
-    })
-    .context("never ready, so SIGTERM could not be tried")?;
+    let (container, started) = scope.start(sh, &spec)?;
+    let target = readiness::Target {
+        port: metadata.port,
+        ready_path: &metadata.ready_path,
+        image: inspect,
+        give_up: READY_GIVE_UP,
+    };
+    readiness::wait(sh, scope, &container, &target, started)
+        .context("never ready, so SIGTERM could not be tried")?;
     let latency = scope.stop(sh, &container, GRACE)?;
     let state = scope.inspect(sh, &container)?.state;
     let passed = state.exit_code == 0 && !state.oom_killed && latency < GRACE;

@@ -27,6 +27,14 @@ impl Test<'_> {
             ));
             return;
         }
+        if self.never_ready {
+            self.push(Check::skipped(
+                "deadline",
+                "non-zero exit before docker's kill",
+                "not run: the service never became ready (see \"start to ready\")",
+            ));
+            return;
+        }
         let result = self.try_deadline();
         self.record_broken(result);
     }

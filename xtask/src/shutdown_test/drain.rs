@@ -65,15 +65,16 @@ impl Test<'_> {
         Ok(drain::acknowledged(&seen.records))
     }
 
-    fn judge_drain(
+    /// "drain: in-flight requests": every request in flight at the signal
+    /// answered 2xx, by a service that drained; `never_drained` says how
+    /// it ended when it did not.
+    fn judge_in_flight(
         &mut self,
         plan: &Plan,
         seen: &drain::Seen,
-        state: &State,
-        latency: Duration,
-        grace: Duration,
+        tally: &drain::Tally,
+        never_drained: Option<String>,
     ) {
-        let tally = drain::tally(&seen.records, seen.signal_at);
         let uploads = seen
             .records
             .iter()
@@ -85,7 +86,7 @@ impl Test<'_> {
             .count();
         let short_in_flight = tally.in_flight_at_signal.saturating_sub(uploads.len());
         let short_ok = tally.in_flight_completed.saturating_sub(uploads_ok);
-        let all_in_flight_ok = uploads_ok == plan.slow_uploads
+        let all_answered = uploads_ok == plan.slow_uploads
             && tally.in_flight_completed == tally.in_flight_at_signal;
         let request = self.request();
         let upload_failures: Vec<String> = uploads
@@ -99,20 +100,45 @@ impl Test<'_> {
         self.push(
             Check::judge(
                 "drain: in-flight requests",
-                all_in_flight_ok,
+                all_answered && never_drained.is_none(),
                 format!(
                     "{uploads_ok}/{} slow, {short_ok}/{short_in_flight} short answered 2xx",
                     plan.slow_uploads
                 ),
                 "every request in flight at SIGTERM answered 2xx",
             )
-            .because(in_flight_story(
-                &upload_failures,
-                plan.slow_uploads,
-                short_in_flight - short_ok.min(short_in_flight),
-                short_in_flight,
-            )),
+            .because(match never_drained {
+                None => in_flight_story(
+                    &upload_failures,
+                    plan.slow_uploads,
+                    short_in_flight - short_ok.min(short_in_flight),
+                    short_in_flight,
+                ),
+                Some(ended) => format!(
+                    "the service never drained ({ended}): answers while it ignores SIGTERM prove nothing"
+                ),
+            }),
         );
+    }
+
+    fn judge_drain(
+        &mut self,
+        plan: &Plan,
+        seen: &drain::Seen,
+        state: &State,
+        latency: Duration,
+        grace: Duration,
+    ) {
+        let tally = drain::tally(&seen.records, seen.signal_at);
+        // Answers prove a drain only if the service drained: a service that
+        // ignores SIGTERM answers everything too, until docker kills it.
+        let killed = state.exit_code == EXIT_KILLED || latency >= grace;
+        let exited_after_finishing = state.exit_code == 0 && !killed;
+        let readiness_turned = seen.probes.iter().any(|p| p.status == Some(503));
+        let never_drained =
+            (killed || !(exited_after_finishing || readiness_turned)).then(|| state.story(grace));
+        self.judge_in_flight(plan, seen, &tally, never_drained);
+        let request = self.request();
         if self.metadata.drain.readiness {
             let (ready_ok, ready_seen) = match drain::readiness_verdict(&seen.probes) {
                 Ok(seen) => (true, seen),

@@ -16,21 +16,7 @@ const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 impl<'a> Test<'a> {
     /// The image's HEALTHCHECK command: its program and arguments.
     fn probe_command(&self) -> anyhow::Result<(String, Vec<String>)> {
-        let test = self
-            .inspect
-            .config
-            .healthcheck
-            .as_ref()
-            .map(|h| h.test.clone())
-            .unwrap_or_default();
-        match test.split_first() {
-            Some((kind, command)) if kind == "CMD" && !command.is_empty() => {
-                Ok((command[0].clone(), command[1..].to_vec()))
-            }
-            _ => anyhow::bail!(
-                "the image's HEALTHCHECK is {test:?}, not an exec-form CMD that can run without a shell"
-            ),
-        }
+        self.inspect.healthcheck_command()
     }
 
     fn health_check_spec<'s>(

@@ -10,7 +10,7 @@ use super::{
     not_applicable, progress, request_failed,
 };
 use crate::checks::Check;
-use crate::docker::container::Container;
+use crate::docker::container::{Container, Contents};
 use crate::load::drain::Acknowledged;
 use crate::load::http::Client;
 use crate::metadata::DrainMethod;
@@ -30,23 +30,24 @@ impl Test<'_> {
             .volume(self.sh, "data")
             .broken("hardened run", hardened)?;
         let shutdown_timeout = self.flags.shutdown_timeout;
-        let (first, started, addr) = self
+        let within = format!("< {}", human(READY_WITHIN));
+        let (first, started) = self
             .launch(
                 "first",
                 &volume,
                 ShutdownSettings::without_delay(shutdown_timeout),
             )
-            .broken("hardened run", hardened)?;
+            .broken("start to ready", within.clone())?;
         self.check_hardening(&first)
             .broken("hardened run", hardened)?;
-        let within = format!("< {}", human(READY_WITHIN));
         let ready = self
-            .wait_ready(&first, addr, started)
+            .wait_ready(&first, started)
             .broken("start to ready", within.clone())?;
+        let addr = ready.addr;
         self.push(Check::judge(
             "start to ready",
-            ready < READY_WITHIN,
-            human(ready),
+            ready.after < READY_WITHIN,
+            human(ready.after),
             within,
         ));
         self.check_liveness(addr);
@@ -65,9 +66,13 @@ impl Test<'_> {
             }
             Err(error) => self.push(Check::broken("start to healthy", healthy, &error)),
         }
-        let mut acknowledged = self.writes_before_drain(addr);
+        let mut acknowledged = self.writes_before_drain(&first, addr);
         self.idle_stop(&first, shutdown_timeout)
             .broken("idle stop", "exit 0 before docker's kill")?;
+        if let Some(writes) = acknowledged.pending.take() {
+            self.judge_writes(&first, writes);
+        }
+        let mut acknowledged = acknowledged.writes;
         self.scope.remove(first);
 
         let drained = "every request in flight at SIGTERM answered 2xx";
@@ -139,19 +144,22 @@ impl Test<'_> {
         Ok(())
     }
 
-    fn writes_before_drain(&mut self, addr: SocketAddr) -> Vec<Acknowledged> {
+    /// The manifest's writes, sent to the first server; judged once it has
+    /// stopped, when what reached the volume can be read.
+    fn writes_before_drain(&mut self, container: &Container, addr: SocketAddr) -> Writes {
         let drain = self.metadata.drain.clone();
         if drain.method != DrainMethod::Post {
             self.push(not_applicable(
                 "writes to the volume",
-                "201 with an id for each",
+                "the volume's contents change",
                 "the drain's request is a read",
             ));
-            return Vec::new();
+            return Writes::default();
         }
+        let before = self.scope.contents(container, &self.metadata.data_dir);
         let path = drain.path.as_str();
         let client = Self::client(addr);
-        let mut acknowledged = Vec::new();
+        let mut writes = Writes::default();
         let mut problems = Vec::new();
         for n in 0..WRITES_BEFORE_DRAIN {
             let title = format!("{}-before-{n}", self.tag);
@@ -160,7 +168,7 @@ impl Test<'_> {
             match client.post(path, &drain.content_type, &json) {
                 Ok(response) => match response.json().and_then(|v| drain.id_in(&v)) {
                     Some(id) if response.status == 201 => {
-                        acknowledged.push(Acknowledged { id, title, body });
+                        writes.writes.push(Acknowledged { id, title, body });
                     }
                     Some(_) => problems.push(request_failed(
                         "POST",
@@ -184,16 +192,40 @@ impl Test<'_> {
                 Err(failure) => problems.push(request_failed("POST", path, &failure.reason)),
             }
         }
-        self.push(
-            Check::judge(
-                "writes to the volume",
-                problems.is_empty(),
-                format!("{}/{WRITES_BEFORE_DRAIN} answered 201", acknowledged.len()),
-                "201 with an id for each",
-            )
-            .because(problems.join("; ")),
+        writes.pending = Some(PendingWrites { before, problems });
+        writes
+    }
+
+    /// "writes to the volume": every write acknowledged, and the volume's
+    /// contents changed by the time the server stopped. Acknowledgements
+    /// alone prove nothing: a service may keep its writes in memory.
+    fn judge_writes(&mut self, container: &Container, pending: PendingWrites) {
+        let data_dir = self.metadata.data_dir.clone();
+        let expected = format!("201 with an id for each, and {data_dir} changed");
+        let acknowledged = WRITES_BEFORE_DRAIN - pending.problems.len();
+        let after = self.scope.contents(container, &data_dir);
+        let (before, after) = match (pending.before, after) {
+            (Ok(before), Ok(after)) => (before, after),
+            (Err(error), _) | (_, Err(error)) => {
+                self.push(Check::broken("writes to the volume", expected, &error));
+                return;
+            }
+        };
+        let changed = after.changed_since(&before);
+        let passed = pending.problems.is_empty() && !changed.is_empty();
+        let measured = format!(
+            "{acknowledged}/{WRITES_BEFORE_DRAIN} answered 201; {} in {data_dir} changed",
+            plural(changed.len(), "entry", "entries")
         );
-        acknowledged
+        let actual = if pending.problems.is_empty() {
+            format!(
+                "{acknowledged} writes were acknowledged, but nothing in {data_dir} changed by the time the service stopped ({} there): the writes never reached the volume",
+                plural(after.0.len(), "entry", "entries")
+            )
+        } else {
+            pending.problems.join("; ")
+        };
+        self.push(Check::judge("writes to the volume", passed, measured, expected).because(actual));
     }
 
     fn idle_stop(
@@ -281,4 +313,23 @@ fn nanos_to_cpus(nanos: i64) -> String {
     #[allow(clippy::cast_precision_loss)]
     let cpus = nanos as f64 / 1e9;
     format!("{cpus}")
+}
+
+/// The writes sent before the drain: those acknowledged, and what is
+/// needed to judge them once the server has stopped.
+#[derive(Default)]
+struct Writes {
+    writes: Vec<Acknowledged>,
+    pending: Option<PendingWrites>,
+}
+
+struct PendingWrites {
+    /// The data directory before the first write.
+    before: anyhow::Result<Contents>,
+    /// Writes that were not acknowledged, and why.
+    problems: Vec<String>,
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
