@@ -36,6 +36,21 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     command -v cargo-chef >/dev/null \
     || cargo install --locked cargo-chef --version "${CARGO_CHEF_VERSION}"
+# The manifest's `builder-packages`: what the service's build needs besides a
+# C toolchain (`libssl-dev`, `protobuf-compiler`…). Installed here, before the
+# dependencies are compiled, at the builder's suite's versions (DL3008), when
+# the builder lacks them; `--offline`'s builder already has them. The list is
+# split into words on purpose (SC2086).
+ARG BUILDER_PACKAGES=""
+# hadolint ignore=DL3008,SC2086
+RUN missing=""; \
+    for package in ${BUILDER_PACKAGES}; do \
+      dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"; \
+    done; \
+    if [ -n "$missing" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends $missing \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 
 # What is built: `cargo xtask image` passes `package` and `binary` from
 # `[workspace.metadata.xtask]`. No defaults, so that no service is assumed.
@@ -63,11 +78,16 @@ FROM chef AS cook
 ARG PACKAGE
 ARG BINARY
 ARG PROFILE=release
+# The manifest's `build-env`, as shell-quoted `NAME='value'` words (the xtask
+# quotes them): set for cargo in this stage and the next, and in neither
+# image's configuration, so the runtime never sees them.
+ARG BUILD_ENV=""
 COPY --from=planner /app/recipe.json recipe.json
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    cargo chef cook --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
+    if [ -n "${BUILD_ENV}" ]; then eval "export ${BUILD_ENV}"; fi \
+    && cargo chef cook --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
         --recipe-path recipe.json
 
 FROM cook AS build
@@ -81,6 +101,9 @@ ARG MINIMAL_ROOTFS=false
 # The manifest's `runtime-extras`: Debian packages whose files join the
 # minimal runtime (e.g. `ca-certificates tzdata`).
 ARG MINIMAL_EXTRAS=""
+# The manifest's `runtime-files`, as `from:to` words: laid out in /out/files,
+# owned by root and read-only to the service.
+ARG RUNTIME_FILES=""
 COPY . .
 # The profile `release` writes to target/release, `size` to target/size. The
 # workspace's `healthcheck` is the image's HEALTHCHECK: std only, no packing
@@ -94,7 +117,8 @@ COPY . .
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    cargo build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
+    if [ -n "${BUILD_ENV}" ]; then eval "export ${BUILD_ENV}"; fi \
+    && cargo build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
     && cargo build --locked --profile "${PROFILE}" --package healthcheck \
     && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/bin/service \
     && install -D -m 0755 "target/${PROFILE}/healthcheck" /out/bin/healthcheck \
@@ -120,7 +144,13 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
          upx --best --no-progress /out/bin/service \
          && echo "service binary: $(wc -c </out/bin/service) bytes packed with UPX"; \
        fi \
-    && mkdir -p /out/data
+    && mkdir -p /out/data /out/files \
+    && for pair in ${RUNTIME_FILES}; do \
+         from="${pair%%:*}"; to="${pair#*:}"; \
+         mkdir -p "/out/files$(dirname "$to")" \
+         && cp -R "$from" "/out/files$to" || exit 1; \
+       done \
+    && chmod -R u+rwX,go+rX,go-w /out/files
 
 # The minimal runtime: nothing but what /out/rootfs holds.
 FROM scratch AS minimal
@@ -134,6 +164,7 @@ ARG DATA_DIR=/data
 # The exec-form ENTRYPOINT and HEALTHCHECK take no build arguments, so the
 # service is installed at one path whatever its binary is called.
 COPY --from=build /out/bin/ /usr/local/bin/
+COPY --from=build /out/files/ /
 # The service's data lives in a volume owned by the runtime user. The runtime
 # has no shell to create it, so the directory comes from the build stage.
 COPY --from=build --chown=65532:65532 /out/data ${DATA_DIR}
@@ -144,6 +175,8 @@ ENV DATA_DIR=${DATA_DIR} \
     HEALTHCHECK_PORT=${PORT} \
     HEALTHCHECK_PATH=${HEALTH_PATH}
 USER 65532:65532
+# xtask: the manifest's `workdir` and `runtime-env` go here (`cargo xtask
+# image` writes them into its copy of this file; none by default).
 EXPOSE ${PORT}
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \

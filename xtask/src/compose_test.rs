@@ -11,7 +11,6 @@
 //! 4. `stop` and `start` of the server: exit 0, and the notes still there;
 //! 5. `down --volumes`: nothing left behind.
 
-mod postgres;
 mod project;
 
 use std::net::{SocketAddr, TcpListener};
@@ -54,7 +53,8 @@ impl flags::ComposeTest {
         let postgres = match (self.postgres_image, self.offline) {
             (Some(name), _) => Some(name),
             (None, true) => Some(
-                postgres::image(sh, &docker, &root).context("cannot make the PostgreSQL image")?,
+                crate::backing::postgres::image(sh, &docker, &root)
+                    .context("cannot make the PostgreSQL image")?,
             ),
             // The compose file's own default, pulled by docker-compose.
             (None, false) => None,

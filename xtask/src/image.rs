@@ -114,7 +114,7 @@ impl flags::Image {
         let work = root.join("target/xtask");
         sh.create_dir(&work)
             .with_context(|| format!("cannot create {}", work.display()))?;
-        let prepared = context::prepare(sh, &root, &metadata.package, &work.join("image"))?;
+        let prepared = context::prepare(sh, &root, metadata, &work.join("image"))?;
         let source = prepared
             .repository
             .or_else(|| git::remote_url(sh))
@@ -199,7 +199,7 @@ impl flags::Image {
             &paths,
             &Expectations::of(metadata),
         ));
-        checks.push(stop_signal::check(
+        checks.extend(stop_signal::checks(
             sh,
             &docker,
             (&image_id, &image),
@@ -304,14 +304,17 @@ impl flags::Image {
         suffix
     }
 
-    /// Packages the offline builder must hold for the minimal runtime's
-    /// extras; none for distroless, so its builder stays as it was.
+    /// Packages the offline builder must hold besides its own: the
+    /// manifest's builder packages, and for the minimal runtime its extras.
+    /// With neither, the builder stays as it was.
     fn builder_extras(&self, metadata: &Metadata) -> Vec<String> {
+        let mut extras = metadata.builder_packages.clone();
         if self.runtime(metadata) == Runtime::Minimal {
-            metadata.runtime_extras.clone()
-        } else {
-            Vec::new()
+            extras.extend(metadata.runtime_extras.iter().cloned());
         }
+        extras.sort();
+        extras.dedup();
+        extras
     }
 
     /// `--optimize` builds with the workspace's size-tuned profile.
@@ -369,6 +372,17 @@ impl flags::Image {
                 (self.runtime(metadata) == Runtime::Minimal).to_string(),
             ),
             ("MINIMAL_EXTRAS", metadata.runtime_extras.join(" ")),
+            ("BUILDER_PACKAGES", metadata.builder_packages.join(" ")),
+            ("BUILD_ENV", shell_assignments(&metadata.build_env)),
+            (
+                "RUNTIME_FILES",
+                metadata
+                    .runtime_files
+                    .iter()
+                    .map(|file| format!("{}:{}", file.from, file.to))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             ("PROFILE", self.profile().to_owned()),
             ("UPX_PACK", self.optimize.to_string()),
             ("SOURCE", source.to_owned()),
@@ -389,6 +403,16 @@ impl flags::Image {
             .map(|(name, value)| (name.to_owned(), value))
             .collect()
     }
+}
+
+/// `NAME='value'` words a shell reads back exactly (the Dockerfile `eval`s
+/// them): every value single-quoted, its own quotes escaped.
+fn shell_assignments(variables: &std::collections::BTreeMap<String, String>) -> String {
+    variables
+        .iter()
+        .map(|(name, value)| format!("{name}='{}'", value.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The stand-ins are made for the host's architecture only.
@@ -626,6 +650,26 @@ mod tests {
         assert_eq!(arg(&args, "VERSION"), Some(metadata().version.as_str()));
         assert_eq!(arg(&args, "CREATED"), Some("1970-01-01T00:00:00Z"));
         assert_eq!(arg(&args, "SOURCE"), Some("https://example.com/api"));
+    }
+
+    #[test]
+    fn build_variables_reach_a_shell_exactly_as_written() {
+        let variables = std::collections::BTreeMap::from([
+            ("SQLX_OFFLINE".to_owned(), "true".to_owned()),
+            ("GREETING".to_owned(), "it's $HOME; `x`".to_owned()),
+        ]);
+        let words = shell_assignments(&variables);
+        let printed = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "eval \"export {words}\"; printf '%s|%s' \"$GREETING\" \"$SQLX_OFFLINE\""
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&printed.stdout),
+            "it's $HOME; `x`|true"
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! process.rs         running a program, with one-line errors
 //! wait.rs            one bounded polling loop for every wait
 //! readiness.rs       a service container ready, or why not: exited, loopback only
+//! backing.rs         the services a service needs to start (PostgreSQL, Redis),
+//!                    run beside it on a network of their own
+//!   backing/           postgres, redis (their images, from Debian packages)
 //! git.rs             the commit being built
 //! testing.rs         tests only: the scanners' offline data, one lock for trivy
 //! last_build.rs      target/xtask/image.json, and choosing the image to work on
@@ -43,7 +46,7 @@
 //!   shutdown_test/     lifecycle, drain, deadline, health_check,
 //!                      silent_server, summary
 //! compose_test.rs    `compose-test`: deploy/compose.yaml up, offline
-//!   compose_test/      postgres (the image), project (docker-compose)
+//!   compose_test/      project (docker-compose)
 //! rollout_test.rs    `rollout-test`: a rolling restart behind HAProxy
 //!   rollout_test/      haproxy (the image, its settings, its statistics),
 //!                      traffic, summary
@@ -67,6 +70,7 @@
 //! ```
 
 mod adopt_test;
+mod backing;
 mod bench;
 mod checks;
 mod ci;

@@ -1,6 +1,9 @@
 //! `[workspace.metadata.xtask]`: what the xtask builds and the budgets it holds it to.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+mod validate;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -43,23 +46,79 @@ pub struct Metadata {
     /// scanners see it. The distroless runtime has a fixed set instead.
     #[serde(default)]
     pub runtime_extras: Vec<String>,
+    /// Debian packages the build stage needs besides a C toolchain
+    /// (`libssl-dev`, `protobuf-compiler`, `cmake`, `clang`…), installed at
+    /// the builder suite's versions. They never reach the runtime.
+    #[serde(default)]
+    pub builder_packages: Vec<String>,
+    /// Variables set for cargo in the build stage, cook and build alike
+    /// (`SQLX_OFFLINE = "true"`). Not in the runtime image.
+    #[serde(default)]
+    pub build_env: BTreeMap<String, String>,
+    /// Files and folders of the workspace the build reads besides the
+    /// packages' own (`.sqlx`, `migrations`, `include_str!` targets).
+    #[serde(default)]
+    pub build_context: Vec<String>,
+    /// Files and folders of the workspace copied into the image, owned by
+    /// root and read-only to the service: `{ from = "configuration", to =
+    /// "/app/configuration" }`.
+    #[serde(default)]
+    pub runtime_files: Vec<RuntimeFile>,
+    /// The service's working directory in the image; the runtime base's
+    /// when unset.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Fixed variables of the image (`APP_ENVIRONMENT = "production"`).
+    /// Never a secret: those are passed at run time.
+    #[serde(default)]
+    pub runtime_env: BTreeMap<String, String>,
+    /// What the service needs running to start (`[…services.db]`, `kind =
+    /// "postgres"`): every command that starts the service starts these
+    /// first, on a network of their own, by their names.
+    #[serde(default)]
+    pub services: BTreeMap<String, BackingService>,
+    /// The service's settings in every proof that starts it, never baked
+    /// into the image: `{db.host}`, `{db.port}`, `{db.user}`,
+    /// `{db.password}`, `{db.database}` and `{db.url}` name a backing
+    /// service's address and throwaway credentials.
+    #[serde(default)]
+    pub test_env: BTreeMap<String, String>,
 }
 
-/// Debian's package names: lower case letters, digits, `+`, `-` and `.`,
-/// two or more, starting with a letter or digit. Anything else would reach
-/// the build's shell.
-fn validate_packages(names: &[String]) -> anyhow::Result<()> {
-    for name in names {
-        let valid = name.len() >= 2
-            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-        if !valid {
-            anyhow::bail!("runtime-extras: {name:?} is not a Debian package name");
-        }
-    }
-    Ok(())
+/// A service the service needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BackingService {
+    pub kind: BackingKind,
+    /// PostgreSQL: the database the service uses (default `app`).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// PostgreSQL: a folder of the workspace whose `*.sql` files are
+    /// applied in name order before the service starts, for a service that
+    /// does not migrate on its own.
+    #[serde(default)]
+    pub migrations: Option<String>,
+}
+
+/// The backing services the proofs can run: from Debian's packages, so
+/// that they run offline too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackingKind {
+    /// PostgreSQL 17 (Debian 13's `postgresql-17`).
+    Postgres,
+    /// Redis (Debian 13's `redis-server`).
+    Redis,
+}
+
+/// A file or folder of the workspace that the image carries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeFile {
+    /// Relative to the workspace root.
+    pub from: String,
+    /// An absolute path in the image.
+    pub to: String,
 }
 
 /// What the service runs on in the image.
@@ -299,8 +358,7 @@ impl Metadata {
         let package = toml::from_str::<PackageOnly>(workspace)?.workspace.package;
         let mut metadata = toml::from_str::<TableFile>(table)?.workspace.metadata.xtask;
         metadata.version = package.version;
-        metadata.drain.validate()?;
-        validate_packages(&metadata.runtime_extras)?;
+        metadata.validate()?;
         Ok(metadata)
     }
 
@@ -308,8 +366,7 @@ impl Metadata {
         let manifest: Manifest = toml::from_str(manifest)?;
         let mut metadata = manifest.workspace.metadata.xtask;
         metadata.version = manifest.workspace.package.version;
-        metadata.drain.validate()?;
-        validate_packages(&metadata.runtime_extras)?;
+        metadata.validate()?;
         Ok(metadata)
     }
 
@@ -480,6 +537,120 @@ mod tests {
                 error.contains("not a Debian package name"),
                 "{bad}: {error}"
             );
+        }
+    }
+
+    /// `API_TABLE` with `lines` added to its table.
+    fn api_table_with(lines: &str) -> String {
+        API_TABLE.replace(
+            "[workspace.metadata.xtask]\n",
+            &format!("[workspace.metadata.xtask]\n{lines}\n"),
+        )
+    }
+
+    fn refusal(lines: &str) -> String {
+        let workspace = "[workspace.package]\nversion = \"1\"\n";
+        match Metadata::parse_with(workspace, &api_table_with(lines)) {
+            Ok(_) => panic!("accepted: {lines}"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    #[test]
+    fn a_real_services_build_and_run_time_settings_are_read() {
+        let workspace = "[workspace.package]\nversion = \"1\"\n";
+        let table = api_table_with(
+            r#"builder-packages = ["libssl-dev", "protobuf-compiler"]
+build-env = { SQLX_OFFLINE = "true" }
+build-context = [".sqlx", "migrations"]
+runtime-files = [{ from = "configuration", to = "/app/configuration" }]
+workdir = "/app"
+runtime-env = { APP_ENVIRONMENT = "production" }
+services.db = { kind = "postgres", database = "newsletter", migrations = "migrations" }
+services.cache = { kind = "redis" }
+test-env = { APP_DATABASE__HOST = "{db.host}", APP_REDIS_URI = "{cache.url}" }"#,
+        );
+        let metadata = Metadata::parse_with(workspace, &table).unwrap();
+        assert_eq!(
+            metadata.builder_packages,
+            ["libssl-dev", "protobuf-compiler"]
+        );
+        assert_eq!(metadata.build_env["SQLX_OFFLINE"], "true");
+        assert_eq!(metadata.runtime_files[0].to, "/app/configuration");
+        assert_eq!(metadata.workdir.as_deref(), Some("/app"));
+        assert_eq!(metadata.services["db"].kind, BackingKind::Postgres);
+        assert_eq!(metadata.services["cache"].kind, BackingKind::Redis);
+        assert_eq!(metadata.test_env["APP_REDIS_URI"], "{cache.url}");
+    }
+
+    #[test]
+    fn secrets_are_never_baked_in() {
+        for (lines, says) in [
+            (r#"runtime-env = { DB_PASSWORD = "hunter2" }"#, "its name"),
+            (r#"runtime-env = { API_TOKEN = "x" }"#, "its name"),
+            (
+                r#"runtime-env = { DATABASE_URL = "postgres://app:hunter2@db/app" }"#,
+                "a URL with a password",
+            ),
+            (
+                r#"build-env = { KEY = "-----BEGIN PRIVATE KEY-----" }"#,
+                "a PEM key",
+            ),
+        ] {
+            let error = refusal(lines);
+            assert!(error.contains("looks like a secret"), "{lines}: {error}");
+            assert!(error.contains(says), "{lines}: {error}");
+            assert!(error.contains("pass it at run time"), "{lines}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named_before_anything_runs() {
+        for (lines, says) in [
+            (r#"image = "Bad Name!""#, "not an image name"),
+            (
+                r#"health-path = "health""#,
+                "health-path \"health\" must start with /",
+            ),
+            (
+                r#"runtime-files = [{ from = "../etc", to = "/app" }]"#,
+                "inside the workspace",
+            ),
+            (
+                r#"runtime-files = [{ from = "conf", to = "app" }]"#,
+                "absolute path",
+            ),
+            (r#"workdir = "/app dir""#, "letters, digits"),
+            (r#"build-env = { "1X" = "y" }"#, "not a variable name"),
+            (
+                r#"builder-packages = ["libssl-dev; rm"]"#,
+                "not a Debian package name",
+            ),
+            (r#"services.DB = { kind = "postgres" }"#, "host name"),
+            (
+                r#"services.cache = { kind = "redis", database = "x" }"#,
+                "PostgreSQL's",
+            ),
+            (r#"test-env = { URL = "{db.url}" }"#, "{db.url}"),
+        ] {
+            let table = if lines.starts_with("image") || lines.starts_with("health-path") {
+                let key = lines.split(' ').next().unwrap();
+                let original = API_TABLE
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(&format!("{key} ")))
+                    .unwrap()
+                    .trim()
+                    .to_owned();
+                API_TABLE.replace(&original, lines)
+            } else {
+                api_table_with(lines)
+            };
+            let workspace = "[workspace.package]\nversion = \"1\"\n";
+            let error = format!(
+                "{:#}",
+                Metadata::parse_with(workspace, &table).expect_err(lines)
+            );
+            assert!(error.contains(says), "{lines}: {error}");
         }
     }
 

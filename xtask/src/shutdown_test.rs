@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use xshell::Shell;
 
+use crate::backing::Backing;
 use crate::checks::{Check, Status, Verdict};
 use crate::docker::container::{
     Container, HealthOverride, Network, Removed, RunSpec, Scope, State,
@@ -87,6 +88,8 @@ impl flags::ShutdownTest {
             ));
         }
         let hardening = Hardening::production(&self.memory, &self.cpus);
+        let backing = Backing::start(sh, &docker, &scope, metadata);
+        let no_backing = Backing::default();
         let mut test = Test {
             sh,
             scope: &scope,
@@ -98,10 +101,22 @@ impl flags::ShutdownTest {
             tag: format!("st{}-{}", std::process::id(), unix_seconds()),
             checks: Vec::new(),
             figures: Figures::default(),
-            never_ready: false,
+            blocked: None,
             not_run: None,
+            backing: backing.as_ref().unwrap_or(&no_backing),
         };
-        test.lifecycle();
+        match &backing {
+            Ok(backing) if !backing.is_empty() => test.push(backing.check()),
+            Ok(_) => {}
+            Err(error) => {
+                test.push(Backing::failed_check(error));
+                test.blocked = Some("a backing service did not start (see \"backing services\")");
+                test.not_run = test.blocked.map(str::to_owned);
+            }
+        }
+        if test.blocked.is_none() {
+            test.lifecycle();
+        }
         test.deadline();
         test.health_check_without_server();
         test.health_check_against_silent_server();
@@ -156,9 +171,11 @@ struct Test<'a> {
     tag: String,
     checks: Vec<Check>,
     figures: Figures,
-    /// Whether a start has shown that the service never becomes ready: the
-    /// steps after it are not run rather than failed again.
-    never_ready: bool,
+    /// Why the service cannot be started at all, once that is known (it
+    /// never became ready, or a backing service did not start): the steps
+    /// after it are not run rather than failed again.
+    blocked: Option<&'static str>,
+    backing: &'a Backing,
     /// Why a step stopped before its last check, for the checks it left.
     not_run: Option<String>,
 }
@@ -241,7 +258,10 @@ impl<'a> Test<'a> {
     /// checks it never reached are listed as not run, with why.
     fn record_broken(&mut self, result: Result<(), Broken>) {
         if let Err(broken) = result {
-            self.never_ready |= broken.check == "start to ready";
+            if broken.check == "start to ready" {
+                self.blocked
+                    .get_or_insert("the service never became ready (see \"start to ready\")");
+            }
             let reason = not_run_because(broken.check);
             self.push(Check::broken(broken.check, broken.expected, &broken.error));
             self.not_run.get_or_insert(reason);
@@ -324,7 +344,9 @@ impl<'a> Test<'a> {
         // The names the manifest gives the service's settings; none when it
         // has no such setting.
         let drain = &self.metadata.drain;
-        let mut env = self.flags.env.clone();
+        // The manifest's settings first, so that `--env` overrides them.
+        let mut env = self.backing.env(self.metadata);
+        env.extend(self.flags.env.iter().cloned());
         if !drain.shutdown_timeout_env.is_empty() {
             env.push((
                 drain.shutdown_timeout_env.clone(),
@@ -341,6 +363,7 @@ impl<'a> Test<'a> {
             volume: Some((volume, &self.metadata.data_dir)),
             scratch: self.declared_volumes(Some(&self.metadata.data_dir)),
             publish: Some(self.metadata.port),
+            network: self.backing.network(),
             env,
             health: Some(self.flags.health_override()),
             ..self.spec(role)

@@ -115,7 +115,7 @@ pub fn snapshot(
         std::fs::write(dir.join(".dockerignore"), ignore)?;
     }
     if variant.is_project() {
-        crate::image::context::prepare(sh, dir, &metadata.package, &project_dir(dir))?;
+        crate::image::context::prepare(sh, dir, metadata, &project_dir(dir))?;
     }
     Ok(())
 }

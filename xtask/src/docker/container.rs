@@ -33,6 +33,7 @@ static CREATED: Mutex<Created> = Mutex::new(Created {
     program: None,
     containers: Vec::new(),
     volumes: Vec::new(),
+    networks: Vec::new(),
     removed: Removed {
         containers: 0,
         volumes: 0,
@@ -44,6 +45,8 @@ struct Created {
     program: Option<PathBuf>,
     containers: Vec<String>,
     volumes: Vec<String>,
+    /// Removed after the containers that use them.
+    networks: Vec<String>,
     /// Removed so far, for the report.
     removed: Removed,
     /// Set by the signal handler: nothing new may be created.
@@ -134,6 +137,19 @@ impl Scope {
         self.docker
             .output(sh, &args)
             .with_context(|| format!("cannot create volume {name}"))?;
+        Ok(name)
+    }
+
+    /// Creates a network of its own, for a service and its backing services.
+    pub fn network(&self, sh: &Shell, role: &str) -> anyhow::Result<String> {
+        let name = self.unique_name(role);
+        let mut args = vec!["network".to_owned(), "create".to_owned()];
+        args.extend(self.labels());
+        args.push(name.clone());
+        register(&name, |c| &mut c.networks)?;
+        self.docker
+            .output(sh, &args)
+            .with_context(|| format!("cannot create network {name}"))?;
         Ok(name)
     }
 
@@ -257,9 +273,29 @@ impl Scope {
             .args(args)
             .quiet()
             .ignore_status()
+            .ignore_stderr()
             .output()
             .with_context(|| format!("cannot run docker exec in {}", container.name))?;
         Ok(output.status.success())
+    }
+
+    /// Runs `program` inside the running container with `env` and `input`
+    /// on its standard input; a failure is its last line of errors.
+    pub fn exec(
+        &self,
+        sh: &Shell,
+        container: &Container,
+        env: &[(&str, &str)],
+        command: &[&str],
+        input: &str,
+    ) -> anyhow::Result<String> {
+        let mut args = vec!["exec".to_owned(), "--interactive".to_owned()];
+        for (name, value) in env {
+            args.extend(["--env".to_owned(), format!("{name}={value}")]);
+        }
+        args.push(container.name.clone());
+        args.extend(command.iter().map(|a| (*a).to_owned()));
+        crate::process::read(sh.cmd(self.docker.program()).args(args).stdin(input))
     }
 
     /// Why a container that should be serving has stopped (`when`, as in
@@ -491,10 +527,16 @@ pub struct RunSpec<'a> {
     pub command: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
     /// The default bridge.
     Bridge,
+    /// A network of the scope's (`Scope::network`), where the container is
+    /// known by `alias` as well as by its name.
+    Named {
+        network: String,
+        alias: Option<String>,
+    },
     None,
     /// The host's network namespace, to reach a listener on the host's loopback.
     Host,
@@ -520,8 +562,14 @@ impl RunSpec<'_> {
             args.push("--tmpfs".into());
             args.push(format!("{scratch}:{TMPFS_OPTIONS},size=1m"));
         }
-        match self.network {
+        match &self.network {
             Network::Bridge => {}
+            Network::Named { network, alias } => {
+                args.extend(["--network".into(), network.clone()]);
+                if let Some(alias) = alias {
+                    args.extend(["--network-alias".into(), alias.clone()]);
+                }
+            }
             Network::None => args.extend(["--network".into(), "none".into()]),
             Network::Host => args.extend(["--network".into(), "host".into()]),
         }
@@ -712,12 +760,13 @@ fn lock() -> std::sync::MutexGuard<'static, Created> {
 }
 
 fn remove_all() {
-    let (program, containers, volumes) = {
+    let (program, containers, volumes, networks) = {
         let mut created = lock();
         (
             created.program.clone(),
             std::mem::take(&mut created.containers),
             std::mem::take(&mut created.volumes),
+            std::mem::take(&mut created.networks),
         )
     };
     let Some(program) = program else {
@@ -725,6 +774,9 @@ fn remove_all() {
     };
     remove_containers(&program, &containers);
     remove_volumes(&program, &volumes);
+    if !networks.is_empty() {
+        quietly(&program, ["network", "rm"], &networks);
+    }
     let mut created = lock();
     created.removed.containers += containers.len();
     created.removed.volumes += volumes.len();

@@ -229,6 +229,7 @@ pub struct ImageConfig {
     pub stop_signal: Option<String>,
     /// `NAME=value` pairs.
     pub env: Option<Vec<String>>,
+    pub working_dir: String,
 }
 
 /// Durations are in nanoseconds, as the engine reports them; 0 means the default.

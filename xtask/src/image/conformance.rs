@@ -5,6 +5,8 @@
 //! labels, and no shell and no package manager. Its weight is size-check's
 //! to judge.
 
+use std::collections::BTreeMap;
+
 use crate::checks::Check;
 use crate::docker::ImageInspect;
 use crate::metadata::{HEALTHCHECK_PATH, Metadata, SERVICE_PATH};
@@ -33,6 +35,12 @@ pub struct Expectations {
     pub port: u16,
     pub health_path: String,
     pub data_dir: String,
+    /// The manifest's run-time settings, each checked when it names any.
+    pub runtime_files: Vec<String>,
+    pub workdir: Option<String>,
+    pub runtime_env: BTreeMap<String, String>,
+    /// Names that must not be in the image: the build's own variables.
+    pub build_env: Vec<String>,
 }
 
 impl Expectations {
@@ -41,6 +49,14 @@ impl Expectations {
             port: metadata.port,
             health_path: metadata.health_path.clone(),
             data_dir: metadata.data_dir.clone(),
+            runtime_files: metadata
+                .runtime_files
+                .iter()
+                .map(|file| file.to.clone())
+                .collect(),
+            workdir: metadata.workdir.clone(),
+            runtime_env: metadata.runtime_env.clone(),
+            build_env: metadata.build_env.keys().cloned().collect(),
         }
     }
 }
@@ -113,6 +129,8 @@ pub fn checks(image: &ImageInspect, paths: &[String], expect: &Expectations) -> 
         },
         format!("{SERVICE_PATH} and {HEALTHCHECK_PATH} in the image"),
     ));
+
+    checks.extend(run_time_settings(image, paths, expect));
 
     let forbidden: Vec<String> = paths
         .iter()
@@ -213,6 +231,93 @@ fn labels(image: &ImageInspect) -> Check {
     })
 }
 
+/// The manifest's run-time files, working directory and variables, each
+/// in the image as named, and the build's variables not.
+fn run_time_settings(image: &ImageInspect, paths: &[String], expect: &Expectations) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if !expect.runtime_files.is_empty() {
+        let missing: Vec<&str> = expect
+            .runtime_files
+            .iter()
+            .map(String::as_str)
+            .filter(|file| !paths.iter().any(|p| p == file.trim_start_matches('/')))
+            .collect();
+        checks.push(
+            Check::judge(
+                "run-time files",
+                missing.is_empty(),
+                format!(
+                    "{} of {} present",
+                    expect.runtime_files.len() - missing.len(),
+                    expect.runtime_files.len()
+                ),
+                expect.runtime_files.join(", "),
+            )
+            .because(format!("not in the image: {}", missing.join(", "))),
+        );
+    }
+    if let Some(workdir) = &expect.workdir {
+        let actual = &image.config.working_dir;
+        checks.push(Check::judge(
+            "working directory",
+            actual == workdir,
+            if actual.is_empty() { "/" } else { actual },
+            workdir.clone(),
+        ));
+    }
+    if !expect.runtime_env.is_empty() {
+        let wrong: Vec<String> = expect
+            .runtime_env
+            .iter()
+            .filter(|(name, value)| image.env(name) != Some(value.as_str()))
+            .map(|(name, value)| match image.env(name) {
+                Some(actual) => format!("{name}={actual:?}, not {value:?}"),
+                None => format!("{name} unset"),
+            })
+            .collect();
+        checks.push(
+            Check::judge(
+                "run-time environment",
+                wrong.is_empty(),
+                format!(
+                    "{} of {} set",
+                    expect.runtime_env.len() - wrong.len(),
+                    expect.runtime_env.len()
+                ),
+                expect
+                    .runtime_env
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+            .because(wrong.join("; ")),
+        );
+    }
+    if !expect.build_env.is_empty() {
+        let leaked: Vec<&str> = expect
+            .build_env
+            .iter()
+            .map(String::as_str)
+            .filter(|name| image.env(name).is_some() && !expect.runtime_env.contains_key(*name))
+            .collect();
+        checks.push(
+            Check::judge(
+                "build environment kept out",
+                leaked.is_empty(),
+                if leaked.is_empty() {
+                    "none in the image".to_owned()
+                } else {
+                    leaked.join(", ")
+                },
+                format!("none of {} in the image", expect.build_env.join(", ")),
+            )
+            .because(format!("in the image's environment: {}", leaked.join(", "))),
+        );
+    }
+    checks
+}
+
 fn exposed(image: &ImageInspect) -> String {
     image.config.exposed_ports.as_ref().map_or_else(
         || "none".to_owned(),
@@ -246,7 +351,51 @@ mod tests {
             port: 8080,
             health_path: "/health".into(),
             data_dir: "/data".into(),
+            runtime_files: Vec::new(),
+            workdir: None,
+            runtime_env: BTreeMap::new(),
+            build_env: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_manifests_run_time_settings_are_checked_in_the_image() {
+        let mut image = ImageInspect::parse(INSPECT).unwrap();
+        image.config.env = Some(vec![
+            "APP_ENVIRONMENT=production".to_owned(),
+            "SQLX_OFFLINE=true".to_owned(),
+        ]);
+        image.config.working_dir = "/app".to_owned();
+        let expect = Expectations {
+            runtime_files: vec!["/app/configuration".to_owned()],
+            workdir: Some("/app".to_owned()),
+            runtime_env: BTreeMap::from([("APP_ENVIRONMENT".to_owned(), "production".to_owned())]),
+            build_env: vec!["SQLX_OFFLINE".to_owned()],
+            ..expectations()
+        };
+        let checks = run_time_settings(&image, &paths(&["app/configuration"]), &expect);
+        let status = |name: &str| {
+            checks
+                .iter()
+                .find(|c| c.name == name)
+                .map(Check::failed)
+                .unwrap()
+        };
+        assert!(!status("run-time files"));
+        assert!(!status("working directory"));
+        assert!(!status("run-time environment"));
+        assert!(status("build environment kept out"), "SQLX_OFFLINE leaked");
+        let without_files = run_time_settings(&image, &paths(&[]), &expect);
+        assert!(
+            without_files
+                .iter()
+                .any(|c| c.name == "run-time files" && c.failed())
+        );
+        let unset = run_time_settings(&image, &paths(&[]), &expectations());
+        assert!(
+            unset.is_empty(),
+            "no check for settings the manifest leaves out"
+        );
     }
 
     fn paths(extra: &[&str]) -> Vec<String> {

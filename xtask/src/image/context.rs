@@ -15,6 +15,8 @@ use anyhow::Context;
 use serde::Deserialize;
 use xshell::Shell;
 
+use crate::metadata::Metadata;
+
 /// The workspace package built into every image as its HEALTHCHECK.
 pub const PROBE_PACKAGE: &str = "healthcheck";
 /// The workspace package that lays out the minimal runtime in the build.
@@ -61,9 +63,20 @@ pub struct Prepared {
     pub repository: Option<String>,
 }
 
-/// Writes the Dockerfile and its ignore file for building `package` from
-/// the workspace at `root` into `out`.
-pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Result<Prepared> {
+/// Where the Dockerfile takes the manifest's run-time settings, which have
+/// no build-argument form (`ENV` cannot take a list): a comment that
+/// `prepare` follows with `WORKDIR` and `ENV` lines.
+const RUN_TIME_MARKER: &str = "# xtask: the manifest's `workdir` and `runtime-env` go here";
+
+/// Writes the Dockerfile and its ignore file for building the manifest's
+/// package from the workspace at `root` into `out`.
+pub fn prepare(
+    sh: &Shell,
+    root: &Path,
+    metadata: &Metadata,
+    out: &Path,
+) -> anyhow::Result<Prepared> {
+    let package = metadata.package.as_str();
     let json = crate::process::read(xshell::cmd!(
         sh,
         "cargo metadata --format-version 1 --no-deps --offline --manifest-path {root}/Cargo.toml"
@@ -78,16 +91,20 @@ pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Re
                 .find(|p| p.name == package && metadata.workspace_members.contains(&p.id))
         })
         .and_then(|p| p.repository);
-    let ignore = dockerignore(&json, package, |manifest| {
+    let mut ignore = dockerignore(&json, package, |manifest| {
         std::fs::read_to_string(manifest)
             .ok()
             .and_then(|text| text.parse::<toml::Table>().ok())
             .is_some_and(|table| table.contains_key("bin") || table.contains_key("lib"))
     })?;
+    ignore.push_str(&manifest_paths(root, metadata)?);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let dockerfile = out.join("Dockerfile");
-    std::fs::copy(root.join("Dockerfile"), &dockerfile)
-        .with_context(|| format!("cannot copy the Dockerfile to {}", dockerfile.display()))?;
+    let source = root.join("Dockerfile");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    std::fs::write(&dockerfile, with_run_time_settings(&text, metadata)?)
+        .with_context(|| format!("cannot write {}", dockerfile.display()))?;
     let ignore_path = out.join("Dockerfile.dockerignore");
     std::fs::write(&ignore_path, ignore)
         .with_context(|| format!("cannot write {}", ignore_path.display()))?;
@@ -95,6 +112,90 @@ pub fn prepare(sh: &Shell, root: &Path, package: &str, out: &Path) -> anyhow::Re
         dockerfile,
         repository,
     })
+}
+
+/// The ignore file's lines for the toolchain file and the paths the
+/// manifest names (`build-context`, `runtime-files`), each of which must
+/// exist: a missing one is a typo, found now rather than inside BuildKit.
+fn manifest_paths(root: &Path, metadata: &Metadata) -> anyhow::Result<String> {
+    let mut lines = vec![
+        "# The toolchain file, as the repository pins it.".to_owned(),
+        "!rust-toolchain.toml".to_owned(),
+        "!rust-toolchain".to_owned(),
+    ];
+    let named = metadata
+        .build_context
+        .iter()
+        .map(|path| ("build-context", path))
+        .chain(
+            metadata
+                .runtime_files
+                .iter()
+                .map(|file| ("runtime-files", &file.from)),
+        );
+    let mut first = true;
+    for (key, path) in named {
+        if !root.join(path).exists() {
+            anyhow::bail!(
+                "{key}: {path:?} does not exist in the workspace {}",
+                root.display()
+            );
+        }
+        if first {
+            lines.push("# What the manifest names: build-context, runtime-files.".to_owned());
+            first = false;
+        }
+        lines.push(format!("!{}", path.trim_end_matches('/')));
+    }
+    lines.push(String::new());
+    Ok(lines.join("\n"))
+}
+
+/// The Dockerfile with the manifest's `workdir` and `runtime-env` after
+/// its marker; unchanged when the manifest sets neither.
+fn with_run_time_settings(dockerfile: &str, metadata: &Metadata) -> anyhow::Result<String> {
+    let mut lines = Vec::new();
+    if let Some(workdir) = &metadata.workdir {
+        lines.push(format!("WORKDIR {workdir}"));
+    }
+    if !metadata.runtime_env.is_empty() {
+        let pairs: Vec<String> = metadata
+            .runtime_env
+            .iter()
+            .map(|(name, value)| format!("{name}=\"{}\"", dockerfile_quoted(value)))
+            .collect();
+        lines.push(format!("ENV {}", pairs.join(" \\\n    ")));
+    }
+    if lines.is_empty() {
+        return Ok(dockerfile.to_owned());
+    }
+    let Some(at) = dockerfile.find(RUN_TIME_MARKER) else {
+        anyhow::bail!(
+            "the Dockerfile has no line `{RUN_TIME_MARKER}`, where the manifest's workdir and runtime-env go"
+        );
+    };
+    // After the marker's comment, which may run over several lines.
+    let rest = &dockerfile[at..];
+    let end = rest
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .map(|line| line.len() + 1)
+        .sum::<usize>();
+    let (head, tail) = dockerfile.split_at((at + end).min(dockerfile.len()));
+    Ok(format!("{head}{}\n{tail}", lines.join("\n")))
+}
+
+/// A value inside an `ENV` instruction's double quotes, where `\`, `"` and
+/// `$` would otherwise be read.
+fn dockerfile_quoted(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | '$') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted
 }
 
 /// The ignore file: everything out, then the manifests, then the sources
@@ -238,6 +339,8 @@ fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     /// `cargo metadata`'s shape, cut to the fields read: `api` depends on
@@ -327,13 +430,69 @@ mod tests {
         assert!(error.contains("api, healthcheck, model, rootfs"), "{error}");
     }
 
+    fn workspace_metadata() -> Metadata {
+        Metadata::load(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_manifests_workdir_and_variables_follow_the_marker() {
+        let dockerfile =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile"))
+                .unwrap();
+        let mut metadata = workspace_metadata();
+        assert_eq!(
+            with_run_time_settings(&dockerfile, &metadata).unwrap(),
+            dockerfile,
+            "unchanged when the manifest sets neither"
+        );
+        metadata.workdir = Some("/app".into());
+        metadata.runtime_env = BTreeMap::from([
+            ("APP_ENVIRONMENT".into(), "production".into()),
+            ("GREETING".into(), r#"say "hi" to $USER"#.into()),
+        ]);
+        let written = with_run_time_settings(&dockerfile, &metadata).unwrap();
+        let at = written
+            .find("WORKDIR /app\nENV APP_ENVIRONMENT=\"production\"")
+            .unwrap();
+        assert!(at > written.find(RUN_TIME_MARKER).unwrap());
+        assert!(
+            written.contains(r#"GREETING="say \"hi\" to \$USER""#),
+            "{written}"
+        );
+        assert!(with_run_time_settings("FROM x\n", &metadata).is_err());
+    }
+
+    #[test]
+    fn the_toolchain_file_and_the_manifests_paths_are_in_the_context() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut metadata = workspace_metadata();
+        metadata.build_context = vec!["deploy".into()];
+        metadata.runtime_files = vec![crate::metadata::RuntimeFile {
+            from: "docs/".into(),
+            to: "/app/docs".into(),
+        }];
+        let lines = manifest_paths(root, &metadata).unwrap();
+        for line in ["!rust-toolchain.toml", "!deploy", "!docs"] {
+            assert!(
+                lines.lines().any(|l| l == line),
+                "{line} missing from {lines}"
+            );
+        }
+        metadata.build_context = vec!["no-such-dir".into()];
+        let error = manifest_paths(root, &metadata).unwrap_err().to_string();
+        assert!(
+            error.contains("build-context: \"no-such-dir\" does not exist"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn this_workspace_leaves_the_xtask_sources_out() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let metadata = crate::metadata::Metadata::load(root).unwrap();
         let out = std::env::temp_dir().join(format!("xtask-context-{}", std::process::id()));
         let sh = Shell::new().unwrap();
-        let prepared = prepare(&sh, root, &metadata.package, &out).unwrap();
+        let prepared = prepare(&sh, root, &metadata, &out).unwrap();
         let dockerfile = prepared.dockerfile;
         let ignore = std::fs::read_to_string(out.join("Dockerfile.dockerignore")).unwrap();
         std::fs::remove_dir_all(&out).unwrap();

@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use xshell::Shell;
 
+use crate::backing::Backing;
 use crate::checks::Check;
-use crate::docker::container::{Network, RunSpec, Scope};
+use crate::docker::container::{RunSpec, Scope};
 use crate::docker::hardening::Hardening;
 use crate::docker::{Docker, ImageInspect};
 use crate::metadata::Metadata;
@@ -24,42 +25,61 @@ const READY_GIVE_UP: Duration = Duration::from_secs(30);
 /// `docker stop -t`: how long SIGTERM has before SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the check on `image` (its id and inspection); a run that cannot
-/// start fails it with the reason. An image built for another platform
-/// cannot run here: skipped, saying so.
-pub fn check(
+/// Runs the check on `image` (its id and inspection), with the manifest's
+/// backing services and test settings; a run that cannot start fails it
+/// with the reason. An image built for another platform cannot run here:
+/// skipped, saying so. Backing services, when the manifest names any, are
+/// a check of their own before it.
+pub fn checks(
     sh: &Shell,
     docker: &Docker,
     (image, inspect): (&str, &ImageInspect),
     platform: Option<&str>,
     metadata: &Metadata,
-) -> Check {
+) -> Vec<Check> {
     let expected = format!(
         "ready, then exit 0 on `docker stop` within {}",
         human(GRACE)
     );
     if let Some(platform) = platform.filter(|p| *p != super::host_platform()) {
-        return Check::skipped(
+        return vec![Check::skipped(
             NAME,
             expected,
             format!("built for {platform}, which this host cannot run"),
-        );
+        )];
     }
     let (scope, _) = match Scope::open(docker, sh, PREFIX) {
         Ok(opened) => opened,
-        Err(error) => return Check::broken(NAME, expected, &error),
+        Err(error) => return vec![Check::broken(NAME, expected, &error)],
     };
-    let result = prove(sh, &scope, image, inspect, metadata, &expected);
+    let mut checks = Vec::new();
+    match Backing::start(sh, docker, &scope, metadata) {
+        Ok(backing) => {
+            if !backing.is_empty() {
+                checks.push(backing.check());
+            }
+            let result = prove(sh, &scope, (image, inspect), metadata, &backing, &expected);
+            checks.push(result.unwrap_or_else(|error| Check::broken(NAME, expected, &error)));
+        }
+        Err(error) => {
+            checks.push(Backing::failed_check(&error));
+            checks.push(Check::skipped(
+                NAME,
+                expected,
+                "not run: a backing service did not start (see \"backing services\")",
+            ));
+        }
+    }
     let _ = scope.close(sh);
-    result.unwrap_or_else(|error| Check::broken(NAME, expected, &error))
+    checks
 }
 
 fn prove(
     sh: &Shell,
     scope: &Scope,
-    image: &str,
-    inspect: &ImageInspect,
+    (image, inspect): (&str, &ImageInspect),
     metadata: &Metadata,
+    backing: &Backing,
     expected: &str,
 ) -> anyhow::Result<Check> {
     let hardening = Hardening::production("256m", "1");
@@ -82,8 +102,8 @@ fn prove(
         volume: Some((&data, &metadata.data_dir)),
         scratch,
         publish: Some(metadata.port),
-        network: Network::Bridge,
-        env: Vec::new(),
+        network: backing.network(),
+        env: backing.env(metadata),
         health: None,
         entrypoint: None,
         command: Vec::new(),

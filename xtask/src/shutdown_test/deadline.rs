@@ -27,11 +27,11 @@ impl Test<'_> {
             ));
             return;
         }
-        if self.never_ready {
+        if let Some(blocked) = self.blocked {
             self.push(Check::skipped(
                 "deadline",
                 "non-zero exit before docker's kill",
-                "not run: the service never became ready (see \"start to ready\")",
+                format!("not run: {blocked}"),
             ));
             return;
         }

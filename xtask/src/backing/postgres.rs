@@ -1,7 +1,8 @@
-//! PostgreSQL for the compose file where no registry is reachable: Debian
-//! 13's `postgresql-17` unpacked into a local image that keeps the official
-//! image's contract (`POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`,
-//! data in /var/lib/postgresql/data, `pg_isready` on PATH).
+//! PostgreSQL where no registry is reachable, for backing services and the
+//! compose file: Debian 13's `postgresql-17` unpacked into a local image
+//! that keeps the official image's contract (`POSTGRES_USER`,
+//! `POSTGRES_PASSWORD`, `POSTGRES_DB`, data in /var/lib/postgresql/data,
+//! `pg_isready` and `psql` on PATH).
 
 use std::path::Path;
 
