@@ -158,6 +158,7 @@ pub fn package_image(
         let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
         let files = work.join(format!("{}-files", spec.name));
         sh.remove_path(&files)?;
+        sh.create_dir(&files)?;
         for (path, content) in spec.files {
             let target = files.join(path.trim_start_matches('/'));
             if let Some(parent) = target.parent() {

@@ -13,7 +13,7 @@ use crate::checks::Check;
 use crate::docker::container::{Container, Contents};
 use crate::load::drain::Acknowledged;
 use crate::load::http::Client;
-use crate::metadata::DrainMethod;
+use crate::metadata::{BackingKind, DrainMethod};
 use crate::output;
 
 impl Test<'_> {
@@ -156,10 +156,38 @@ impl Test<'_> {
             ));
             return Writes::default();
         }
+        let database = self
+            .metadata
+            .services
+            .iter()
+            .find(|(_, service)| service.kind == BackingKind::Postgres);
+        let mut writes = Writes::default();
+        if let Some((name, _)) = database {
+            // Acknowledged writes are still counted for the drain and read
+            // back for durability; only the volume is not where they go.
+            self.push(not_applicable(
+                "writes to the volume",
+                "the volume's contents change",
+                &format!(
+                    "the service keeps its data in PostgreSQL (services.{name}); durability reads it back after a restart"
+                ),
+            ));
+            writes.writes = self.send_writes(addr).0;
+            return writes;
+        }
         let before = self.scope.contents(container, &self.metadata.data_dir);
+        let (acknowledged, problems) = self.send_writes(addr);
+        writes.writes = acknowledged;
+        writes.pending = Some(PendingWrites { before, problems });
+        writes
+    }
+
+    /// The manifest's writes: those acknowledged, and why the others were not.
+    fn send_writes(&self, addr: SocketAddr) -> (Vec<Acknowledged>, Vec<String>) {
+        let drain = &self.metadata.drain;
         let path = drain.path.as_str();
         let client = Self::client(addr);
-        let mut writes = Writes::default();
+        let mut acknowledged = Vec::new();
         let mut problems = Vec::new();
         for n in 0..WRITES_BEFORE_DRAIN {
             let title = format!("{}-before-{n}", self.tag);
@@ -168,7 +196,7 @@ impl Test<'_> {
             match client.post(path, &drain.content_type, &json) {
                 Ok(response) => match response.json().and_then(|v| drain.id_in(&v)) {
                     Some(id) if response.status == 201 => {
-                        writes.writes.push(Acknowledged { id, title, body });
+                        acknowledged.push(Acknowledged { id, title, body });
                     }
                     Some(_) => problems.push(request_failed(
                         "POST",
@@ -192,8 +220,7 @@ impl Test<'_> {
                 Err(failure) => problems.push(request_failed("POST", path, &failure.reason)),
             }
         }
-        writes.pending = Some(PendingWrites { before, problems });
-        writes
+        (acknowledged, problems)
     }
 
     /// "writes to the volume": every write acknowledged, and the volume's
