@@ -101,8 +101,9 @@ ARG MINIMAL_ROOTFS=false
 # The manifest's `runtime-extras`: Debian packages whose files join the
 # minimal runtime (e.g. `ca-certificates tzdata`).
 ARG MINIMAL_EXTRAS=""
-# The manifest's `runtime-files`, as `from:to` words: laid out in /out/files,
-# owned by root and read-only to the service.
+# The manifest's `runtime-files`, as `from:to` words: laid out in /out/root
+# beside the binaries (one layer for both), owned by root and read-only to
+# the service.
 ARG RUNTIME_FILES=""
 COPY . .
 # The profile `release` writes to target/release, `size` to target/size. The
@@ -120,11 +121,11 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     if [ -n "${BUILD_ENV}" ]; then eval "export ${BUILD_ENV}"; fi \
     && cargo build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
     && cargo build --locked --profile "${PROFILE}" --package healthcheck \
-    && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/bin/service \
-    && install -D -m 0755 "target/${PROFILE}/healthcheck" /out/bin/healthcheck \
-    && echo "service binary: $(wc -c </out/bin/service) bytes as built" \
-    && strip /out/bin/service /out/bin/healthcheck \
-    && echo "service binary: $(wc -c </out/bin/service) bytes stripped" \
+    && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/root/usr/local/bin/service \
+    && install -D -m 0755 "target/${PROFILE}/healthcheck" /out/root/usr/local/bin/healthcheck \
+    && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes as built" \
+    && strip /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
+    && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes stripped" \
     && mkdir -p /out/rootfs \
     && if [ "${MINIMAL_ROOTFS}" = true ]; then \
          missing=""; \
@@ -135,22 +136,22 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
            apt-get update && apt-get install -y --no-install-recommends $missing; \
          fi \
          && cargo build --locked --profile "${PROFILE}" --package rootfs \
-         && "target/${PROFILE}/rootfs" /out/rootfs /out/bin/service /out/bin/healthcheck \
+         && "target/${PROFILE}/rootfs" /out/rootfs /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
               $(for package in ${MINIMAL_EXTRAS}; do printf -- '--with %s ' "$package"; done); \
        fi \
     && if [ "${UPX_PACK}" = true ]; then \
          command -v upx >/dev/null \
          || { apt-get update && apt-get install -y --no-install-recommends upx-ucl=4.2.4-1.1; }; \
-         upx --best --no-progress /out/bin/service \
-         && echo "service binary: $(wc -c </out/bin/service) bytes packed with UPX"; \
+         upx --best --no-progress /out/root/usr/local/bin/service \
+         && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes packed with UPX"; \
        fi \
-    && mkdir -p /out/data /out/files \
+    && mkdir -p /out/data \
     && for pair in ${RUNTIME_FILES}; do \
          from="${pair%%:*}"; to="${pair#*:}"; \
-         mkdir -p "/out/files$(dirname "$to")" \
-         && cp -R "$from" "/out/files$to" || exit 1; \
-       done \
-    && chmod -R u+rwX,go+rX,go-w /out/files
+         mkdir -p "/out/root$(dirname "$to")" \
+         && cp -R "$from" "/out/root$to" \
+         && chmod -R u+rwX,go+rX,go-w "/out/root$to" || exit 1; \
+       done
 
 # The minimal runtime: nothing but what /out/rootfs holds.
 FROM scratch AS minimal
@@ -163,8 +164,7 @@ ARG HEALTH_PATH=/health
 ARG DATA_DIR=/data
 # The exec-form ENTRYPOINT and HEALTHCHECK take no build arguments, so the
 # service is installed at one path whatever its binary is called.
-COPY --from=build /out/bin/ /usr/local/bin/
-COPY --from=build /out/files/ /
+COPY --from=build /out/root/ /
 # The service's data lives in a volume owned by the runtime user. The runtime
 # has no shell to create it, so the directory comes from the build stage.
 COPY --from=build --chown=65532:65532 /out/data ${DATA_DIR}

@@ -1,71 +1,109 @@
-//! `cargo xtask adopt-test`: the workspace adopted for a service nobody
-//! wrote it for, by its manifest table alone. The example `hello` is
-//! stateless, listens on 3000 and names its own routes; its table is
-//! `examples/hello/xtask.toml`. Each step runs this xtask as a user would,
-//! with `--manifest`:
+//! `cargo xtask adopt-test`: a service nobody wrote the workspace for,
+//! adopted by its manifest table alone, proved as a user would prove it:
+//! each step runs this xtask with `--manifest <table> --json` and reads its
+//! verdict.
 //!
-//! 1. `image`: its image builds and conforms;
-//! 2. `shutdown-test`: every applicable check passes, and those the table
-//!    rules out (writes, durability) show as not applicable;
-//! 3. `shutdown-test` with SIGTERM handling switched off: the verdict fails,
-//!    says the signal was not handled, and no check that needs the
-//!    signal handled passes.
+//! 1. for each runtime the table's `[adopt-test]` names: `image` (built,
+//!    conforming, its stop signal proved with its backing services), then
+//!    `size-check`, `sbom`, `scan` and `shutdown-test` on that image;
+//! 2. each broken variant the table names, on the first image: a setting
+//!    that breaks the service must fail `shutdown-test`, at the check it
+//!    names, with the cause it names, and pass none of the checks it lists.
+//!
+//! The table's `[adopt-test]` section is read here only; the rest of the
+//! file is the service's `[workspace.metadata.xtask]`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 use serde_json::Value;
 use xshell::Shell;
 
 use crate::checks::{Check, Verdict};
 use crate::flags;
 use crate::last_build::ImageReport;
+use crate::metadata::Runtime;
 
-/// The checks that can only pass when the service handles SIGTERM.
-const NEED_SIGTERM: [&str; 5] = [
-    "drain: in-flight requests",
-    "idle stop",
-    "drain: exit status",
-    "drain: stop latency under load",
-    "deadline",
-];
+/// What the table asks of its adoption.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Plan {
+    /// The runtimes the service is built and proved on, each in full.
+    #[serde(default = "distroless_only")]
+    runtimes: Vec<Runtime>,
+    /// Settings that break the service, and how the verdict must say so.
+    #[serde(default)]
+    broken: Vec<Broken>,
+}
 
-/// What the broken run's failure must say.
-const CAUSE: &str = "SIGTERM not handled in time";
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Broken {
+    /// `NAME=VALUE`, passed as `shutdown-test --env`.
+    env: String,
+    /// The check that must fail.
+    fails: String,
+    /// What its account must say: the cause, as a user would act on it.
+    says: String,
+    /// Checks that must not pass with this setting.
+    #[serde(default)]
+    never_passes: Vec<String>,
+}
+
+fn distroless_only() -> Vec<Runtime> {
+    vec![Runtime::Distroless]
+}
+
+#[derive(Debug, Deserialize)]
+struct TableFile {
+    #[serde(rename = "adopt-test")]
+    adopt_test: Option<Plan>,
+}
 
 impl flags::AdoptTest {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
         let table = root.join(&self.table);
-        if !table.is_file() {
-            bail!("no manifest table at {}", table.display());
+        let text = std::fs::read_to_string(&table)
+            .with_context(|| format!("no manifest table at {}", table.display()))?;
+        let plan = toml::from_str::<TableFile>(&text)
+            .with_context(|| format!("{}: bad [adopt-test] table", table.display()))?
+            .adopt_test
+            .unwrap_or(Plan {
+                runtimes: distroless_only(),
+                broken: Vec::new(),
+            });
+        if plan.runtimes.is_empty() {
+            bail!("{}: [adopt-test] runtimes is empty", table.display());
         }
         let xtask = std::env::current_exe().context("cannot find this program's path")?;
         // Building the example must not change which image the workspace's
         // own commands pick by default.
         let last_build = std::fs::read(ImageReport::path(&root)).ok();
-        let result = self.steps(&xtask, &root);
+        let result = self.steps(&plan, &xtask, &root);
         if let Some(bytes) = last_build {
             std::fs::write(ImageReport::path(&root), bytes)
                 .context("cannot restore target/xtask/image.json")?;
         }
         let checks = result?;
-        let (name, value) = &self.broken_env;
+        let failed = checks.iter().filter(|c| c.failed()).count();
         let text = format!(
-            "example adopted by {}\nbroken variant: {name}={value}\n",
-            self.table.display()
-        );
-        let measured = |name: &str| {
-            checks
+            "{} adopted by its table alone, on {}; {} broken variants\n",
+            self.table.display(),
+            plan.runtimes
                 .iter()
-                .find(|c| c.name == name)
-                .map_or_else(|| "not run".to_owned(), |c| c.measured.clone())
-        };
+                .map(|r| runtime_name(*r))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            plan.broken.len()
+        );
         let headline = format!(
-            "handled: {}; ignored: {} that need it fail",
-            measured("shutdown-test, SIGTERM handled"),
-            measured("no false pass")
+            "{} of {} proofs hold ({} broken variants named)",
+            checks.len() - failed,
+            checks.len(),
+            plan.broken.len()
         );
         Ok(Verdict {
             text,
@@ -75,95 +113,77 @@ impl flags::AdoptTest {
         })
     }
 
-    fn steps(&self, xtask: &Path, root: &Path) -> anyhow::Result<Vec<Check>> {
+    fn steps(&self, plan: &Plan, xtask: &Path, root: &Path) -> anyhow::Result<Vec<Check>> {
         let mut checks = Vec::new();
-        let mut image_args = vec!["image"];
-        if self.offline {
-            image_args.push("--offline");
-        }
-        let built = self.xtask(xtask, root, &image_args)?;
-        let image = built["image_id"].as_str().unwrap_or_default().to_owned();
-        checks.push(
-            Check::judge(
-                "image",
-                passed(&built) && !image.is_empty(),
-                headline(&built),
-                "builds and conforms, from the table alone",
-            )
-            .because(failed_checks(&built)),
-        );
-        if image.is_empty() {
-            return Ok(checks);
-        }
-
-        let healthy = self.xtask(xtask, root, &["shutdown-test", "--image", &image])?;
-        let not_applicable = names_with(&healthy, "skipped");
-        checks.push(
-            Check::judge(
-                "shutdown-test, SIGTERM handled",
-                passed(&healthy),
-                format!(
-                    "{} passed, not applicable: {}",
-                    names_with(&healthy, "pass").len(),
-                    if not_applicable.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        not_applicable.join(", ")
-                    }
-                ),
-                "every applicable check passes",
-            )
-            .because(failed_checks(&healthy)),
-        );
-
-        let (name, value) = &self.broken_env;
-        let env = format!("{name}={value}");
-        let broken = self.xtask(
-            xtask,
-            root,
-            &["shutdown-test", "--image", &image, "--env", &env],
-        )?;
-        let failed = names_with(&broken, "fail");
-        let says_why = broken["checks"].as_array().into_iter().flatten().any(|c| {
-            c["name"] == "idle stop" && c["actual"].as_str().is_some_and(|a| a.contains(CAUSE))
-        });
-        checks.push(
-            Check::judge(
-                "shutdown-test, SIGTERM ignored",
-                !passed(&broken) && says_why,
-                format!("fails: {}", failed.join(", ")),
-                format!("fails, and idle stop says \"{CAUSE}\""),
-            )
-            .because(if passed(&broken) {
-                format!("with {env} shutdown-test passed")
-            } else {
-                format!(
-                    "idle stop does not say \"{CAUSE}\": {}",
-                    failed_checks(&broken)
+        let mut first_image = None;
+        for runtime in &plan.runtimes {
+            let runtime = runtime_name(*runtime);
+            let mut image_args = vec!["image", "--runtime", runtime];
+            if self.offline {
+                image_args.push("--offline");
+            }
+            let built = self.xtask(xtask, root, &image_args)?;
+            let image = built["image_id"].as_str().unwrap_or_default().to_owned();
+            checks.push(
+                Check::judge(
+                    format!("image ({runtime})"),
+                    passed(&built) && !image.is_empty(),
+                    headline(&built),
+                    "builds and conforms, from the table alone",
                 )
-            }),
-        );
-        let false_passes: Vec<&str> = NEED_SIGTERM
-            .into_iter()
-            .filter(|name| names_with(&broken, "pass").iter().any(|n| n == name))
-            .collect();
-        checks.push(
-            Check::judge(
-                "no false pass",
-                false_passes.is_empty(),
-                format!(
-                    "{} of {} fail",
-                    NEED_SIGTERM.len() - false_passes.len(),
-                    NEED_SIGTERM.len()
-                ),
-                format!("with {env}, none of: {}", NEED_SIGTERM.join(", ")),
-            )
-            .because(format!(
-                "passed although SIGTERM is ignored: {}",
-                false_passes.join(", ")
-            )),
-        );
+                .because(failed_checks(&built)),
+            );
+            if image.is_empty() {
+                continue;
+            }
+            first_image.get_or_insert_with(|| image.clone());
+            let scan = self.scan_args();
+            let proofs: [(&str, Vec<&str>); 4] = [
+                ("size-check", vec!["size-check"]),
+                ("sbom", vec!["sbom"]),
+                ("scan", scan.iter().map(String::as_str).collect()),
+                ("shutdown-test", vec!["shutdown-test"]),
+            ];
+            for (name, mut args) in proofs {
+                args.extend(["--image", &image]);
+                let verdict = self.xtask(xtask, root, &args)?;
+                checks.push(proof(&format!("{name} ({runtime})"), &verdict));
+            }
+        }
+        let Some(image) = first_image else {
+            for broken in &plan.broken {
+                checks.push(Check::skipped(
+                    format!("broken: {}", broken.env),
+                    format!("fails at {}", broken.fails),
+                    "not run: no image was built",
+                ));
+            }
+            return Ok(checks);
+        };
+        for broken in &plan.broken {
+            let verdict = self.xtask(
+                xtask,
+                root,
+                &["shutdown-test", "--image", &image, "--env", &broken.env],
+            )?;
+            checks.push(judge_broken(broken, &verdict));
+        }
         Ok(checks)
+    }
+
+    /// `scan` on the image's own findings (not the workspace's lock file or
+    /// Dockerfile, which the workspace's steps scan), with the skips given.
+    fn scan_args(&self) -> Vec<String> {
+        let mut args = vec!["scan".to_owned()];
+        for step in ["vuln", "secret", "crates"] {
+            args.extend(["--only".to_owned(), step.to_owned()]);
+        }
+        for skip in &self.skip {
+            if let Some(skip) = skip.strip_prefix(crate::ci::SCAN_STEP_PREFIX) {
+                args.extend(["--skip".to_owned(), skip.to_owned()]);
+            }
+        }
+        args
     }
 
     /// Runs `cargo xtask --manifest <table> --json <args>` and returns its
@@ -192,6 +212,84 @@ impl flags::AdoptTest {
             )
         })
     }
+}
+
+fn runtime_name(runtime: Runtime) -> &'static str {
+    match runtime {
+        Runtime::Distroless => "distroless",
+        Runtime::Minimal => "minimal",
+    }
+}
+
+/// A command's verdict as one proof: it passes when the verdict does, and
+/// says which checks were not applicable.
+fn proof(name: &str, verdict: &Value) -> Check {
+    let skipped = names_with(verdict, "skipped");
+    Check::judge(
+        name,
+        passed(verdict),
+        format!(
+            "{} passed, skipped: {}",
+            names_with(verdict, "pass").len(),
+            if skipped.is_empty() {
+                "none".to_owned()
+            } else {
+                skipped.join(", ")
+            }
+        ),
+        "every applicable check passes",
+    )
+    .because(failed_checks(verdict))
+}
+
+/// A broken variant's verdict: failed, at the named check, saying why, and
+/// with none of the listed checks passed.
+fn judge_broken(broken: &Broken, verdict: &Value) -> Check {
+    let account = verdict["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == broken.fails.as_str() && c["status"] == "fail")
+        .and_then(|c| c["actual"].as_str())
+        .map(str::to_owned);
+    let passed_names = names_with(verdict, "pass");
+    let false_passes: Vec<&str> = broken
+        .never_passes
+        .iter()
+        .map(String::as_str)
+        .filter(|name| passed_names.iter().any(|n| n == name))
+        .collect();
+    let says = account
+        .as_deref()
+        .is_some_and(|account| account.contains(&broken.says));
+    let because = if passed(verdict) {
+        "shutdown-test passed".to_owned()
+    } else if account.is_none() {
+        format!(
+            "{} did not fail; failed: {}",
+            broken.fails,
+            failed_checks(verdict)
+        )
+    } else if !says {
+        format!(
+            "{} does not say \"{}\": {}",
+            broken.fails,
+            broken.says,
+            account.unwrap_or_default()
+        )
+    } else {
+        format!(
+            "passed although the service is broken: {}",
+            false_passes.join(", ")
+        )
+    };
+    Check::judge(
+        format!("broken: {}", broken.env),
+        !passed(verdict) && says && false_passes.is_empty(),
+        format!("{} fails", broken.fails),
+        format!("{} fails, saying \"{}\"", broken.fails, broken.says),
+    )
+    .because(because)
 }
 
 fn passed(verdict: &Value) -> bool {
@@ -231,6 +329,15 @@ mod tests {
         })
     }
 
+    fn sigterm_ignored() -> Broken {
+        Broken {
+            env: "HANDLE_SIGTERM=false".into(),
+            fails: "idle stop".into(),
+            says: "SIGTERM not handled in time".into(),
+            never_passes: vec!["deadline".into(), "drain: in-flight requests".into()],
+        }
+    }
+
     #[test]
     fn checks_are_read_by_status() {
         let v = verdict(&[
@@ -246,5 +353,53 @@ mod tests {
         assert_eq!(names_with(&v, "skipped"), ["durability"]);
         assert_eq!(names_with(&v, "pass"), ["liveness"]);
         assert!(failed_checks(&v).starts_with("idle stop: exit 137"));
+    }
+
+    #[test]
+    fn a_broken_variant_holds_only_when_it_fails_where_and_why_the_table_says() {
+        let named = verdict(&[(
+            "idle stop",
+            "fail",
+            "exit 137: killed by docker after 12 s: SIGTERM not handled in time",
+        )]);
+        assert!(!judge_broken(&sigterm_ignored(), &named).failed());
+
+        let elsewhere = verdict(&[("deadline", "fail", "exit 137")]);
+        let check = judge_broken(&sigterm_ignored(), &elsewhere);
+        assert!(check.failed());
+        assert!(check.actual.unwrap().contains("idle stop did not fail"));
+
+        let other_cause = verdict(&[("idle stop", "fail", "exit 2")]);
+        assert!(judge_broken(&sigterm_ignored(), &other_cause).failed());
+
+        let false_pass = verdict(&[
+            ("idle stop", "fail", "SIGTERM not handled in time"),
+            ("drain: in-flight requests", "pass", ""),
+        ]);
+        let check = judge_broken(&sigterm_ignored(), &false_pass);
+        assert!(check.failed());
+        assert!(check.actual.unwrap().contains("drain: in-flight requests"));
+
+        let passing = verdict(&[("idle stop", "pass", "")]);
+        assert!(judge_broken(&sigterm_ignored(), &passing).failed());
+    }
+
+    #[test]
+    fn the_examples_tables_name_their_runtimes_and_broken_variants() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for table in [
+            "examples/hello/xtask.toml",
+            "examples/newsletter/xtask.toml",
+        ] {
+            let text = std::fs::read_to_string(root.join(table)).unwrap();
+            let plan = toml::from_str::<TableFile>(&text)
+                .unwrap()
+                .adopt_test
+                .unwrap();
+            assert!(!plan.broken.is_empty(), "{table}");
+            for broken in &plan.broken {
+                assert!(broken.env.contains('='), "{table}: {}", broken.env);
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ use crate::checks::{Check, Verdict};
 use crate::flags;
 use crate::git::Revision;
 use crate::metadata::Metadata;
+pub use plan::SCAN_STEP_PREFIX;
 use plan::{Action, Selection};
 use runner::Runner;
 

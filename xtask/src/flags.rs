@@ -84,9 +84,11 @@ pub enum Command {
     /// SQLite and on a throwaway PostgreSQL cluster, and report requests per
     /// second, p50/p99 latency, non-2xx answers and peak resident memory.
     ServerLoad(ServerLoad),
-    /// Adopt the example service (`examples/hello`) through its manifest
-    /// table alone: build its image, prove `shutdown-test` passes it, and
-    /// that with SIGTERM handling switched off it fails naming the cause.
+    /// Adopt an example service through its manifest table alone: build its
+    /// image on each runtime the table's `[adopt-test]` names, prove
+    /// size-check, sbom, scan and shutdown-test (with its backing services)
+    /// pass it, and that each broken variant the table lists fails where and
+    /// why the table says.
     AdoptTest(AdoptTest),
     /// Push the last built image to a registry under its version and
     /// `sha-<commit>` tags, sign it with cosign, attach its SPDX SBOM as a
@@ -353,12 +355,13 @@ pub struct AdoptTest {
     /// The example's manifest table.
     #[arg(long, value_name = "FILE", default_value = "examples/hello/xtask.toml")]
     pub table: std::path::PathBuf,
-    /// What switches the example's SIGTERM handling off.
-    #[arg(long, value_name = "NAME=VALUE", default_value = "HANDLE_SIGTERM=false", value_parser = env_pair)]
-    pub broken_env: (String, String),
-    /// Build the example's image with no registry (`image --offline`).
+    /// Build the example's images with no registry (`image --offline`).
     #[arg(long)]
     pub offline: bool,
+    /// Pass a skip to the example's scan, as `ci` does: `scan.vuln=REASON`
+    /// (repeatable).
+    #[arg(long, value_name = "scan.STEP=REASON")]
+    pub skip: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -659,11 +659,11 @@ mod tests {
             ("GREETING".to_owned(), "it's $HOME; `x`".to_owned()),
         ]);
         let words = shell_assignments(&variables);
+        // As the Dockerfile's RUN does, with the words as the build argument.
         let printed = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!(
-                "eval \"export {words}\"; printf '%s|%s' \"$GREETING\" \"$SQLX_OFFLINE\""
-            ))
+            .arg(r#"eval "export ${BUILD_ENV}"; printf '%s|%s' "$GREETING" "$SQLX_OFFLINE""#)
+            .env("BUILD_ENV", &words)
             .output()
             .unwrap();
         assert_eq!(

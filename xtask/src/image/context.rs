@@ -395,6 +395,32 @@ mod tests {
         assert!(ignore.lines().any(|l| l == "api/tests/"));
     }
 
+    /// What a build reads beside `src/` inside the package (sqlx's `.sqlx/`
+    /// and `migrations/`, `build.rs` and its inputs, `include_str!`
+    /// targets) comes with the package's folder: only its tests, benches and
+    /// local data are left out, and nothing after re-excludes the rest.
+    #[test]
+    fn the_files_a_build_reads_beside_the_sources_are_in() {
+        let ignore = dockerignore(METADATA, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();
+        assert!(ignore.lines().any(|l| l == "!api/"));
+        let excluded: Vec<&str> = ignore.lines().filter(|l| l.starts_with("api/")).collect();
+        assert_eq!(excluded, ["api/tests/", "api/benches/", "api/data/"]);
+        for kept in [
+            "api/.sqlx/",
+            "api/migrations/",
+            "api/build.rs",
+            "api/templates/",
+        ] {
+            assert!(
+                !ignore.lines().any(|l| !l.starts_with('!')
+                    && !l.starts_with('#')
+                    && !l.contains('*')
+                    && kept.starts_with(l)),
+                "{kept} is excluded by {ignore}"
+            );
+        }
+    }
+
     #[test]
     fn dev_dependencies_and_other_members_give_only_their_manifests() {
         let ignore = dockerignore(METADATA, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();

@@ -280,7 +280,15 @@ fn builder_base(
         &rustc,
         &chef.version,
     ]);
-    let reference = format!("{repository}/builder:{key}");
+    // A builder with extra packages is a repository of its own, so that
+    // making it does not untag the plain builder (or another list's), which
+    // services without extras keep building on.
+    let name = if extras.is_empty() {
+        "builder".to_owned()
+    } else {
+        format!("builder-{}", content_key(&[&packages]))
+    };
+    let reference = format!("{repository}/{name}:{key}");
     ensure(sh, docker, work, &reference, BUILDER_CHANGES, |tarball| {
         let sysroot = process::read(cmd!(sh, "rustc --print sysroot"))?;
         let sysroot = sysroot.trim();
