@@ -29,7 +29,7 @@ use crate::docker::Docker;
 use crate::docker::container::{Container, Network, RunSpec, Scope};
 use crate::docker::hardening::Hardening;
 use crate::metadata::{BackingKind, BackingService, Metadata};
-use crate::output::duration as human;
+use crate::output::{duration as human, relative};
 use crate::wait::{self, Poll};
 
 /// What `test-env` may ask of a backing service: `{NAME.FIELD}`.
@@ -270,7 +270,7 @@ fn start_one(
     })?;
     let ready_after = started.elapsed();
     let migrations = match &service.migrations {
-        Some(dir) => migrate(sh, scope, &container, &root.join(dir), &database)?,
+        Some(dir) => migrate(sh, scope, &container, (root, dir), &database)?,
         None => 0,
     };
     Ok(Started {
@@ -282,24 +282,24 @@ fn start_one(
     })
 }
 
-/// Applies the folder's `*.sql` files in name order, each in one `psql`
-/// that stops at its first error; returns how many.
+/// Applies the folder's `*.sql` files (`dir`, relative to `root`) in name
+/// order, each in one `psql` that stops at its first error; returns how many.
 fn migrate(
     sh: &Shell,
     scope: &Scope,
     container: &Container,
-    dir: &Path,
+    (root, dir): (&Path, &str),
     database: &str,
 ) -> anyhow::Result<usize> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the migrations in {}", dir.display()))?
+    let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
+        .with_context(|| format!("cannot read the migrations in {dir}"))?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();
     if files.is_empty() {
-        anyhow::bail!("{} holds no *.sql migration", dir.display());
+        anyhow::bail!("{dir} holds no *.sql migration");
     }
     let started = Instant::now();
     for file in &files {
@@ -324,12 +324,11 @@ fn migrate(
                 ],
                 &sql,
             )
-            .with_context(|| format!("migration {} failed", file.display()))?;
+            .with_context(|| format!("migration {} failed", relative(root, file)))?;
     }
     eprintln!(
-        "backing services: {} migrations from {} applied in {}",
+        "backing services: {} migrations from {dir} applied in {}",
         files.len(),
-        dir.display(),
         human(started.elapsed())
     );
     Ok(files.len())

@@ -274,7 +274,14 @@ impl<'a> Test<'a> {
         let Some(reason) = self.not_run.clone() else {
             return;
         };
-        let mut ordered = Vec::new();
+        // The backing services come first, as they ran.
+        let mut ordered: Vec<Check> = self
+            .checks
+            .iter()
+            .position(|c| c.name == crate::backing::CHECK)
+            .map(|at| self.checks.remove(at))
+            .into_iter()
+            .collect();
         for (name, expected) in CHECKS {
             if let Some(at) = self.checks.iter().position(|c| c.name == name) {
                 ordered.push(self.checks.remove(at));

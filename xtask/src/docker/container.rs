@@ -129,27 +129,30 @@ impl Scope {
 
     /// Creates a named volume.
     pub fn volume(&self, sh: &Shell, role: &str) -> anyhow::Result<String> {
-        let name = self.unique_name(role);
-        let mut args = vec!["volume".to_owned(), "create".to_owned()];
-        args.extend(self.labels());
-        args.push(name.clone());
-        register(&name, |c| &mut c.volumes)?;
-        self.docker
-            .output(sh, &args)
-            .with_context(|| format!("cannot create volume {name}"))?;
-        Ok(name)
+        self.create(sh, "volume", role, |c| &mut c.volumes)
     }
 
     /// Creates a network of its own, for a service and its backing services.
     pub fn network(&self, sh: &Shell, role: &str) -> anyhow::Result<String> {
+        self.create(sh, "network", role, |c| &mut c.networks)
+    }
+
+    /// `docker <kind> create` of a labelled, registered resource.
+    fn create(
+        &self,
+        sh: &Shell,
+        kind: &str,
+        role: &str,
+        list: fn(&mut Created) -> &mut Vec<String>,
+    ) -> anyhow::Result<String> {
         let name = self.unique_name(role);
-        let mut args = vec!["network".to_owned(), "create".to_owned()];
+        let mut args = vec![kind.to_owned(), "create".to_owned()];
         args.extend(self.labels());
         args.push(name.clone());
-        register(&name, |c| &mut c.networks)?;
+        register(&name, list)?;
         self.docker
             .output(sh, &args)
-            .with_context(|| format!("cannot create network {name}"))?;
+            .with_context(|| format!("cannot create {kind} {name}"))?;
         Ok(name)
     }
 
@@ -295,7 +298,36 @@ impl Scope {
         }
         args.push(container.name.clone());
         args.extend(command.iter().map(|a| (*a).to_owned()));
-        crate::process::read(sh.cmd(self.docker.program()).args(args).stdin(input))
+        let output = sh
+            .cmd(self.docker.program())
+            .args(args)
+            .stdin(input)
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("cannot run docker exec in {}", container.name))?;
+        if !output.status.success() {
+            // The first lines say what failed (psql's `ERROR:` and where);
+            // the last is often only a caret under it.
+            let errors = String::from_utf8_lossy(&output.stderr);
+            let said: Vec<&str> = errors
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .take(2)
+                .collect();
+            bail!(
+                "`{}` exited {}: {}",
+                command.join(" "),
+                output.status.code().unwrap_or(-1),
+                if said.is_empty() {
+                    "no output".to_owned()
+                } else {
+                    said.join(" | ")
+                }
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Why a container that should be serving has stopped (`when`, as in
