@@ -221,15 +221,16 @@ fn runtime_name(runtime: Runtime) -> &'static str {
     }
 }
 
-/// A command's verdict as one proof: it passes when the verdict does, and
-/// says which checks were not applicable.
+/// A command's verdict as one proof: it passes when the verdict does; its
+/// figure is the command's headline and the checks it skipped.
 fn proof(name: &str, verdict: &Value) -> Check {
     let skipped = names_with(verdict, "skipped");
     Check::judge(
         name,
         passed(verdict),
         format!(
-            "{} passed, skipped: {}",
+            "{}; {} passed, skipped: {}",
+            headline(verdict),
             names_with(verdict, "pass").len(),
             if skipped.is_empty() {
                 "none".to_owned()
