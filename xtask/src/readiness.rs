@@ -26,10 +26,18 @@ use crate::wait::{self, Poll};
 /// the image's own probe is asked whether the service answers inside.
 const LOOPBACK_SUSPICION: Duration = Duration::from_secs(2);
 
+/// Where the service is reached from here.
+#[derive(Debug, Clone, Copy)]
+pub enum Address {
+    /// The port it listens on inside its container, published on loopback.
+    Published(u16),
+    /// An address it listens on itself (a container on the host's network).
+    Fixed(SocketAddr),
+}
+
 /// What is waited for, and how long.
 pub struct Target<'a> {
-    /// The port the service listens on inside its container.
-    pub port: u16,
+    pub address: Address,
     pub ready_path: &'a str,
     /// The image, whose HEALTHCHECK tells a loopback-only listener apart.
     pub image: &'a ImageInspect,
@@ -52,7 +60,10 @@ pub fn wait(
     target: &Target<'_>,
     started: Instant,
 ) -> anyhow::Result<Ready> {
-    let mut addr: Option<SocketAddr> = None;
+    let (mut addr, port) = match target.address {
+        Address::Published(port) => (None, Some(port)),
+        Address::Fixed(addr) => (Some(addr), None),
+    };
     let mut looks = 0u32;
     let mut failing_since: Option<Instant> = None;
     let mut asked_inside = false;
@@ -61,7 +72,7 @@ pub fn wait(
         looks += 1;
         let client = match addr {
             Some(addr) => Client::new(addr, Duration::from_secs(1)),
-            None => match scope.published_addr(sh, container, target.port) {
+            None => match scope.published_addr(sh, container, port.unwrap_or_default()) {
                 Ok(found) => {
                     addr = Some(found);
                     Client::new(found, Duration::from_secs(1))
@@ -84,15 +95,19 @@ pub fn wait(
             }
             Err(failure) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
-                if !asked_inside && since.elapsed() >= LOOPBACK_SUSPICION {
+                // Only a published port can be unreachable while the
+                // service answers inside.
+                if let Some(port) = port
+                    && !asked_inside
+                    && since.elapsed() >= LOOPBACK_SUSPICION
+                {
                     asked_inside = true;
                     if let Some(exited) = exited(sh, scope, container)? {
                         return Ok(Poll::Ready(Err(exited)));
                     }
                     if answers_inside(sh, scope, container, target.image) {
                         return Ok(Poll::Ready(Err(anyhow!(
-                            "it listens on loopback only: the image's HEALTHCHECK answers inside the container, but port {} does not answer from outside ({}); listen on all interfaces (0.0.0.0 or [::]), not 127.0.0.1",
-                            target.port,
+                            "it listens on loopback only: the image's HEALTHCHECK answers inside the container, but port {port} does not answer from outside ({}); listen on all interfaces (0.0.0.0 or [::]), not 127.0.0.1",
                             failure.reason
                         ))));
                     }

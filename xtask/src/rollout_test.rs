@@ -30,9 +30,9 @@ use crate::docker::hardening::Hardening;
 use crate::docker::{Docker, ImageInspect};
 use crate::flags;
 use crate::last_build;
-use crate::load::http::Client;
 use crate::metadata::Metadata;
 use crate::output::{self, duration as human};
+use crate::readiness;
 use crate::wait::{self, Poll};
 use haproxy::REPLICAS;
 use traffic::{Load, Shape, Tally};
@@ -362,25 +362,24 @@ impl Test<'_> {
         Ok(self.scope.start(self.sh, &spec)?.0)
     }
 
-    /// Polls the replica's readiness path until it answers 200.
+    /// Polls the replica's readiness path until it answers 200; fails with
+    /// its exit code and log if it stops first.
     fn wait_ready(&self, replica: &Replica) -> anyhow::Result<()> {
-        let client = Client::new(replica.addr, Duration::from_secs(1));
-        let path = &self.metadata.ready_path;
-        wait::until(READY_GIVE_UP, Duration::from_millis(50), || {
-            Ok(match client.get(path) {
-                Ok(response) if response.status == 200 => Poll::Ready(()),
-                Ok(response) => Poll::Waiting(format!("status {}", response.status)),
-                Err(failure) => Poll::Waiting(failure.reason),
-            })
-        })
-        .with_context(|| {
-            format!(
-                "replica {} not ready on {}; logs: {}",
-                replica.name,
-                replica.addr,
-                self.logs(&replica.container)
-            )
-        })
+        let target = readiness::Target {
+            address: readiness::Address::Fixed(replica.addr),
+            ready_path: &self.metadata.ready_path,
+            image: self.inspect,
+            give_up: READY_GIVE_UP,
+        };
+        readiness::wait(
+            self.sh,
+            self.scope,
+            &replica.container,
+            &target,
+            Instant::now(),
+        )
+        .with_context(|| format!("replica {} not ready on {}", replica.name, replica.addr))?;
+        Ok(())
     }
 
     /// Waits until HAProxy reports every one of `names` UP.
@@ -432,18 +431,9 @@ impl Test<'_> {
                 "HAProxy did not put {} {what} within {}; its logs: {}",
                 names.join(" and "),
                 human(started.elapsed()),
-                self.logs(balancer)
+                self.scope.log_lines(self.sh, balancer)
             )
         })
-    }
-
-    fn logs(&self, container: &Container) -> String {
-        let logs = self.scope.logs_tail(self.sh, container, 5);
-        if logs.is_empty() {
-            "(none)".to_owned()
-        } else {
-            logs.lines().collect::<Vec<_>>().join(" | ")
-        }
     }
 }
 

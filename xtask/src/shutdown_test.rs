@@ -413,7 +413,7 @@ impl<'a> Test<'a> {
         started: Instant,
     ) -> anyhow::Result<readiness::Ready> {
         let target = readiness::Target {
-            port: self.metadata.port,
+            address: readiness::Address::Published(self.metadata.port),
             ready_path: &self.metadata.ready_path,
             image: self.inspect,
             give_up: READY_GIVE_UP,

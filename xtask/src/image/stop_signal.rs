@@ -111,7 +111,7 @@ fn prove(
     eprintln!("image: proving the stop signal: run, wait for readiness, docker stop");
     let (container, started) = scope.start(sh, &spec)?;
     let target = readiness::Target {
-        port: metadata.port,
+        address: readiness::Address::Published(metadata.port),
         ready_path: &metadata.ready_path,
         image: inspect,
         give_up: READY_GIVE_UP,
