@@ -73,7 +73,7 @@ impl Test<'_> {
         plan: &Plan,
         seen: &drain::Seen,
         tally: &drain::Tally,
-        never_drained: Option<String>,
+        never_drained: Option<&str>,
     ) {
         let uploads = seen
             .records
@@ -84,7 +84,17 @@ impl Test<'_> {
             .iter()
             .filter(|r| matches!(&r.result, Ok(a) if (200..300).contains(&a.status)))
             .count();
-        let short_in_flight = tally.in_flight_at_signal.saturating_sub(uploads.len());
+        // The slow requests prove a drain only if they were still arriving
+        // or being answered at the signal: a path the service answers at
+        // once leaves nothing in flight, and every answer came before it.
+        let slow_in_flight = uploads
+            .iter()
+            .filter(|r| {
+                seen.signal_at
+                    .is_some_and(|at| r.sent_at < at && r.ended_at >= at)
+            })
+            .count();
+        let short_in_flight = tally.in_flight_at_signal.saturating_sub(slow_in_flight);
         let short_ok = tally.in_flight_completed.saturating_sub(uploads_ok);
         let all_answered = uploads_ok == plan.slow_uploads
             && tally.in_flight_completed == tally.in_flight_at_signal;
@@ -97,27 +107,33 @@ impl Test<'_> {
                 Err(f) => Some(format!("{request}: {} ({})", f.reason, r.title)),
             })
             .collect();
+        let because = if let Some(ended) = never_drained {
+            format!(
+                "the service never drained ({ended}): answers while it ignores SIGTERM prove nothing"
+            )
+        } else if slow_in_flight == 0 {
+            format!(
+                "no slow request was in flight at SIGTERM: {request} was answered before the signal, so the drain held nothing; name a path the service answers slowly, or a POST whose body can trickle in"
+            )
+        } else {
+            in_flight_story(
+                &upload_failures,
+                plan.slow_uploads,
+                short_in_flight - short_ok.min(short_in_flight),
+                short_in_flight,
+            )
+        };
         self.push(
             Check::judge(
                 "drain: in-flight requests",
-                all_answered && never_drained.is_none(),
+                all_answered && slow_in_flight > 0 && never_drained.is_none(),
                 format!(
-                    "{uploads_ok}/{} slow, {short_ok}/{short_in_flight} short answered 2xx",
+                    "{uploads_ok}/{} slow ({slow_in_flight} in flight at SIGTERM), {short_ok}/{short_in_flight} short answered 2xx",
                     plan.slow_uploads
                 ),
                 "every request in flight at SIGTERM answered 2xx",
             )
-            .because(match never_drained {
-                None => in_flight_story(
-                    &upload_failures,
-                    plan.slow_uploads,
-                    short_in_flight - short_ok.min(short_in_flight),
-                    short_in_flight,
-                ),
-                Some(ended) => format!(
-                    "the service never drained ({ended}): answers while it ignores SIGTERM prove nothing"
-                ),
-            }),
+            .because(because),
         );
     }
 
@@ -137,7 +153,7 @@ impl Test<'_> {
         let readiness_turned = seen.probes.iter().any(|p| p.status == Some(503));
         let never_drained =
             (killed || !(exited_after_finishing || readiness_turned)).then(|| state.story(grace));
-        self.judge_in_flight(plan, seen, &tally, never_drained);
+        self.judge_in_flight(plan, seen, &tally, never_drained.as_deref());
         let request = self.request();
         if self.metadata.drain.readiness {
             let (ready_ok, ready_seen) = match drain::readiness_verdict(&seen.probes) {
