@@ -277,10 +277,19 @@ fn dockerignore(
     lines.push("# What the service's build reads.".to_owned());
     for dir in &built {
         let dir = relative(dir)?;
-        lines.push(format!("!{dir}/"));
-        lines.push(format!("{dir}/tests/"));
-        lines.push(format!("{dir}/benches/"));
-        lines.push(format!("{dir}/data/"));
+        // A package at the workspace root (a single-crate repository) is
+        // the whole tree: `!/` is no pattern BuildKit takes.
+        let prefix = if dir.is_empty() {
+            lines.push("!**".to_owned());
+            lines.push(".git/".to_owned());
+            String::new()
+        } else {
+            lines.push(format!("!{dir}/"));
+            format!("{dir}/")
+        };
+        for left_out in ["tests/", "benches/", "data/"] {
+            lines.push(format!("{prefix}{left_out}"));
+        }
     }
     lines.extend(
         [
@@ -444,6 +453,27 @@ mod tests {
         assert!(
             !allowed.contains(&"crates/model/src/lib.rs"),
             "built whole: {allowed:?}"
+        );
+    }
+
+    #[test]
+    fn a_package_at_the_workspace_root_takes_the_tree_less_its_tests() {
+        let metadata = METADATA
+            .replace("\"/w/api/Cargo.toml\"", "\"/w/Cargo.toml\"")
+            .replace("\"/w/api/src/main.rs\"", "\"/w/src/main.rs\"");
+        let ignore = dockerignore(&metadata, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();
+        assert!(ignore.lines().any(|l| l == "!**"), "{ignore}");
+        for left_out in ["tests/", "benches/", "data/", ".git/", "**/target/"] {
+            assert!(
+                ignore.lines().any(|l| l == left_out),
+                "{left_out}: {ignore}"
+            );
+        }
+        assert!(
+            !ignore
+                .lines()
+                .any(|l| l.starts_with("!/") || l.starts_with('/')),
+            "{ignore}"
         );
     }
 
