@@ -356,14 +356,18 @@ impl Metadata {
             package: WorkspacePackage,
         }
         let package = toml::from_str::<PackageOnly>(workspace)?.workspace.package;
-        let mut metadata = toml::from_str::<TableFile>(table)?.workspace.metadata.xtask;
+        let mut metadata = toml::from_str::<TableFile>(table)
+            .map_err(explain)?
+            .workspace
+            .metadata
+            .xtask;
         metadata.version = package.version;
         metadata.validate()?;
         Ok(metadata)
     }
 
     fn parse(manifest: &str) -> anyhow::Result<Metadata> {
-        let manifest: Manifest = toml::from_str(manifest)?;
+        let manifest: Manifest = toml::from_str(manifest).map_err(explain)?;
         let mut metadata = manifest.workspace.metadata.xtask;
         metadata.version = manifest.workspace.package.version;
         metadata.validate()?;
@@ -378,6 +382,18 @@ impl Metadata {
             format!("{}:{}{suffix}", self.image, self.version),
             format!("{}:sha-{revision}{suffix}", self.image),
         ]
+    }
+}
+
+/// A missing key says what to write, not only that it is missing.
+fn explain(error: toml::de::Error) -> anyhow::Error {
+    let message = error.message();
+    if message.contains("missing field `drain`") {
+        anyhow::anyhow!(
+            "{error}\nadd a [workspace.metadata.xtask.drain] table: the request shutdown-test holds in flight at SIGTERM, either a write whose body trickles in (method = \"POST\", path = \"/items\", body = '{{\"name\":\"{{tag}}{{padding}}\"}}') or a read the service answers slowly (method = \"GET\", path = \"/slow\"); docs/adopting.md has an example"
+        )
+    } else {
+        error.into()
     }
 }
 
@@ -652,6 +668,26 @@ test-env = { APP_DATABASE__HOST = "{db.host}", APP_REDIS_URI = "{cache.url}" }"#
             );
             assert!(error.contains(says), "{lines}: {error}");
         }
+    }
+
+    #[test]
+    fn a_table_without_a_drain_says_what_to_write() {
+        let workspace = "[workspace.package]\nversion = \"1\"\n";
+        let table = API_TABLE
+            .lines()
+            .filter(|l| !l.contains("drain"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let error = format!("{:#}", Metadata::parse_with(workspace, &table).unwrap_err());
+        assert!(error.contains("missing field `drain`"), "{error}");
+        assert!(
+            error.contains("add a [workspace.metadata.xtask.drain] table"),
+            "{error}"
+        );
+        assert!(
+            error.contains(r#"method = "GET", path = "/slow""#),
+            "{error}"
+        );
     }
 
     #[test]
