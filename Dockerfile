@@ -189,7 +189,11 @@ ARG SOURCE=""
 ARG REVISION=""
 ARG VERSION=""
 ARG CREATED=""
-LABEL org.opencontainers.image.source="${SOURCE}" \
+# Cargo.lock's and the manifests' digest: `cargo xtask sbom` compares it with
+# the work tree's, committed or not.
+ARG CRATES_DIGEST=""
+LABEL dev.xtask.crates-digest="${CRATES_DIGEST}" \
+      org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.created="${CREATED}" \

@@ -119,7 +119,8 @@ impl flags::Image {
             .repository
             .or_else(|| git::remote_url(sh))
             .unwrap_or_default();
-        let build_args = self.build_args(metadata, &revision, (&created, &source), &bases);
+        let mut build_args = self.build_args(metadata, &revision, (&created, &source), &bases);
+        build_args.push(("CRATES_DIGEST".to_owned(), prepared.crates_digest));
         let request = BuildRequest {
             context: ".".into(),
             dockerfile: prepared.dockerfile,

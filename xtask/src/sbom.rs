@@ -143,8 +143,17 @@ pub fn make(
     );
     let crates = crates::read(sh, root, &metadata.package, target)?;
     let head = Revision::read(sh)?;
+    let built_from = inspect
+        .label(crate::image::context::CRATES_DIGEST_LABEL)
+        .filter(|digest| !digest.is_empty());
     let (revision, crates_mismatch) = match inspect.label(REVISION_LABEL) {
-        Some(revision) => (revision.to_owned(), crates_mismatch(sh, revision)),
+        Some(revision) => (
+            revision.to_owned(),
+            match built_from {
+                Some(digest) => crates_changed_since_build(sh, root, digest),
+                None => crates_mismatch(sh, revision),
+            },
+        ),
         None => (
             head.describe(&head.commit),
             Some(format!(
@@ -198,6 +207,19 @@ pub fn make(
 }
 
 /// The crates are read from the work tree; they are the image's when
+/// Cargo.lock and every member's manifest are as they were at the build,
+/// committed or not: the image's label records their digest.
+fn crates_changed_since_build(sh: &Shell, root: &Path, built_from: &str) -> Option<String> {
+    match crate::image::context::crates_digest(sh, root) {
+        Ok(now) if now == built_from => None,
+        Ok(_) => Some(
+            "Cargo.lock or a member's Cargo.toml changed since the image was built: build it again (`cargo xtask image`) to describe these crates".to_owned(),
+        ),
+        Err(error) => Some(format!("cannot compare the crates with the image's: {error:#}")),
+    }
+}
+
+/// For an image without the digest label: the crates are the image's when
 /// Cargo.lock and every manifest are as they were at the image's revision.
 fn crates_mismatch(sh: &Shell, revision: &str) -> Option<String> {
     let commit = revision.trim_end_matches("-dirty");
@@ -340,7 +362,7 @@ impl Made {
                 "crates of the image's revision",
                 self.crates_mismatch.is_none(),
                 format!("image built from {}", inventory.revision),
-                "Cargo.lock and manifests as at that revision",
+                "Cargo.lock and manifests as the image was built from",
             )
             .because(self.crates_mismatch.clone().unwrap_or_default()),
         ]

@@ -61,6 +61,53 @@ pub struct Prepared {
     pub dockerfile: PathBuf,
     /// The service package's `repository`, for the image's `source` label.
     pub repository: Option<String>,
+    /// What the crates in the image follow from, for its label:
+    /// [`crates_digest`].
+    pub crates_digest: String,
+}
+
+/// The label an image records [`crates_digest`] in, so that `sbom` can tell
+/// whether the work tree's crates are still the image's, committed or not.
+pub const CRATES_DIGEST_LABEL: &str = "dev.xtask.crates-digest";
+
+/// A digest of Cargo.lock and every member's manifest under `root`: the
+/// crates a build resolves change only when one of them does.
+pub fn crates_digest(sh: &Shell, root: &Path) -> anyhow::Result<String> {
+    let json = read_metadata(sh, root)?;
+    digest_of_inputs(root, &json)
+}
+
+fn read_metadata(sh: &Shell, root: &Path) -> anyhow::Result<String> {
+    crate::process::read(xshell::cmd!(
+        sh,
+        "cargo metadata --format-version 1 --no-deps --offline --manifest-path {root}/Cargo.toml"
+    ))
+    .context("cannot read the workspace with `cargo metadata`")
+}
+
+fn digest_of_inputs(root: &Path, metadata_json: &str) -> anyhow::Result<String> {
+    let metadata: CargoMetadata =
+        serde_json::from_str(metadata_json).context("cannot parse `cargo metadata`'s output")?;
+    let mut files: Vec<PathBuf> = metadata
+        .packages
+        .iter()
+        .filter(|p| metadata.workspace_members.contains(&p.id))
+        .map(|p| p.manifest_path.clone())
+        .collect();
+    files.push(root.join("Cargo.toml"));
+    files.push(root.join("Cargo.lock"));
+    files.sort();
+    files.dedup();
+    let mut hasher = sha1_smol::Sha1::new();
+    for file in &files {
+        let relative = file.strip_prefix(root).unwrap_or(file);
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update(&[0]);
+        // A missing lock file is part of the state too.
+        hasher.update(&std::fs::read(file).unwrap_or_default());
+        hasher.update(&[0]);
+    }
+    Ok(format!("sha1:{}", hasher.digest()))
 }
 
 /// Where the Dockerfile takes the manifest's run-time settings, which have
@@ -77,11 +124,8 @@ pub fn prepare(
     out: &Path,
 ) -> anyhow::Result<Prepared> {
     let package = metadata.package.as_str();
-    let json = crate::process::read(xshell::cmd!(
-        sh,
-        "cargo metadata --format-version 1 --no-deps --offline --manifest-path {root}/Cargo.toml"
-    ))
-    .context("cannot read the workspace with `cargo metadata`")?;
+    let json = read_metadata(sh, root)?;
+    let crates_digest = digest_of_inputs(root, &json)?;
     let repository = serde_json::from_str::<CargoMetadata>(&json)
         .ok()
         .and_then(|metadata| {
@@ -111,6 +155,7 @@ pub fn prepare(
     Ok(Prepared {
         dockerfile,
         repository,
+        crates_digest,
     })
 }
 
@@ -540,6 +585,31 @@ mod tests {
             error.contains("build-context: \"no-such-dir\" does not exist"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_crates_digest_follows_the_lock_file_and_the_manifests_only() {
+        let dir = std::env::temp_dir().join(format!("xtask-digest-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("api/src")).unwrap();
+        let metadata = METADATA.replace("/w/", &format!("{}/", dir.display()));
+        let write = |path: &str, text: &str| std::fs::write(dir.join(path), text).unwrap();
+        write("Cargo.toml", "[workspace]");
+        write("Cargo.lock", "# lock 1");
+        write("api/Cargo.toml", "[package]");
+        write("api/src/main.rs", "fn main() {}");
+        let first = digest_of_inputs(&dir, &metadata).unwrap();
+        write("api/src/main.rs", "fn main() { changed() }");
+        assert_eq!(
+            digest_of_inputs(&dir, &metadata).unwrap(),
+            first,
+            "sources do not count"
+        );
+        write("Cargo.lock", "# lock 2");
+        let relocked = digest_of_inputs(&dir, &metadata).unwrap();
+        assert_ne!(relocked, first);
+        write("api/Cargo.toml", "[package]\nversion = \"2\"");
+        assert_ne!(digest_of_inputs(&dir, &metadata).unwrap(), relocked);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
