@@ -316,6 +316,11 @@ pub struct Scan {
     /// Leave a step out, with the reason the summary shows (repeatable).
     #[arg(long, value_name = "STEP[=REASON]")]
     pub skip: Vec<String>,
+    /// Reach no network, as `image --offline` does: the vulnerability steps
+    /// (vuln, crates) run only on `--trivy-db`, and deny only on
+    /// `--advisory-db`; without them each is skipped, saying so.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -155,7 +155,14 @@ impl flags::Scan {
             self.gate_unfixed,
             self.ignore_file.as_deref(),
         )?;
-        let skips = skips(&self.skip)?;
+        let mut skips = skips(&self.skip)?;
+        if self.offline {
+            offline_skips(
+                &mut skips,
+                self.trivy_db.is_some(),
+                self.advisory_db.is_some(),
+            );
+        }
         let only = only(&self.only)?;
         let ignore_path = root.join(&policy.ignore_file);
         let ignores = if ignore_path.is_file() {
@@ -261,6 +268,25 @@ fn skips(flags: &[String]) -> anyhow::Result<BTreeMap<Step, String>> {
         skips.insert(Step::named(&name)?, reason);
     }
     Ok(skips)
+}
+
+/// `--offline`: the steps whose database would come from the network,
+/// skipped with why, unless a local one is given (or a skip already says).
+fn offline_skips(skips: &mut BTreeMap<Step, String>, trivy_db: bool, advisory_db: bool) {
+    if !trivy_db {
+        for step in [Step::Vuln, Step::Crates] {
+            skips.entry(step).or_insert_with(|| {
+                "--offline, and no local trivy database (--trivy-db DIR or XTASK_TRIVY_DB)"
+                    .to_owned()
+            });
+        }
+    }
+    if !advisory_db {
+        skips.entry(Step::Deny).or_insert_with(|| {
+            "--offline, and no local RustSec advisory database (--advisory-db or XTASK_ADVISORY_DB)"
+                .to_owned()
+        });
+    }
 }
 
 fn only(names: &[String]) -> anyhow::Result<Vec<Step>> {
@@ -470,6 +496,20 @@ impl Scan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offline_skips_what_needs_a_database_it_was_not_given() {
+        let mut skips = BTreeMap::from([(Step::Crates, "--skip: mine".to_owned())]);
+        offline_skips(&mut skips, false, true);
+        assert!(skips[&Step::Vuln].contains("--trivy-db"));
+        assert_eq!(skips[&Step::Crates], "--skip: mine", "a given reason stays");
+        assert!(!skips.contains_key(&Step::Deny), "a mirror was given");
+        assert!(!skips.contains_key(&Step::Secret));
+        assert!(!skips.contains_key(&Step::Config));
+        let mut skips = BTreeMap::new();
+        offline_skips(&mut skips, true, false);
+        assert_eq!(skips.keys().copied().collect::<Vec<_>>(), [Step::Deny]);
+    }
     use crate::checks::{Check, Status};
     use crate::sbom::tests::real_image;
     use crate::testing;
@@ -514,6 +554,8 @@ mod tests {
                 advisory_db: None,
                 only: ["vuln", "crates"].map(String::from).to_vec(),
                 skip: Vec::new(),
+                // With a local database, --offline leaves both steps to run.
+                offline: true,
             }
             .run(&self.sh, &self.metadata)
             .unwrap()
@@ -629,6 +671,7 @@ mod tests {
             ),
             only: Vec::new(),
             skip: ["vuln", "secret", "crates"].map(String::from).to_vec(),
+            offline: true,
         }
         .run(&fixture.sh, &fixture.metadata)
         .unwrap();
