@@ -172,9 +172,13 @@ impl flags::AdoptTest {
     }
 
     /// `scan` on the image's own findings (not the workspace's lock file or
-    /// Dockerfile, which the workspace's steps scan), with the skips given.
+    /// Dockerfile, which the workspace's steps scan), with the skips given;
+    /// `--offline` reaches no network there either.
     fn scan_args(&self) -> Vec<String> {
         let mut args = vec!["scan".to_owned()];
+        if self.offline {
+            args.push("--offline".to_owned());
+        }
         for step in ["vuln", "secret", "crates"] {
             args.extend(["--only".to_owned(), step.to_owned()]);
         }

@@ -360,7 +360,8 @@ pub struct AdoptTest {
     /// The example's manifest table.
     #[arg(long, value_name = "FILE", default_value = "examples/hello/xtask.toml")]
     pub table: std::path::PathBuf,
-    /// Build the example's images with no registry (`image --offline`).
+    /// Reach no network: the images built with `image --offline`, and
+    /// `scan --offline` (its database steps need a local database).
     #[arg(long)]
     pub offline: bool,
     /// Pass a skip to the example's scan, as `ci` does: `scan.vuln=REASON`
