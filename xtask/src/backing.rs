@@ -44,6 +44,8 @@ const READY_GIVE_UP: Duration = Duration::from_mins(1);
 
 /// The check's name in every command that starts backing services.
 pub const CHECK: &str = "backing services";
+/// Why the service's own checks did not run when one did not start.
+pub const NOT_STARTED: &str = "a backing service did not start (see \"backing services\")";
 
 /// The backing services of one run, ready.
 #[derive(Debug, Default)]
@@ -157,9 +159,14 @@ impl Backing {
         Check::judge(CHECK, true, started.join(", "), "each ready and prepared")
     }
 
-    /// The check, failed with the reason.
-    pub fn failed_check(error: &anyhow::Error) -> Check {
-        Check::broken(CHECK, "each ready and prepared", error)
+    /// The check a start gives, for every command that starts them: passed
+    /// or failed with the reason; none when the manifest names none.
+    pub fn check_of(started: &anyhow::Result<Backing>) -> Option<Check> {
+        match started {
+            Ok(backing) if backing.is_empty() => None,
+            Ok(backing) => Some(backing.check()),
+            Err(error) => Some(Check::broken(CHECK, "each ready and prepared", error)),
+        }
     }
 }
 

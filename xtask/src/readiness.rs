@@ -1,6 +1,6 @@
-//! Waiting for a service container to answer its readiness path on the
-//! published port, and saying why it never did: every command that starts
-//! the service waits through here.
+//! Waiting for a service container to answer its readiness path, and
+//! saying why it never did: `image`'s stop check, `shutdown-test` and
+//! `rollout-test` wait through here.
 //!
 //! A wait ends in one of four ways, each named for what a user can act on:
 //! - ready: the readiness path answered 200 through the published port;

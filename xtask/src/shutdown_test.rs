@@ -105,14 +105,12 @@ impl flags::ShutdownTest {
             not_run: None,
             backing: backing.as_ref().unwrap_or(&no_backing),
         };
-        match &backing {
-            Ok(backing) if !backing.is_empty() => test.push(backing.check()),
-            Ok(_) => {}
-            Err(error) => {
-                test.push(Backing::failed_check(error));
-                test.blocked = Some("a backing service did not start (see \"backing services\")");
-                test.not_run = test.blocked.map(str::to_owned);
-            }
+        if let Some(check) = Backing::check_of(&backing) {
+            test.push(check);
+        }
+        if backing.is_err() {
+            test.blocked = Some(crate::backing::NOT_STARTED);
+            test.not_run = test.blocked.map(str::to_owned);
         }
         if test.blocked.is_none() {
             test.lifecycle();

@@ -428,6 +428,16 @@ impl Scope {
                 "--format",
                 "{{.Name}}",
             ],
+            // The backing services' networks.
+            [
+                "network",
+                "ls",
+                "--quiet",
+                "--filter",
+                filter.as_str(),
+                "--format",
+                "{{.Name}}",
+            ],
         ] {
             match self.docker.output(sh, args) {
                 Ok(text) => left.extend(text.lines().map(str::to_owned)),

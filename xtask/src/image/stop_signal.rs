@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use xshell::Shell;
 
-use crate::backing::Backing;
+use crate::backing::{self, Backing};
 use crate::checks::Check;
 use crate::docker::container::{RunSpec, Scope};
 use crate::docker::hardening::Hardening;
@@ -52,24 +52,13 @@ pub fn checks(
         Ok(opened) => opened,
         Err(error) => return vec![Check::broken(NAME, expected, &error)],
     };
-    let mut checks = Vec::new();
-    match Backing::start(sh, docker, &scope, metadata) {
-        Ok(backing) => {
-            if !backing.is_empty() {
-                checks.push(backing.check());
-            }
-            let result = prove(sh, &scope, (image, inspect), metadata, &backing, &expected);
-            checks.push(result.unwrap_or_else(|error| Check::broken(NAME, expected, &error)));
-        }
-        Err(error) => {
-            checks.push(Backing::failed_check(&error));
-            checks.push(Check::skipped(
-                NAME,
-                expected,
-                "not run: a backing service did not start (see \"backing services\")",
-            ));
-        }
-    }
+    let started = Backing::start(sh, docker, &scope, metadata);
+    let mut checks: Vec<Check> = Backing::check_of(&started).into_iter().collect();
+    checks.push(match &started {
+        Ok(backing) => prove(sh, &scope, (image, inspect), metadata, backing, &expected)
+            .unwrap_or_else(|error| Check::broken(NAME, expected, &error)),
+        Err(_) => Check::skipped(NAME, expected, format!("not run: {}", backing::NOT_STARTED)),
+    });
     let _ = scope.close(sh);
     checks
 }
