@@ -613,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn this_workspace_leaves_the_xtask_sources_out() {
+    fn this_workspace_leaves_the_toolings_sources_out() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let metadata = crate::metadata::Metadata::load(root).unwrap();
         let out = std::env::temp_dir().join(format!("xtask-context-{}", std::process::id()));
@@ -624,8 +624,8 @@ mod tests {
         std::fs::remove_dir_all(&out).unwrap();
         assert_eq!(dockerfile, out.join("Dockerfile"));
         let allowed = allowed(&ignore);
-        assert!(allowed.contains(&"xtask/Cargo.toml"));
-        assert!(!allowed.iter().any(|a| a.starts_with("xtask/src")));
+        assert!(allowed.contains(&"tooling/Cargo.toml"));
+        assert!(!allowed.iter().any(|a| a.starts_with("tooling/src")));
         assert!(allowed.contains(&"healthcheck/"));
     }
 }

@@ -1,0 +1,179 @@
+//! `cargo xtask`'s commands: a service's container image built, measured,
+//! scanned, signed and proved. A repository's own `xtask` crate is a thin
+//! `main` that calls [`main`] with its directory.
+//!
+//! Each command is a module with one `run` that returns a [`checks::Verdict`];
+//! `main` prints it and turns a failed check into the exit status.
+//!
+//! ```text
+//! lib.rs             the command line's dispatch
+//! flags.rs           the command line: every command and option
+//! metadata.rs        [workspace.metadata.xtask]: what is built, budgets, scan policy
+//! checks.rs          Check and Verdict: the one pass/fail type
+//! output.rs          stdout, tables, human units
+//! tools.rs           external programs: found, versioned, how to install
+//! process.rs         running a program, with one-line errors
+//! wait.rs            one bounded polling loop for every wait
+//! readiness.rs       a service container ready, or why not: exited, loopback only
+//! backing.rs         the services a service needs to start (PostgreSQL, Redis),
+//!                    run beside it on a network of their own
+//!   backing/           postgres, redis (their images, from Debian packages)
+//! git.rs             the commit being built
+//! testing.rs         tests only: the scanners' offline data, one lock for trivy
+//! last_build.rs      target/xtask/image.json, and choosing the image to work on
+//! hadolint.rs        the Dockerfile linter, run and judged
+//! trivy.rs           the scanner: its caches, its database, one-line failures
+//! docker/            every docker invocation
+//!   mod.rs             the client, image inspect, import, files
+//!   build.rs           BuildKit builds
+//!   container.rs       test containers: scope, run spec, cleanup
+//!   hardening.rs       the production run settings: arguments, check, report
+//!   save.rs            `docker save` read in one pass: layers and files
+//!   oci_layout.rs      an OCI image layout archive: index, manifests, blobs
+//!   tar_stream.rs      a streaming tar reader
+//!   history.rs         `docker history`, matched to layers
+//! load/              traffic against a server on loopback
+//!   http.rs            a blocking HTTP/1.1 client
+//!   drain.rs           the drain's slow uploads, short writes and probes
+//! setup.rs           `setup`: install what is missing
+//!   setup/apt.rs       packages from another Debian suite
+//!   setup/engine.rs    the reproducible engine (Debian 13's, beside the host's)
+//! image.rs           `image`: lint, build, conformance
+//!   image/offline.rs   base images made from Debian packages
+//!   image/conformance.rs  what the built image must be
+//!   image/reproducible.rs, layout_diff.rs  `--check-reproducible`: two
+//!                      builds, their digests, what differs
+//! size_check.rs      `size-check`: size and layer budgets
+//! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
+//!   shutdown_test/     lifecycle, drain, deadline, health_check,
+//!                      silent_server, summary
+//! compose_test.rs    `compose-test`: deploy/compose.yaml up, offline
+//!   compose_test/      project (docker-compose)
+//! rollout_test.rs    `rollout-test`: a rolling restart behind HAProxy
+//!   rollout_test/      haproxy (the image, its settings, its statistics),
+//!                      traffic, summary
+//! ci.rs              `ci`: every step in order, one summary
+//!   ci/                plan (the steps), runner (a step as a process), summary
+//! sbom.rs            `sbom`: SPDX and CycloneDX, made offline
+//!   sbom/              debian (dpkg's database), crates (cargo tree),
+//!                      purl, spdx, cyclonedx, validate, cross_check
+//! scan.rs            `scan`: trivy, cargo-deny, hadolint, gated, with SARIF
+//!   scan/              policy, ignores, trivy_report, deny, findings,
+//!                      sarif, report (the verdict)
+//! bench.rs           `bench`: the image against the usual alternatives
+//!   bench/             variants (and their Dockerfiles), measure, report
+//! adopt_test.rs      `adopt-test`: the example service, adopted by its table
+//! publish.rs         `publish`: push, sign, attest the SBOM, verify
+//!   publish/           cosign (its command lines and answers)
+//! publish_test.rs    `publish-test`: publish to a loopback registry, proved
+//!   publish_test/      registry (Debian's docker-registry, throwaway)
+//! server_load.rs     `server-load`: the release server under load on loopback
+//!   server_load/       traffic (the clients), postgres (a throwaway cluster)
+//! ```
+
+mod adopt_test;
+mod backing;
+mod bench;
+mod checks;
+mod ci;
+mod compose_test;
+mod docker;
+mod flags;
+mod git;
+mod hadolint;
+mod image;
+mod last_build;
+mod load;
+mod metadata;
+mod output;
+mod process;
+mod publish;
+mod publish_test;
+mod readiness;
+mod rollout_test;
+mod sbom;
+mod scan;
+mod server_load;
+mod setup;
+mod shutdown_test;
+mod size_check;
+#[cfg(test)]
+mod testing;
+mod tools;
+mod trivy;
+mod wait;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use xshell::Shell;
+
+use metadata::Metadata;
+
+/// Runs `cargo xtask` for the repository above `xtask_dir`, the calling
+/// crate's `CARGO_MANIFEST_DIR`.
+#[must_use]
+pub fn main(xtask_dir: &str) -> ExitCode {
+    match run(&project_root(Path::new(xtask_dir))) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command and prints its verdict; `Ok(false)` when a check failed.
+fn run(root: &Path) -> anyhow::Result<bool> {
+    let cli = flags::Cli::parse();
+    let sh = Shell::new().context("cannot create a shell")?;
+    sh.change_dir(root);
+    // Loaded per command, so that `setup` works with a broken table.
+    let metadata = || match &cli.manifest {
+        Some(table) => Metadata::load_from(root, &root.join(table)),
+        None => Metadata::load(root),
+    };
+    let verdict = match cli.command {
+        flags::Command::Setup(setup) => setup.run(&sh)?,
+        flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
+        flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::ComposeTest(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::RolloutTest(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Ci(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Sbom(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Scan(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::ServerLoad(args) => args.run(&sh, &metadata()?)?,
+        // It reads the example's table, not the workspace's.
+        flags::Command::AdoptTest(args) => args.run(&sh)?,
+        flags::Command::Publish(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::PublishTest(args) => args.run(&sh, &metadata()?)?,
+    };
+    if cli.json {
+        output::print_json(&verdict.to_json())?;
+    } else {
+        output::print(&verdict.render())?;
+    }
+    match verdict.failure_line() {
+        Some(line) => {
+            eprintln!("error: {line}");
+            Ok(false)
+        }
+        None => Ok(true),
+    }
+}
+
+/// The repository's root: the nearest directory above the xtask crate that
+/// holds a `Cargo.toml` (a workspace, or a single crate).
+fn project_root(xtask_dir: &Path) -> PathBuf {
+    xtask_dir
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or(xtask_dir)
+        .to_path_buf()
+}
