@@ -57,6 +57,18 @@ RUN missing=""; \
 ARG PACKAGE
 ARG BINARY
 
+# The image's own tools, which come with the xtask, not from the workspace:
+# the HEALTHCHECK probe, and `rootfs`, which lays out the minimal runtime.
+# `cargo xtask image` writes their sources to target/xtask/image/tools/ as a
+# workspace of their own; std only, so nothing is fetched. The probe is never
+# packed with UPX: it runs every few seconds, and UPX would slow each start.
+FROM chef AS tools
+ARG PROFILE=release
+COPY target/xtask/image/tools/ /tools/
+RUN cargo build --offline --profile "${PROFILE}" --manifest-path /tools/Cargo.toml \
+    && install -D -m 0755 "/tools/target/${PROFILE}/healthcheck" /out/healthcheck \
+    && install -D -m 0755 "/tools/target/${PROFILE}/rootfs" /out/rootfs
+
 # The recipe lists only what the binary's build depends on, so changes to the
 # xtask never reach the cook stage.
 FROM chef AS planner
@@ -94,7 +106,7 @@ FROM cook AS build
 # `cargo xtask image --optimize` sets PROFILE=size and UPX_PACK=true. (Not
 # `UPX`: upx reads its default options from that environment variable.)
 ARG UPX_PACK=false
-# `cargo xtask image --runtime minimal` sets it: the workspace's `rootfs`
+# `cargo xtask image --runtime minimal` sets it: the bundled `rootfs`
 # lays out the binaries' ELF closure and dpkg records in /out/rootfs, from
 # this stage's own files, before UPX hides what the service links.
 ARG MINIMAL_ROOTFS=false
@@ -106,9 +118,8 @@ ARG MINIMAL_EXTRAS=""
 # the service.
 ARG RUNTIME_FILES=""
 COPY . .
-# The profile `release` writes to target/release, `size` to target/size. The
-# workspace's `healthcheck` is the image's HEALTHCHECK: std only, no packing
-# (it runs every few seconds, and UPX would slow each start).
+COPY --from=tools /out/ /opt/xtask-tools/
+# The profile `release` writes to target/release, `size` to target/size.
 # UPX comes from the builder; the official Rust images lack it, so it is
 # installed here, pinned to Debian 13's version, only when asked for.
 # An extra the builder lacks is installed the same way, at the builder's
@@ -120,9 +131,8 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/git \
     if [ -n "${BUILD_ENV}" ]; then eval "export ${BUILD_ENV}"; fi \
     && cargo build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
-    && cargo build --locked --profile "${PROFILE}" --package healthcheck \
     && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/root/usr/local/bin/service \
-    && install -D -m 0755 "target/${PROFILE}/healthcheck" /out/root/usr/local/bin/healthcheck \
+    && install -D -m 0755 /opt/xtask-tools/healthcheck /out/root/usr/local/bin/healthcheck \
     && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes as built" \
     && strip /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
     && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes stripped" \
@@ -135,8 +145,7 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
          if [ -n "$missing" ]; then \
            apt-get update && apt-get install -y --no-install-recommends $missing; \
          fi \
-         && cargo build --locked --profile "${PROFILE}" --package rootfs \
-         && "target/${PROFILE}/rootfs" /out/rootfs /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
+         && /opt/xtask-tools/rootfs /out/rootfs /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
               $(for package in ${MINIMAL_EXTRAS}; do printf -- '--with %s ' "$package"; done); \
        fi \
     && if [ "${UPX_PACK}" = true ]; then \

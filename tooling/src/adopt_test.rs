@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use xshell::Shell;
 
-use crate::checks::{Check, Verdict};
+use crate::checks::{Check, Verdict, failed_checks, headline, names_with, passed, proof};
 use crate::flags;
 use crate::last_build::ImageReport;
 use crate::metadata::Runtime;
@@ -225,28 +225,6 @@ fn runtime_name(runtime: Runtime) -> &'static str {
     }
 }
 
-/// A command's verdict as one proof: it passes when the verdict does; its
-/// figure is the command's headline and the checks it skipped.
-fn proof(name: &str, verdict: &Value) -> Check {
-    let skipped = names_with(verdict, "skipped");
-    Check::judge(
-        name,
-        passed(verdict),
-        format!(
-            "{}; {} passed, skipped: {}",
-            headline(verdict),
-            names_with(verdict, "pass").len(),
-            if skipped.is_empty() {
-                "none".to_owned()
-            } else {
-                skipped.join(", ")
-            }
-        ),
-        "every applicable check passes",
-    )
-    .because(failed_checks(verdict))
-}
-
 /// A broken variant's verdict: failed, at the named check, saying why, and
 /// with none of the listed checks passed.
 fn judge_broken(broken: &Broken, verdict: &Value) -> Check {
@@ -295,30 +273,6 @@ fn judge_broken(broken: &Broken, verdict: &Value) -> Check {
         format!("{} fails, saying \"{}\"", broken.fails, broken.says),
     )
     .because(because)
-}
-
-fn passed(verdict: &Value) -> bool {
-    verdict["passed"].as_bool() == Some(true)
-}
-
-fn headline(verdict: &Value) -> String {
-    verdict["headline"].as_str().unwrap_or_default().to_owned()
-}
-
-/// The names of the checks with this status.
-fn names_with(verdict: &Value, status: &str) -> Vec<String> {
-    verdict["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["status"] == status)
-        .filter_map(|c| c["name"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// The failed checks with what happened, for a failure's account.
-fn failed_checks(verdict: &Value) -> String {
-    crate::checks::failed_in_json(verdict).join("; ")
 }
 
 #[cfg(test)]

@@ -294,6 +294,52 @@ pub fn failures(checks: Vec<Check>) -> Vec<String> {
         .collect()
 }
 
+/// A command's verdict as one proof: it passes when the verdict does; its
+/// figure is the command's headline and the checks it skipped.
+pub fn proof(name: &str, verdict: &Value) -> Check {
+    let skipped = names_with(verdict, "skipped");
+    Check::judge(
+        name,
+        passed(verdict),
+        format!(
+            "{}; {} passed, skipped: {}",
+            headline(verdict),
+            names_with(verdict, "pass").len(),
+            if skipped.is_empty() {
+                "none".to_owned()
+            } else {
+                skipped.join(", ")
+            }
+        ),
+        "every applicable check passes",
+    )
+    .because(failed_checks(verdict))
+}
+
+pub fn passed(verdict: &Value) -> bool {
+    verdict["passed"].as_bool() == Some(true)
+}
+
+pub fn headline(verdict: &Value) -> String {
+    verdict["headline"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The names of the checks with this status.
+pub fn names_with(verdict: &Value, status: &str) -> Vec<String> {
+    verdict["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == status)
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The failed checks with what happened, for a failure's account.
+pub fn failed_checks(verdict: &Value) -> String {
+    failed_in_json(verdict).join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

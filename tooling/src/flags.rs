@@ -33,6 +33,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Adopt an existing repository: write a thin xtask crate that depends
+    /// on this tooling, the `cargo xtask` alias, the table (xtask.toml), a
+    /// GitHub workflow and, when there is none, deny.toml.
+    ///
+    /// Nothing there is overwritten: a file already there is merged (the
+    /// alias) or left alone with a message, and a second run changes
+    /// nothing. The repository's Cargo.toml and Cargo.lock are not touched:
+    /// the xtask is a workspace of its own.
+    Init(Init),
+    /// Prove `init` on a team's own repository: a single crate made with
+    /// `git init` in a temporary directory, adopted with the tooling taken
+    /// as `git = "file://…"` (a clone of this checkout's commit), then
+    /// image, shutdown-test and sbom from inside it, a second init that
+    /// changes nothing, and a tooling change taken with `cargo update`.
+    InitTest(InitTest),
     /// Report the tools this project needs, with versions, and install what is missing.
     Setup(Setup),
     /// Build the container image with BuildKit.
@@ -498,4 +513,61 @@ pub struct PublishTest {
     /// The image to publish. Default: the last `cargo xtask image` build.
     #[arg(long, value_name = "NAME:TAG")]
     pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Init {
+    /// The repository's root, where its Cargo.toml is.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// The service's package; needed when several packages have a binary.
+    #[arg(long)]
+    pub package: Option<String>,
+    /// The binary the image runs; needed when the package has several.
+    #[arg(long)]
+    pub bin: Option<String>,
+    /// The image's name. Default: the binary's.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The port the service listens on in its container.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The path that answers 200 while the process runs.
+    #[arg(long, default_value = "/health")]
+    pub health_path: String,
+    /// The path that answers 200 when it takes traffic. Default: the health path.
+    #[arg(long)]
+    pub ready_path: Option<String>,
+    /// The request shutdown-test holds in flight at SIGTERM: a slow read
+    /// (GET) or a write whose body trickles in (POST).
+    #[arg(long, value_enum, default_value_t = InitDrainMethod::Get)]
+    pub drain_method: InitDrainMethod,
+    /// That request's path. Default: the health path.
+    #[arg(long)]
+    pub drain_path: Option<String>,
+    /// Take the tooling from this directory (a path dependency).
+    #[arg(long, value_name = "DIR", conflicts_with = "tooling_git")]
+    pub tooling_path: Option<PathBuf>,
+    /// Take the tooling from this git repository. Default: the tooling's own
+    /// repository.
+    #[arg(long, value_name = "URL")]
+    pub tooling_git: Option<String>,
+    /// With a git source: the commit, tag or branch to take.
+    #[arg(long, value_name = "REV", requires = "tooling_git")]
+    pub tooling_rev: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitDrainMethod {
+    #[value(name = "GET")]
+    Get,
+    #[value(name = "POST")]
+    Post,
+}
+
+#[derive(Debug, Args)]
+pub struct InitTest {
+    /// Build the adopted repository's image from local stand-ins (no registry).
+    #[arg(long)]
+    pub offline: bool,
 }

@@ -14,6 +14,7 @@
 //! (`reproducible.rs`, `layout_diff.rs`).
 
 mod conformance;
+mod bundled;
 pub mod context;
 mod layout_diff;
 pub mod offline;
@@ -81,7 +82,7 @@ impl flags::Image {
     /// and writes the build context.
     fn plan(&self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Plan> {
         let root = sh.current_dir();
-        let lint = lint(sh, &root);
+        let lint = lint(sh, &context::dockerfile_on_disk(&root, metadata)?);
         let docker = Docker::connect(sh)?;
         let builder = tools::buildkit(sh).map_err(|reason| {
             anyhow::anyhow!(
@@ -121,6 +122,21 @@ impl flags::Image {
             .unwrap_or_default();
         let mut build_args = self.build_args(metadata, &revision, (&created, &source), &bases);
         build_args.push(("CRATES_DIGEST".to_owned(), prepared.crates_digest));
+        if self.optimize && !bundled::defines_size_profile(&root) {
+            eprintln!(
+                "image: {} defines no [profile.size]; building with the built-in one (opt-level \"z\", fat LTO, one codegen unit, panic = \"abort\", stripped)",
+                root.join("Cargo.toml").display()
+            );
+            // The table's own build-env wins over the built-in profile.
+            let mut env: std::collections::BTreeMap<String, String> =
+                bundled::size_profile_env().into_iter().collect();
+            env.extend(metadata.build_env.clone());
+            for (name, value) in &mut build_args {
+                if name == "BUILD_ENV" {
+                    *value = shell_assignments(&env);
+                }
+            }
+        }
         let request = BuildRequest {
             context: ".".into(),
             dockerfile: prepared.dockerfile,
@@ -265,8 +281,8 @@ fn verdict(report: &ImageReport, saved: &Path, checks: Vec<Check>) -> Verdict {
 
 /// hadolint on the Dockerfile: a finding is shown now and fails the
 /// verdict, but does not stop the build.
-fn lint(sh: &Shell, root: &Path) -> Check {
-    let lint = hadolint::check(sh, &root.join("Dockerfile"));
+fn lint(sh: &Shell, dockerfile: &Path) -> Check {
+    let lint = hadolint::check(sh, dockerfile);
     if lint.failed() {
         eprintln!(
             "image: hadolint: {}",
@@ -340,10 +356,7 @@ impl flags::Image {
                 prepare_secs: Some(stand_ins.prepare_secs),
             });
         }
-        let path = root.join("Dockerfile");
-        let dockerfile = sh
-            .read_file(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let dockerfile = context::dockerfile_text(root, metadata)?;
         Ok(Bases {
             builder: arg_default(&dockerfile, "BUILDER_IMAGE").unwrap_or_default(),
             runtime: arg_default(&dockerfile, "RUNTIME_IMAGE").unwrap_or_default(),

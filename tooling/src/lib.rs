@@ -35,6 +35,12 @@
 //! load/              traffic against a server on loopback
 //!   http.rs            a blocking HTTP/1.1 client
 //!   drain.rs           the drain's slow uploads, short writes and probes
+//! init.rs            `init`: adopt an existing repository (a thin xtask,
+//!                    the alias, the table, a workflow, deny.toml)
+//!   init/              deny (deny.toml from the dependencies), the table's
+//!                      and the workflow's templates
+//! init_test.rs       `init-test`: a single-crate repository made with
+//!                    `git init`, adopted, proved from inside
 //! setup.rs           `setup`: install what is missing
 //!   setup/apt.rs       packages from another Debian suite
 //!   setup/engine.rs    the reproducible engine (Debian 13's, beside the host's)
@@ -82,6 +88,8 @@ mod flags;
 mod git;
 mod hadolint;
 mod image;
+mod init;
+mod init_test;
 mod last_build;
 mod load;
 mod metadata;
@@ -138,6 +146,8 @@ fn run(root: &Path) -> anyhow::Result<bool> {
     };
     let verdict = match cli.command {
         flags::Command::Setup(setup) => setup.run(&sh)?,
+        flags::Command::Init(init) => init.run(&sh)?,
+        flags::Command::InitTest(args) => args.run(&sh)?,
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,

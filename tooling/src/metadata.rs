@@ -59,6 +59,12 @@ pub struct Metadata {
     /// packages' own (`.sqlx`, `migrations`, `include_str!` targets).
     #[serde(default)]
     pub build_context: Vec<String>,
+    /// The repository's own Dockerfile, relative to its root, used instead of
+    /// the built-in one; it must keep the built-in one's contract
+    /// (`image::context::CONTRACT`). A Dockerfile the table does not name
+    /// is never read.
+    #[serde(default)]
+    pub dockerfile: Option<String>,
     /// Files and folders of the workspace copied into the image, owned by
     /// root and read-only to the service: `{ from = "configuration", to =
     /// "/app/configuration" }`.
@@ -285,22 +291,6 @@ impl Default for Budget {
 }
 
 #[derive(Deserialize)]
-struct Manifest {
-    workspace: Workspace,
-}
-
-#[derive(Deserialize)]
-struct Workspace {
-    package: WorkspacePackage,
-    metadata: WorkspaceMetadata,
-}
-
-#[derive(Deserialize)]
-struct WorkspacePackage {
-    version: String,
-}
-
-#[derive(Deserialize)]
 struct WorkspaceMetadata {
     xtask: Metadata,
 }
@@ -315,9 +305,18 @@ pub const SERVICE_PATH: &str = "/usr/local/bin/service";
 /// Where the image installs the workspace's `healthcheck`, its HEALTHCHECK.
 pub const HEALTHCHECK_PATH: &str = "/usr/local/bin/healthcheck";
 
+/// The file a repository adopted with `cargo xtask init` keeps its table
+/// in, beside its root `Cargo.toml`, which is then left as it was.
+pub const TABLE_FILE: &str = "xtask.toml";
+
 impl Metadata {
-    /// Reads the table from the workspace manifest under `root`.
+    /// Reads the table under `root`: from `xtask.toml` when there is one,
+    /// else from `[workspace.metadata.xtask]` in `Cargo.toml`.
     pub fn load(root: &Path) -> anyhow::Result<Metadata> {
+        let file = root.join(TABLE_FILE);
+        if file.is_file() {
+            return Metadata::load_from(root, &file);
+        }
         let path = root.join("Cargo.toml");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -327,18 +326,18 @@ impl Metadata {
 
     /// Reads the table from `table`, a TOML file holding a
     /// `[workspace.metadata.xtask]` table as `Cargo.toml` would; the version
-    /// and repository still come from the workspace under `root`.
+    /// still comes from the root manifest under `root`.
     pub fn load_from(root: &Path, table: &Path) -> anyhow::Result<Metadata> {
         let path = root.join("Cargo.toml");
-        let workspace = std::fs::read_to_string(&path)
+        let manifest = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let text = std::fs::read_to_string(table)
             .with_context(|| format!("cannot read the manifest table {}", table.display()))?;
-        Metadata::parse_with(&workspace, &text)
+        Metadata::parse_with(&manifest, &text)
             .with_context(|| format!("{}: bad [workspace.metadata.xtask] table", table.display()))
     }
 
-    fn parse_with(workspace: &str, table: &str) -> anyhow::Result<Metadata> {
+    fn parse_with(manifest: &str, table: &str) -> anyhow::Result<Metadata> {
         #[derive(Deserialize)]
         struct TableFile {
             workspace: TableWorkspace,
@@ -347,31 +346,18 @@ impl Metadata {
         struct TableWorkspace {
             metadata: WorkspaceMetadata,
         }
-        #[derive(Deserialize)]
-        struct PackageOnly {
-            workspace: PackageWorkspace,
-        }
-        #[derive(Deserialize)]
-        struct PackageWorkspace {
-            package: WorkspacePackage,
-        }
-        let package = toml::from_str::<PackageOnly>(workspace)?.workspace.package;
         let mut metadata = toml::from_str::<TableFile>(table)
             .map_err(explain)?
             .workspace
             .metadata
             .xtask;
-        metadata.version = package.version;
+        metadata.version = version(manifest)?;
         metadata.validate()?;
         Ok(metadata)
     }
 
     fn parse(manifest: &str) -> anyhow::Result<Metadata> {
-        let manifest: Manifest = toml::from_str(manifest).map_err(explain)?;
-        let mut metadata = manifest.workspace.metadata.xtask;
-        metadata.version = manifest.workspace.package.version;
-        metadata.validate()?;
-        Ok(metadata)
+        Metadata::parse_with(manifest, manifest)
     }
 
     /// The tags `cargo xtask image` gives a build: `<image>:<version>` and
@@ -383,6 +369,23 @@ impl Metadata {
             format!("{}:sha-{revision}{suffix}", self.image),
         ]
     }
+}
+
+/// The version images are tagged with: the root manifest's
+/// `[workspace.package]` version, or a single crate's `[package]` one.
+fn version(manifest: &str) -> anyhow::Result<String> {
+    let manifest: toml::Table = toml::from_str(manifest)?;
+    let version_in = |table: &str| {
+        manifest
+            .get(table)
+            .and_then(|t| if table == "workspace" { t.get("package") } else { Some(t) })
+            .and_then(|package| package.get("version"))
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned)
+    };
+    version_in("workspace")
+        .or_else(|| version_in("package"))
+        .context("the root Cargo.toml gives no version to tag images with: set [workspace.package] version, or the single crate's [package] version")
 }
 
 /// A missing key says what to write, not only that it is missing.

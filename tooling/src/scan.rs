@@ -190,9 +190,11 @@ impl flags::Scan {
         }
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
+        let dockerfile = crate::image::context::dockerfile_on_disk(&root, metadata)?;
         let scan = Scan {
             sh,
             root: &root,
+            dockerfile: &dockerfile,
             out: &out,
             policy: &policy,
             ignore_file: ignore_path.is_file().then_some(ignore_path.as_path()),
@@ -297,6 +299,9 @@ fn only(names: &[String]) -> anyhow::Result<Vec<Step>> {
 struct Scan<'a> {
     sh: &'a Shell,
     root: &'a Path,
+    /// The Dockerfile the image is built with: the built-in one, or the
+    /// repository's own that the manifest names.
+    dockerfile: &'a Path,
     out: &'a Path,
     policy: &'a Policy,
     ignore_file: Option<&'a Path>,
@@ -405,7 +410,7 @@ impl Scan<'_> {
 
     fn config(&self) -> anyhow::Result<Scanned> {
         let trivy = Trivy::find(self.sh, self.root)?;
-        let mut targets = vec![("dockerfile", self.root.join("Dockerfile"))];
+        let mut targets = vec![("dockerfile", self.dockerfile.to_path_buf())];
         let deploy = self.root.join("deploy");
         if deploy.is_dir() {
             targets.push(("deploy", deploy));
@@ -467,8 +472,7 @@ impl Scan<'_> {
     }
 
     fn hadolint(&self) -> anyhow::Result<Scanned> {
-        let dockerfile = self.root.join("Dockerfile");
-        let lint = hadolint::lint(self.sh, &dockerfile)?;
+        let lint = hadolint::lint(self.sh, self.dockerfile)?;
         let findings = lint
             .into_iter()
             .map(|f| Finding {
@@ -488,7 +492,7 @@ impl Scan<'_> {
                 suppressed: Vec::new(),
             },
             database: None,
-            sarif: hadolint::sarif(self.sh, &dockerfile)?,
+            sarif: hadolint::sarif(self.sh, self.dockerfile)?,
         })
     }
 }

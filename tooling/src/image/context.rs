@@ -1,12 +1,13 @@
 //! The build context, worked out from `cargo metadata` rather than kept by
 //! hand: the workspace's manifests and lock file, and the sources of the
-//! service's package, its path dependencies and the `healthcheck` probe.
-//! Nothing else (not the xtask, not tests, not `target/`), so a change
-//! elsewhere never rebuilds the service.
+//! service's package and its path dependencies, plus the image's own tools
+//! ([`bundled`]). Nothing else (not the xtask, not tests, not `target/`), so
+//! a change elsewhere never rebuilds the service.
 //!
 //! BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile it is
-//! given, so the Dockerfile is copied to `target/xtask/image/` with its
-//! ignore file beside it.
+//! given, so the Dockerfile is written to `target/xtask/image/` with its
+//! ignore file beside it: the built-in one, or the repository's own when the
+//! manifest names one (`dockerfile`), which must keep [`CONTRACT`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,12 +16,26 @@ use anyhow::Context;
 use serde::Deserialize;
 use xshell::Shell;
 
+use super::bundled;
 use crate::metadata::Metadata;
 
-/// The workspace package built into every image as its HEALTHCHECK.
-pub const PROBE_PACKAGE: &str = "healthcheck";
-/// The workspace package that lays out the minimal runtime in the build.
-pub const ROOTFS_PACKAGE: &str = "rootfs";
+/// The Dockerfile every image is built with unless the manifest names the
+/// repository's own.
+pub const BUILT_IN_DOCKERFILE: &str = include_str!("../../../Dockerfile");
+
+/// What a repository's own Dockerfile must declare, as the built-in one
+/// does: the build arguments `cargo xtask image` passes, and the stage that
+/// builds the bundled tools from their directory.
+pub const CONTRACT: [&str; 8] = [
+    "ARG BUILDER_IMAGE",
+    "ARG RUNTIME_IMAGE",
+    "ARG VENDOR_IMAGE",
+    "ARG PACKAGE",
+    "ARG BINARY",
+    "ARG PROFILE",
+    "AS tools",
+    "COPY target/xtask/image/tools/",
+];
 
 #[derive(Debug, Deserialize)]
 struct CargoMetadata {
@@ -143,10 +158,9 @@ pub fn prepare(
     })?;
     ignore.push_str(&manifest_paths(root, metadata)?);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    bundled::write(root)?;
     let dockerfile = out.join("Dockerfile");
-    let source = root.join("Dockerfile");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("cannot read {}", source.display()))?;
+    let text = dockerfile_text(root, metadata)?;
     std::fs::write(&dockerfile, with_run_time_settings(&text, metadata)?)
         .with_context(|| format!("cannot write {}", dockerfile.display()))?;
     let ignore_path = out.join("Dockerfile.dockerignore");
@@ -157,6 +171,49 @@ pub fn prepare(
         repository,
         crates_digest,
     })
+}
+
+/// The Dockerfile the manifest's builds use, as a file the linters can
+/// read: the repository's own, or the built-in one written out under
+/// `target/xtask/built-in/`.
+pub fn dockerfile_on_disk(root: &Path, metadata: &Metadata) -> anyhow::Result<PathBuf> {
+    let text = dockerfile_text(root, metadata)?;
+    if let Some(own) = &metadata.dockerfile {
+        return Ok(root.join(own));
+    }
+    let dir = root.join("target/xtask/built-in");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("Dockerfile");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The built-in Dockerfile, or the repository's own that the manifest names,
+/// held to [`CONTRACT`]. A Dockerfile that is merely present is not read.
+pub fn dockerfile_text(root: &Path, metadata: &Metadata) -> anyhow::Result<String> {
+    let Some(own) = &metadata.dockerfile else {
+        return Ok(BUILT_IN_DOCKERFILE.to_owned());
+    };
+    let path = root.join(own);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("dockerfile: cannot read {}", path.display()))?;
+    let missing: Vec<&str> = CONTRACT
+        .into_iter()
+        .filter(|needed| {
+            !text.lines().any(|line| {
+                let line = line.trim();
+                line.starts_with(needed) || line.ends_with(needed)
+            })
+        })
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "dockerfile: {} does not keep the contract of the built-in Dockerfile; it lacks {}; see docs/adopting.md",
+            path.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(text)
 }
 
 /// The ignore file's lines for the toolchain file and the paths the
@@ -244,7 +301,8 @@ fn dockerfile_quoted(value: &str) -> String {
 }
 
 /// The ignore file: everything out, then the manifests, then the sources
-/// of `package`, its path dependencies and the probe, less their tests.
+/// of `package` and its path dependencies, less their tests, then the
+/// bundled tools.
 /// `declares_targets` says whether a manifest names its targets: cargo
 /// loads every member, and one whose targets it must discover needs its
 /// entry files (`src/main.rs`, `src/lib.rs`) present, though they are not
@@ -279,14 +337,6 @@ fn dockerignore(
             sorted(members.keys().copied()).join(", ")
         );
     };
-    for tool in [PROBE_PACKAGE, ROOTFS_PACKAGE] {
-        if !members.contains_key(tool) {
-            anyhow::bail!(
-                "the workspace has no `{tool}` member: every image's build uses it (see the Dockerfile)"
-            );
-        }
-    }
-
     let built = built_dirs(&members, service);
 
     let mut lines = vec![
@@ -344,19 +394,21 @@ fn dockerignore(
             "**/*.db-shm",
             "**/*.db-wal",
             "**/.env",
+            "# The image's own tools, written by `cargo xtask image`.",
         ]
         .map(str::to_owned),
     );
+    lines.push(format!("!{}/", bundled::DIR));
     lines.push(String::new());
     Ok(lines.join("\n"))
 }
 
-/// The directories of the package, its path dependencies (and theirs) and
-/// the probe: what the image's build compiles. A path dependency outside
+/// The directories of the package and its path dependencies (and theirs):
+/// what the image's build compiles. A path dependency outside
 /// the workspace is taken whole; its own are not followed.
 fn built_dirs(members: &HashMap<&str, &Package>, service: &Package) -> BTreeSet<PathBuf> {
     let mut built: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut todo: Vec<&Package> = vec![service, members[PROBE_PACKAGE], members[ROOTFS_PACKAGE]];
+    let mut todo: Vec<&Package> = vec![service];
     while let Some(package) = todo.pop() {
         if !built.insert(crate_dir(&package.manifest_path)) {
             continue;
@@ -434,15 +486,14 @@ mod tests {
     }
 
     #[test]
-    fn the_package_its_path_dependencies_and_the_probe_are_in() {
+    fn the_package_its_path_dependencies_and_the_bundled_tools_are_in() {
         let ignore = dockerignore(METADATA, "api", |m| m.ends_with("xtask/Cargo.toml")).unwrap();
         let allowed = allowed(&ignore);
         for dir in [
             "api/",
             "crates/model/",
             "crates/util/",
-            "healthcheck/",
-            "rootfs/",
+            "target/xtask/image/tools/",
         ] {
             assert!(allowed.contains(&dir), "{dir} missing from {allowed:?}");
         }
@@ -626,6 +677,26 @@ mod tests {
         let allowed = allowed(&ignore);
         assert!(allowed.contains(&"tooling/Cargo.toml"));
         assert!(!allowed.iter().any(|a| a.starts_with("tooling/src")));
-        assert!(allowed.contains(&"healthcheck/"));
+        assert!(allowed.contains(&"target/xtask/image/tools/"));
+        assert!(!allowed.contains(&"healthcheck/"), "a member the image no longer builds");
+    }
+
+    #[test]
+    fn a_dockerfile_the_manifest_names_must_keep_the_contract() {
+        let root = std::env::temp_dir().join(format!("xtask-own-dockerfile-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let mut metadata = crate::metadata::Metadata::load(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap();
+        metadata.dockerfile = Some("ops/Dockerfile".into());
+        std::fs::create_dir_all(root.join("ops")).unwrap();
+        std::fs::write(root.join("ops/Dockerfile"), "FROM scratch\nARG PACKAGE\n").unwrap();
+        let error = dockerfile_text(&root, &metadata).unwrap_err().to_string();
+        assert!(error.contains("lacks ARG BUILDER_IMAGE"), "{error}");
+        assert!(!error.contains("ARG PACKAGE,"), "{error}");
+        std::fs::write(root.join("ops/Dockerfile"), BUILT_IN_DOCKERFILE).unwrap();
+        assert_eq!(dockerfile_text(&root, &metadata).unwrap(), BUILT_IN_DOCKERFILE);
+        metadata.dockerfile = None;
+        std::fs::write(root.join("ops/Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(dockerfile_text(&root, &metadata).unwrap(), BUILT_IN_DOCKERFILE, "present, not named: not read");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,0 +1,134 @@
+//! The image's own tools, carried by this crate rather than by the
+//! repository it builds: the HEALTHCHECK probe and `rootfs`, which lays out
+//! the minimal runtime. `prepare` writes their sources into the build
+//! context as a workspace of their own, which the Dockerfile's `tools`
+//! stage compiles. Both are std only, so the build fetches no crate.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Where the sources go, under the repository's root: the Dockerfile's
+/// `tools` stage copies this directory.
+pub const DIR: &str = "target/xtask/image/tools";
+
+/// The probe's and rootfs's sources, as this crate was built with them.
+const SOURCES: [(&str, &str); 2] = [
+    ("healthcheck", include_str!("../../../healthcheck/src/main.rs")),
+    ("rootfs", include_str!("../../../rootfs/src/main.rs")),
+];
+
+/// The profile `image --optimize` builds with, for the tools and for a
+/// repository whose manifest defines none: [`size_profile_env`].
+const SIZE_PROFILE: [(&str, &str); 6] = [
+    ("inherits", "\"release\""),
+    ("opt-level", "\"z\""),
+    ("lto", "true"),
+    ("codegen-units", "1"),
+    ("panic", "\"abort\""),
+    ("strip", "true"),
+];
+
+/// Writes the tools' workspace under `root`, replacing what an earlier
+/// build left there.
+pub fn write(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join(DIR);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    let mut workspace = String::from(
+        "# Written by `cargo xtask image`: the image's own tools, from the xtask.\n\
+         [workspace]\nresolver = \"3\"\nmembers = [",
+    );
+    let members: Vec<String> = SOURCES.iter().map(|(name, _)| format!("{name:?}")).collect();
+    workspace.push_str(&members.join(", "));
+    workspace.push_str("]\n\n[profile.size]\n");
+    for (key, value) in SIZE_PROFILE {
+        workspace.push_str(&format!("{key} = {value}\n"));
+    }
+    write_file(&dir.join("Cargo.toml"), &workspace)?;
+    for (name, source) in SOURCES {
+        let manifest = format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [[bin]]\nname = \"{name}\"\npath = \"main.rs\"\n"
+        );
+        write_file(&dir.join(name).join("Cargo.toml"), &manifest)?;
+        write_file(&dir.join(name).join("main.rs"), source)?;
+    }
+    Ok(())
+}
+
+/// `CARGO_PROFILE_SIZE_*` settings that define the `size` profile for a
+/// repository whose root manifest has none, as `NAME=value` pairs for the
+/// build's environment: cargo takes a custom profile from its environment.
+pub fn size_profile_env() -> Vec<(String, String)> {
+    SIZE_PROFILE
+        .iter()
+        .map(|(key, value)| {
+            (
+                format!("CARGO_PROFILE_SIZE_{}", key.to_uppercase().replace('-', "_")),
+                value.trim_matches('"').to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the root manifest under `root` defines the `size` profile.
+pub fn defines_size_profile(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("Cargo.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|manifest| {
+            manifest
+                .get("profile")
+                .and_then(|profiles| profiles.get("size"))
+                .is_some()
+        })
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tools_build_on_their_own_with_the_size_profile() {
+        let dir = tempdir();
+        write(&dir).unwrap();
+        let tools = dir.join(DIR);
+        let status = std::process::Command::new("cargo")
+            .args(["build", "--offline", "--quiet", "--profile", "size"])
+            .arg("--manifest-path")
+            .arg(tools.join("Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for (name, _) in SOURCES {
+            assert!(tools.join("target/size").join(name).is_file(), "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_size_profile_reads_as_cargo_environment() {
+        let env = size_profile_env();
+        assert!(env.contains(&("CARGO_PROFILE_SIZE_OPT_LEVEL".into(), "z".into())));
+        assert!(env.contains(&("CARGO_PROFILE_SIZE_INHERITS".into(), "release".into())));
+        assert!(env.contains(&("CARGO_PROFILE_SIZE_CODEGEN_UNITS".into(), "1".into())));
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-bundled-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
