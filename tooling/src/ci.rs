@@ -41,7 +41,7 @@ impl flags::Ci {
                 None => skips.push(flags::skip(text).map_err(anyhow::Error::msg)?),
             }
         }
-        let selection = plan::select(&steps, &self.only, &skips)?;
+        let selection = plan::select(&steps, &self.only, &skips, |path| root.join(path).exists())?;
         let runner = Runner {
             log_dir: root.join("target/xtask/ci/logs"),
             verbose: self.verbose,

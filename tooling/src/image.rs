@@ -13,8 +13,8 @@
 //! OCI archives, their digests compared, and what differs named
 //! (`reproducible.rs`, `layout_diff.rs`).
 
-mod conformance;
 mod bundled;
+mod conformance;
 pub mod context;
 mod layout_diff;
 pub mod offline;

@@ -10,6 +10,7 @@
 
 mod deny;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -97,16 +98,13 @@ impl flags::Init {
             place(&root, TABLE_FILE, &self.table(&package, &binary))?,
             place(&root, WORKFLOW_PATH, WORKFLOW)?,
         ];
-        written.push(if root.join("deny.toml").exists() {
-            Written {
-                path: "deny.toml".into(),
-                outcome: Outcome::LeftAlone,
-                note: "there already; the first `scan` says what it finds".into(),
-                lines: 0,
-            }
-        } else {
-            place(&root, "deny.toml", &deny::for_repository(sh, &root)?)?
-        });
+        // Written for the repository's own dependencies; one of its own is
+        // left alone.
+        written.push(place(
+            &root,
+            "deny.toml",
+            &deny::for_repository(sh, &root)?,
+        )?);
         check_loads(sh, &root)?;
 
         let mut text = String::new();
@@ -117,7 +115,7 @@ impl flags::Init {
                 Outcome::Unchanged => "unchanged",
                 Outcome::LeftAlone => "left alone",
             };
-            text.push_str(&format!("{outcome:<11} {:<28} {}\n", file.path, file.note));
+            let _ = writeln!(text, "{outcome:<11} {:<28} {}", file.path, file.note);
         }
         text.push_str(
             "unchanged   Cargo.toml, Cargo.lock       the xtask is a workspace of its own; it keeps xtask/Cargo.lock, written at its first build\n",
@@ -214,10 +212,22 @@ impl flags::Init {
         vec![
             ("package", package.to_owned(), given(self.package.is_some())),
             ("binary", binary.to_owned(), given(self.bin.is_some())),
-            ("image", self.image(binary), "(--image; default: the binary)"),
+            (
+                "image",
+                self.image(binary),
+                "(--image; default: the binary)",
+            ),
             ("port", self.port.to_string(), "(--port; default 8080)"),
-            ("health-path", self.health_path.clone(), "(--health-path; default /health)"),
-            ("ready-path", self.ready_path().to_owned(), "(--ready-path; default: the health path)"),
+            (
+                "health-path",
+                self.health_path.clone(),
+                "(--health-path; default /health)",
+            ),
+            (
+                "ready-path",
+                self.ready_path().to_owned(),
+                "(--ready-path; default: the health path)",
+            ),
             (
                 "drain",
                 format!("{} {}", self.drain_method, self.drain_path()),
@@ -274,7 +284,7 @@ impl flags::Init {
             .unwrap_or_else(|| env!("CARGO_PKG_REPOSITORY").to_owned());
         let mut source = format!("git = {url:?}");
         if let Some(rev) = &self.tooling_rev {
-            source.push_str(&format!(", rev = {rev:?}"));
+            let _ = write!(source, ", rev = {rev:?}");
         }
         Ok(source)
     }
@@ -372,22 +382,26 @@ fn merge_alias(root: &Path) -> anyhow::Result<Written> {
         Some(other) => {
             return Ok(written(
                 Outcome::LeftAlone,
-                &format!("its alias xtask is {}; the adopted xtask needs {ALIAS:?}", other.as_str().unwrap_or("not a string")),
+                &format!(
+                    "its alias xtask is {}; the adopted xtask needs {ALIAS:?}",
+                    other.as_str().unwrap_or("not a string")
+                ),
             ));
         }
         None => {}
     }
     // After a `[alias]` header when there is one, else a table of its own.
-    let merged = match existing.lines().position(|l| l.trim() == "[alias]") {
-        Some(at) => {
-            let mut lines: Vec<&str> = existing.lines().collect();
-            lines.insert(at + 1, &line);
-            lines.join("\n") + "\n"
-        }
-        None => {
-            let separator = if existing.ends_with('\n') || existing.is_empty() { "" } else { "\n" };
-            format!("{existing}{separator}\n[alias]\n{line}\n")
-        }
+    let merged = if let Some(at) = existing.lines().position(|l| l.trim() == "[alias]") {
+        let mut lines: Vec<&str> = existing.lines().collect();
+        lines.insert(at + 1, &line);
+        lines.join("\n") + "\n"
+    } else {
+        let separator = if existing.ends_with('\n') || existing.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
+        format!("{existing}{separator}\n[alias]\n{line}\n")
     };
     if merged.parse::<toml::Table>().is_err() {
         return Ok(written(
@@ -396,7 +410,10 @@ fn merge_alias(root: &Path) -> anyhow::Result<Written> {
         ));
     }
     std::fs::write(&path, merged).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(written(Outcome::Merged, "[alias] xtask added, its own settings kept"))
+    Ok(written(
+        Outcome::Merged,
+        "[alias] xtask added, its own settings kept",
+    ))
 }
 
 /// The xtask's manifest must load as a workspace of its own: a parent
@@ -452,7 +469,8 @@ mod tests {
         loaded
     }
 
-    const SINGLE_CRATE: &str = "[package]\nname = \"svc\"\nversion = \"1.2.3\"\nedition = \"2024\"\n";
+    const SINGLE_CRATE: &str =
+        "[package]\nname = \"svc\"\nversion = \"1.2.3\"\nedition = \"2024\"\n";
 
     #[test]
     fn the_table_loads_as_written_for_a_single_crate() {
@@ -486,7 +504,10 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        assert!(uncommented.contains("\nworkdir = \"/app\""), "{uncommented}");
+        assert!(
+            uncommented.contains("\nworkdir = \"/app\""),
+            "{uncommented}"
+        );
         let metadata = load(SINGLE_CRATE, &uncommented).unwrap();
         assert_eq!(metadata.dockerfile.as_deref(), Some("Dockerfile"));
         assert_eq!(metadata.services.len(), 1);
@@ -506,8 +527,15 @@ mod tests {
         assert_eq!(config["alias"]["b"].as_str(), Some("build"));
         assert_eq!(config["build"]["rustflags"][1].as_str(), Some("mine"));
         assert_eq!(merge_alias(&root).unwrap().outcome, Outcome::Unchanged);
-        assert_eq!(std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap(), merged);
-        std::fs::write(root.join(".cargo/config.toml"), "[alias]\nxtask = \"run -p xtask --\"\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap(),
+            merged
+        );
+        std::fs::write(
+            root.join(".cargo/config.toml"),
+            "[alias]\nxtask = \"run -p xtask --\"\n",
+        )
+        .unwrap();
         assert_eq!(merge_alias(&root).unwrap().outcome, Outcome::LeftAlone);
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -516,10 +544,22 @@ mod tests {
     fn a_file_with_other_content_is_left_alone() {
         let root = std::env::temp_dir().join(format!("xtask-init-place-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        assert_eq!(place(&root, "a.txt", "one\n").unwrap().outcome, Outcome::Created);
-        assert_eq!(place(&root, "a.txt", "one\n").unwrap().outcome, Outcome::Unchanged);
-        assert_eq!(place(&root, "a.txt", "two\n").unwrap().outcome, Outcome::LeftAlone);
-        assert_eq!(std::fs::read_to_string(root.join("a.txt")).unwrap(), "one\n");
+        assert_eq!(
+            place(&root, "a.txt", "one\n").unwrap().outcome,
+            Outcome::Created
+        );
+        assert_eq!(
+            place(&root, "a.txt", "one\n").unwrap().outcome,
+            Outcome::Unchanged
+        );
+        assert_eq!(
+            place(&root, "a.txt", "two\n").unwrap().outcome,
+            Outcome::LeftAlone
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("a.txt")).unwrap(),
+            "one\n"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

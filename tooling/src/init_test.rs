@@ -79,7 +79,8 @@ impl Drop for Work {
 impl flags::InitTest {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
-        let work = Work(std::env::temp_dir().join(format!("xtask-init-test-{}", std::process::id())));
+        let work =
+            Work(std::env::temp_dir().join(format!("xtask-init-test-{}", std::process::id())));
         let _ = std::fs::remove_dir_all(&work.0);
         std::fs::create_dir_all(&work.0)
             .with_context(|| format!("cannot create {}", work.0.display()))?;
@@ -181,8 +182,15 @@ impl flags::InitTest {
 
 /// A clone of this checkout's commit, the tooling's git source.
 fn clone_tooling(sh: &Shell, root: &Path, tooling: &Path) -> anyhow::Result<String> {
-    process::read(cmd!(sh, "git clone --quiet --no-hardlinks {root} {tooling}"))?;
-    Ok(process::read(cmd!(sh, "git -C {tooling} rev-parse --short HEAD"))?.trim().to_owned())
+    process::read(cmd!(
+        sh,
+        "git clone --quiet --no-hardlinks {root} {tooling}"
+    ))?;
+    Ok(
+        process::read(cmd!(sh, "git -C {tooling} rev-parse --short HEAD"))?
+            .trim()
+            .to_owned(),
+    )
 }
 
 /// The single-crate repository, committed.
@@ -248,7 +256,9 @@ fn adopter(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
 }
 
 fn xtask_version(svc: &Shell) -> anyhow::Result<String> {
-    Ok(process::read(adopter(cmd!(svc, "cargo xtask --version")))?.trim().to_owned())
+    Ok(process::read(adopter(cmd!(svc, "cargo xtask --version")))?
+        .trim()
+        .to_owned())
 }
 
 fn outcomes(verdict: &Value) -> Vec<(String, String)> {
@@ -313,7 +323,8 @@ fn second_run(verdict: &Value, status: &str) -> Check {
 /// `cargo update -p server-image`, and not before.
 fn update_reaches(sh: &Shell, svc: &Shell, tooling: &Path, before: Option<&str>) -> Check {
     const NAME: &str = "a tooling change reaches it through cargo update";
-    const EXPECTED: &str = "the old version until `cargo update -p server-image`, the new one after";
+    const EXPECTED: &str =
+        "the old version until `cargo update -p server-image`, the new one after";
     let result = (|| -> anyhow::Result<(String, String)> {
         let manifest = tooling.join("tooling/Cargo.toml");
         let text = std::fs::read_to_string(&manifest)?;
@@ -323,7 +334,10 @@ fn update_reaches(sh: &Shell, svc: &Shell, tooling: &Path, before: Option<&str>)
             &format!("version = \"{bumped}\""),
             1,
         );
-        anyhow::ensure!(changed != text, "the tooling's manifest has no version line to change");
+        anyhow::ensure!(
+            changed != text,
+            "the tooling's manifest has no version line to change"
+        );
         std::fs::write(&manifest, changed)?;
         commit(sh, tooling, "A new version of the tooling")?;
         let locked = xtask_version(svc)?;
@@ -332,13 +346,20 @@ fn update_reaches(sh: &Shell, svc: &Shell, tooling: &Path, before: Option<&str>)
             "cargo update --quiet -p server-image --manifest-path xtask/Cargo.toml"
         ))?;
         let updated = xtask_version(svc)?;
-        Ok((locked, updated.clone() + if updated.ends_with(&bumped) { "" } else { " (not the new version)" }))
+        Ok((
+            locked,
+            updated.clone()
+                + if updated.ends_with(&bumped) {
+                    ""
+                } else {
+                    " (not the new version)"
+                },
+        ))
     })();
     match result {
         Ok((locked, updated)) => Check::judge(
             NAME,
-            before == Some(locked.as_str())
-                && !updated.ends_with("(not the new version)"),
+            before == Some(locked.as_str()) && !updated.ends_with("(not the new version)"),
             format!("before the update: {locked}; after: {updated}"),
             EXPECTED,
         ),

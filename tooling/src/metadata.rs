@@ -378,7 +378,13 @@ fn version(manifest: &str) -> anyhow::Result<String> {
     let version_in = |table: &str| {
         manifest
             .get(table)
-            .and_then(|t| if table == "workspace" { t.get("package") } else { Some(t) })
+            .and_then(|t| {
+                if table == "workspace" {
+                    t.get("package")
+                } else {
+                    Some(t)
+                }
+            })
             .and_then(|package| package.get("version"))
             .and_then(toml::Value::as_str)
             .map(str::to_owned)

@@ -84,6 +84,27 @@ fn brief(command: &str) -> String {
     brief
 }
 
+/// Runs an xtask command given `--json`: its progress goes to stderr as it
+/// runs, and its verdict is read from stdout whatever its exit status (a
+/// failed check exits 1 and still prints one).
+pub fn verdict(cmd: Cmd<'_>) -> anyhow::Result<serde_json::Value> {
+    let shown = brief(&cmd.to_string());
+    eprintln!("$ {shown}");
+    let mut command = std::process::Command::from(cmd);
+    command
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run `{shown}`"))?;
+    serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "`{shown}` printed no verdict ({}); its errors are above",
+            output.status
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,25 +138,4 @@ mod tests {
         );
         assert!(!error.contains('\n'), "{error}");
     }
-}
-
-/// Runs an xtask command given `--json`: its progress goes to stderr as it
-/// runs, and its verdict is read from stdout whatever its exit status (a
-/// failed check exits 1 and still prints one).
-pub fn verdict(cmd: Cmd<'_>) -> anyhow::Result<serde_json::Value> {
-    let shown = brief(&cmd.to_string());
-    eprintln!("$ {shown}");
-    let mut command = std::process::Command::from(cmd);
-    command
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run `{shown}`"))?;
-    serde_json::from_slice(&output.stdout).with_context(|| {
-        format!(
-            "`{shown}` printed no verdict ({}); its errors are above",
-            output.status
-        )
-    })
 }

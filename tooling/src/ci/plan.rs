@@ -271,7 +271,34 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             proves: "newsletter (actix-web, PostgreSQL, Redis, settings files): both runtimes pass every proof, and each broken variant fails naming its cause",
             action: adopt("examples/newsletter/xtask.toml"),
         },
+        Step {
+            name: "init-test",
+            proves: "a single-crate repository of its own, adopted with init: image, shutdown-test and sbom pass inside it, a second init changes nothing, cargo update takes a tooling change",
+            action: xtask(
+                if options.offline {
+                    vec!["init-test".to_owned(), "--offline".to_owned()]
+                } else {
+                    vec!["init-test".to_owned()]
+                },
+                None,
+            ),
+        },
     ]
+}
+
+/// What a step reads from the repository beyond its service: the tooling's
+/// own proofs (its deploy files, its examples), which a repository that
+/// adopted the tooling does not have. Without it the step is skipped, saying
+/// so.
+pub fn needs(step: &str) -> Option<&'static str> {
+    match step {
+        "compose-test" | "compose-test-minimal-optimized" | "rollout-test" => {
+            Some("deploy/compose.yaml")
+        }
+        "adopt-test" | "init-test" => Some("examples/hello/xtask.toml"),
+        "adopt-test-newsletter" => Some("examples/newsletter/xtask.toml"),
+        _ => None,
+    }
 }
 
 /// The prefix of a `--skip` that reaches into scan's own steps.
@@ -308,6 +335,7 @@ pub fn select(
     steps: &[Step],
     only: &[String],
     skip: &[(String, String)],
+    exists: impl Fn(&str) -> bool,
 ) -> anyhow::Result<Vec<Selection>> {
     let known: Vec<&str> = steps.iter().map(|s| s.name).collect();
     for name in only.iter().chain(skip.iter().map(|(name, _)| name)) {
@@ -324,6 +352,8 @@ pub fn select(
         .map(|step| {
             if let Some(reason) = skip.get(step.name) {
                 Selection::Skip((*reason).to_owned())
+            } else if let Some(path) = needs(step.name).filter(|path| !exists(path)) {
+                Selection::Skip(format!("no {path} in this repository"))
             } else if !only.is_empty() && !only.iter().any(|name| name == step.name) {
                 Selection::Skip("not in --only".to_owned())
             } else {
@@ -400,7 +430,10 @@ mod tests {
                 continue;
             };
             let builds = args[0] == "image";
-            let pulls = builds || args[0] == "compose-test" || args[0] == "adopt-test";
+            let pulls = builds
+                || args[0] == "compose-test"
+                || args[0] == "adopt-test"
+                || args[0] == "init-test";
             assert_eq!(args.contains(&"--offline".to_owned()), pulls, "{step:?}");
             // The reproducibility check builds with no cache at all.
             let cached = args.iter().any(|a| a.starts_with("type=gha,scope="));
@@ -436,7 +469,9 @@ mod tests {
 
     #[test]
     fn the_deployments_and_publishing_run_on_the_release_image_then_the_examples_are_adopted() {
-        let steps = steps(&options(false));
+        let mut steps = steps(&options(false));
+        // Last, a repository of its own adopted with init.
+        assert_eq!(steps.pop().map(|s| s.name), Some("init-test"));
         for (step, table) in steps[steps.len() - 2..].iter().zip([
             "examples/hello/xtask.toml",
             "examples/newsletter/xtask.toml",
@@ -490,6 +525,7 @@ mod tests {
             &steps,
             &["fmt".into(), "test".into()],
             &[("test".into(), "--skip: slow".into())],
+            |_| true,
         )
         .unwrap();
         assert_eq!(selection[0], Selection::Run);
@@ -500,10 +536,32 @@ mod tests {
     #[test]
     fn an_unknown_step_is_an_error_that_lists_the_steps() {
         let steps = steps(&options(false));
-        let error = select(&steps, &["imgae".into()], &[]).unwrap_err();
+        let error = select(&steps, &["imgae".into()], &[], |_| true).unwrap_err();
         let message = error.to_string();
         assert!(message.contains("\"imgae\""), "{message}");
         assert!(message.contains("image-optimized"), "{message}");
-        assert!(select(&steps, &[], &[("nope".into(), String::new())]).is_err());
+        assert!(select(&steps, &[], &[("nope".into(), String::new())], |_| true).is_err());
+    }
+
+    /// A repository that adopted the tooling has its service, not the
+    /// tooling's deploy files and examples: those proofs skip, saying why,
+    /// and nothing else does.
+    #[test]
+    fn an_adopted_repository_skips_the_toolings_own_proofs_saying_why() {
+        let steps = steps(&options(false));
+        let selection = select(&steps, &[], &[], |_| false).unwrap();
+        for (step, selected) in steps.iter().zip(&selection) {
+            match needs(step.name) {
+                Some(path) => assert_eq!(
+                    *selected,
+                    Selection::Skip(format!("no {path} in this repository")),
+                    "{}",
+                    step.name
+                ),
+                None => assert_eq!(*selected, Selection::Run, "{}", step.name),
+            }
+        }
+        let all_there = select(&steps, &[], &[], |_| true).unwrap();
+        assert!(all_there.iter().all(|s| *s == Selection::Run));
     }
 }

@@ -4,6 +4,7 @@
 //! context as a workspace of their own, which the Dockerfile's `tools`
 //! stage compiles. Both are std only, so the build fetches no crate.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -14,7 +15,10 @@ pub const DIR: &str = "target/xtask/image/tools";
 
 /// The probe's and rootfs's sources, as this crate was built with them.
 const SOURCES: [(&str, &str); 2] = [
-    ("healthcheck", include_str!("../../../healthcheck/src/main.rs")),
+    (
+        "healthcheck",
+        include_str!("../../../healthcheck/src/main.rs"),
+    ),
     ("rootfs", include_str!("../../../rootfs/src/main.rs")),
 ];
 
@@ -34,18 +38,20 @@ const SIZE_PROFILE: [(&str, &str); 6] = [
 pub fn write(root: &Path) -> anyhow::Result<()> {
     let dir = root.join(DIR);
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot empty {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
     let mut workspace = String::from(
         "# Written by `cargo xtask image`: the image's own tools, from the xtask.\n\
          [workspace]\nresolver = \"3\"\nmembers = [",
     );
-    let members: Vec<String> = SOURCES.iter().map(|(name, _)| format!("{name:?}")).collect();
+    let members: Vec<String> = SOURCES
+        .iter()
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
     workspace.push_str(&members.join(", "));
     workspace.push_str("]\n\n[profile.size]\n");
     for (key, value) in SIZE_PROFILE {
-        workspace.push_str(&format!("{key} = {value}\n"));
+        let _ = writeln!(workspace, "{key} = {value}");
     }
     write_file(&dir.join("Cargo.toml"), &workspace)?;
     for (name, source) in SOURCES {
@@ -67,7 +73,10 @@ pub fn size_profile_env() -> Vec<(String, String)> {
         .iter()
         .map(|(key, value)| {
             (
-                format!("CARGO_PROFILE_SIZE_{}", key.to_uppercase().replace('-', "_")),
+                format!(
+                    "CARGO_PROFILE_SIZE_{}",
+                    key.to_uppercase().replace('-', "_")
+                ),
                 value.trim_matches('"').to_owned(),
             )
         })

@@ -678,14 +678,21 @@ mod tests {
         assert!(allowed.contains(&"tooling/Cargo.toml"));
         assert!(!allowed.iter().any(|a| a.starts_with("tooling/src")));
         assert!(allowed.contains(&"target/xtask/image/tools/"));
-        assert!(!allowed.contains(&"healthcheck/"), "a member the image no longer builds");
+        assert!(
+            !allowed.contains(&"healthcheck/"),
+            "a member the image no longer builds"
+        );
     }
 
     #[test]
     fn a_dockerfile_the_manifest_names_must_keep_the_contract() {
-        let root = std::env::temp_dir().join(format!("xtask-own-dockerfile-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("xtask-own-dockerfile-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        let mut metadata = crate::metadata::Metadata::load(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap();
+        let mut metadata = crate::metadata::Metadata::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap(),
+        )
+        .unwrap();
         metadata.dockerfile = Some("ops/Dockerfile".into());
         std::fs::create_dir_all(root.join("ops")).unwrap();
         std::fs::write(root.join("ops/Dockerfile"), "FROM scratch\nARG PACKAGE\n").unwrap();
@@ -693,10 +700,17 @@ mod tests {
         assert!(error.contains("lacks ARG BUILDER_IMAGE"), "{error}");
         assert!(!error.contains("ARG PACKAGE,"), "{error}");
         std::fs::write(root.join("ops/Dockerfile"), BUILT_IN_DOCKERFILE).unwrap();
-        assert_eq!(dockerfile_text(&root, &metadata).unwrap(), BUILT_IN_DOCKERFILE);
+        assert_eq!(
+            dockerfile_text(&root, &metadata).unwrap(),
+            BUILT_IN_DOCKERFILE
+        );
         metadata.dockerfile = None;
         std::fs::write(root.join("ops/Dockerfile"), "FROM scratch\n").unwrap();
-        assert_eq!(dockerfile_text(&root, &metadata).unwrap(), BUILT_IN_DOCKERFILE, "present, not named: not read");
+        assert_eq!(
+            dockerfile_text(&root, &metadata).unwrap(),
+            BUILT_IN_DOCKERFILE,
+            "present, not named: not read"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 //! to keep or drop, and every advisory denies until an entry says why not.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -73,8 +74,12 @@ fn text(licenses: &BTreeMap<String, Vec<String>>) -> String {
     for (id, users) in licenses {
         let named: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
         let more = users.len().saturating_sub(named.len());
-        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        allow.push_str(&format!("    # {}{more}\n    {id:?},\n", named.join(", ")));
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(allow, "    # {}{more}\n    {id:?},", named.join(", "));
     }
     format!(
         r#"# cargo-deny: what the Rust dependencies may be. Written by
@@ -121,10 +126,22 @@ mod tests {
     #[test]
     fn each_license_of_an_expression_is_listed_with_its_crates() {
         let packages = [
-            Package { name: "a".into(), license: Some("MIT OR Apache-2.0".into()) },
-            Package { name: "b".into(), license: Some("(MIT AND BSD-3-Clause)".into()) },
-            Package { name: "c".into(), license: Some("Apache-2.0 WITH LLVM-exception".into()) },
-            Package { name: "own".into(), license: None },
+            Package {
+                name: "a".into(),
+                license: Some("MIT OR Apache-2.0".into()),
+            },
+            Package {
+                name: "b".into(),
+                license: Some("(MIT AND BSD-3-Clause)".into()),
+            },
+            Package {
+                name: "c".into(),
+                license: Some("Apache-2.0 WITH LLVM-exception".into()),
+            },
+            Package {
+                name: "own".into(),
+                license: None,
+            },
         ];
         let found = licenses(&packages);
         assert_eq!(found["MIT"], ["a", "b"]);
