@@ -14,7 +14,6 @@
 //! file is the service's `[workspace.metadata.xtask]`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -193,28 +192,13 @@ impl flags::AdoptTest {
     /// Runs `cargo xtask --manifest <table> --json <args>` and returns its
     /// verdict; its progress goes to stderr as it runs.
     fn xtask(&self, xtask: &Path, root: &Path, args: &[&str]) -> anyhow::Result<Value> {
-        eprintln!(
-            "adopt-test: cargo xtask --manifest {} {}",
-            self.table.display(),
-            args.join(" ")
-        );
-        let output = Command::new(xtask)
-            .current_dir(root)
-            .arg("--manifest")
-            .arg(&self.table)
-            .arg("--json")
-            .args(args)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run {}", xtask.display()))?;
-        serde_json::from_slice(&output.stdout).with_context(|| {
-            format!(
-                "`{}` printed no verdict (exit {}); its errors are above",
-                args.join(" "),
-                output.status.code().unwrap_or(-1)
-            )
-        })
+        let sh = Shell::new()?;
+        sh.change_dir(root);
+        let table = &self.table;
+        crate::process::verdict(xshell::cmd!(
+            sh,
+            "{xtask} --manifest {table} --json {args...}"
+        ))
     }
 }
 

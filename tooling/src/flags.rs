@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Turns the server into a small, hardened, measured container image.
+/// Turns a service into a small, hardened, measured container image.
 ///
 /// What is built (package, binary, image name, port, health paths, budgets)
-/// comes from `[workspace.metadata.xtask]` in the workspace's Cargo.toml.
+/// comes from xtask.toml at the repository's root when there is one (as
+/// `init` writes it), else from `[workspace.metadata.xtask]` in its
+/// Cargo.toml.
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
@@ -23,10 +25,9 @@ pub struct Cli {
     /// Print the verdict as JSON on stdout (progress stays on stderr).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Read `[workspace.metadata.xtask]` from this TOML file instead of the
-    /// workspace's Cargo.toml: another service of the workspace, adopted
-    /// without editing the table. The version still comes from the
-    /// workspace. `ci` passes it on through the environment variable.
+    /// Read `[workspace.metadata.xtask]` from this TOML file instead: another
+    /// service of the workspace, adopted without editing the table. The
+    /// version still comes from the root Cargo.toml. `ci` passes it on through the environment variable.
     #[arg(long, global = true, env = "XTASK_MANIFEST", value_name = "FILE")]
     pub manifest: Option<std::path::PathBuf>,
 }

@@ -540,6 +540,57 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// A workspace of two services: init names both and takes the one
+    /// asked for; a package of two binaries, the same with `--bin`.
+    #[test]
+    fn several_services_are_listed_and_chosen_with_flags() {
+        let root = std::env::temp_dir().join(format!("xtask-init-service-{}", std::process::id()));
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"api\", \"worker\", \"model\"]\nresolver = \"3\"\n",
+        );
+        for name in ["api", "worker", "model"] {
+            write(
+                &format!("{name}/Cargo.toml"),
+                &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n"),
+            );
+        }
+        write("api/src/main.rs", "fn main() {}");
+        write("worker/src/main.rs", "fn main() {}");
+        write("worker/src/bin/cleanup.rs", "fn main() {}");
+        write("model/src/lib.rs", "");
+        let sh = Shell::new().unwrap();
+        let root = root.canonicalize().unwrap();
+        let mut args = init();
+        let error = args.service(&sh, &root).unwrap_err().to_string();
+        assert!(
+            error.contains("several packages have a binary: api, worker"),
+            "{error}"
+        );
+        args.package = Some("api".into());
+        assert_eq!(
+            args.service(&sh, &root).unwrap(),
+            ("api".into(), "api".into())
+        );
+        args.package = Some("model".into());
+        let error = args.service(&sh, &root).unwrap_err().to_string();
+        assert!(error.contains("those with one: api, worker"), "{error}");
+        args.package = Some("worker".into());
+        let error = args.service(&sh, &root).unwrap_err().to_string();
+        assert!(error.contains("several binaries"), "{error}");
+        args.bin = Some("cleanup".into());
+        assert_eq!(
+            args.service(&sh, &root).unwrap(),
+            ("worker".into(), "cleanup".into())
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn a_file_with_other_content_is_left_alone() {
         let root = std::env::temp_dir().join(format!("xtask-init-place-{}", std::process::id()));

@@ -88,8 +88,9 @@ fn brief(command: &str) -> String {
 /// runs, and its verdict is read from stdout whatever its exit status (a
 /// failed check exits 1 and still prints one).
 pub fn verdict(cmd: Cmd<'_>) -> anyhow::Result<serde_json::Value> {
-    let shown = brief(&cmd.to_string());
+    let shown = cmd.to_string();
     eprintln!("$ {shown}");
+    let shown = brief(&shown);
     let mut command = std::process::Command::from(cmd);
     command
         .stdin(std::process::Stdio::null())
