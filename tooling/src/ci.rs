@@ -139,43 +139,64 @@ mod tests {
     use super::*;
     use crate::tools::{self, Tool};
 
-    fn workflow_path() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/ci.yml")
+    /// This repository's workflow, and the one `init` writes into an
+    /// adopter's: both are held to the same rules.
+    fn workflow_paths() -> [std::path::PathBuf; 2] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        [
+            dir.join("../.github/workflows/ci.yml"),
+            dir.join("src/init/workflow.yml"),
+        ]
     }
 
+    /// This repository's own.
     fn workflow() -> String {
-        std::fs::read_to_string(workflow_path()).unwrap()
+        workflows().swap_remove(0)
+    }
+
+    fn workflows() -> Vec<String> {
+        workflow_paths()
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap())
+            .collect()
     }
 
     #[test]
-    fn the_workflow_is_valid_for_github() {
+    fn the_workflows_are_valid_for_github() {
         let sh = Shell::new().unwrap();
         let checker = match tools::require(&sh, Tool::CheckJsonschema) {
             Ok(found) => found.path,
             Err(error) => panic!("{error:#}"),
         };
-        let path = workflow_path();
-        let output = xshell::cmd!(
-            sh,
-            "{checker} --builtin-schema vendor.github-workflows {path}"
-        )
-        .quiet()
-        .ignore_status()
-        .output()
-        .unwrap();
-        assert!(
-            output.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        for path in workflow_paths() {
+            let output = xshell::cmd!(
+                sh,
+                "{checker} --builtin-schema vendor.github-workflows {path}"
+            )
+            .quiet()
+            .ignore_status()
+            .output()
+            .unwrap();
+            assert!(
+                output.status.success(),
+                "{}: {}{}",
+                path.display(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 
     /// The workflow runs what a laptop runs: its checks are `cargo xtask`
     /// commands, and only the machine's set-up is written out by hand.
     #[test]
-    fn the_workflow_runs_the_pipeline_through_cargo_xtask() {
-        let text = workflow();
+    fn the_workflows_run_the_pipeline_through_cargo_xtask() {
+        for text in workflows() {
+            runs_through_cargo_xtask(&text);
+        }
+    }
+
+    fn runs_through_cargo_xtask(text: &str) {
         let runs: Vec<&str> = text
             .lines()
             .filter_map(|line| line.trim().strip_prefix("run: "))
@@ -185,8 +206,9 @@ mod tests {
             "{runs:?}"
         );
         for run in runs {
-            let setup =
-                run.starts_with("rustup toolchain install") || run.starts_with("sudo apt-get");
+            let setup = run.starts_with("rustup toolchain install")
+                || run.starts_with("rustup show")
+                || run.starts_with("sudo apt-get");
             assert!(
                 run.starts_with("cargo xtask") || setup,
                 "a step does by hand what `cargo xtask` should: {run}"
@@ -196,7 +218,7 @@ mod tests {
 
     #[test]
     fn third_party_actions_are_pinned_by_commit() {
-        for line in workflow().lines() {
+        for line in workflows().iter().flat_map(|text| text.lines()) {
             let Some(action) = line.trim().trim_start_matches("- ").strip_prefix("uses: ") else {
                 continue;
             };
@@ -210,8 +232,13 @@ mod tests {
     }
 
     #[test]
-    fn the_workflow_may_only_read_the_repository_by_default() {
-        let text = workflow();
+    fn the_workflows_may_only_read_the_repository_by_default() {
+        for text in workflows() {
+            only_reads_by_default(&text);
+        }
+    }
+
+    fn only_reads_by_default(text: &str) {
         let top: String = text
             .lines()
             .skip_while(|line| !line.starts_with("permissions:"))
@@ -243,7 +270,12 @@ mod tests {
     /// `security-events: write` goes only to a job that uploads SARIF.
     #[test]
     fn only_the_job_that_uploads_sarif_may_write_security_events() {
-        let text = workflow();
+        for text in workflows() {
+            sarif_alone_writes_security_events(&text);
+        }
+    }
+
+    fn sarif_alone_writes_security_events(text: &str) {
         // Each job starts at a key indented by two spaces under `jobs:`.
         let mut jobs: Vec<String> = Vec::new();
         for line in text.lines().skip_while(|line| *line != "jobs:").skip(1) {
