@@ -22,7 +22,7 @@ use crate::flags;
 use crate::metadata::TABLE_FILE;
 
 /// The thin crate's `main`: this repository's own, which is the same.
-const MAIN_RS: &str = include_str!("../../xtask/src/main.rs");
+const MAIN_RS: &str = include_str!("../assets/xtask-main.rs");
 const TABLE: &str = include_str!("init/table.toml");
 const WORKFLOW: &str = include_str!("init/workflow.yml");
 /// Where the adopted repository's alias runs the xtask: a workspace of its

@@ -14,12 +14,11 @@ use anyhow::Context;
 pub const DIR: &str = "target/xtask/image/tools";
 
 /// The probe's and rootfs's sources, as this crate was built with them.
+/// `assets/` links to the repository's own files, and cargo packages a
+/// link's content, so the crate carries them by path, git or registry.
 const SOURCES: [(&str, &str); 2] = [
-    (
-        "healthcheck",
-        include_str!("../../../healthcheck/src/main.rs"),
-    ),
-    ("rootfs", include_str!("../../../rootfs/src/main.rs")),
+    ("healthcheck", include_str!("../../assets/healthcheck.rs")),
+    ("rootfs", include_str!("../../assets/rootfs.rs")),
 ];
 
 /// The profile `image --optimize` builds with, for the tools and for a
@@ -124,6 +123,36 @@ mod tests {
             assert!(tools.join("target/size").join(name).is_file(), "{name}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What `include_str!` reads ships in the package a registry would get.
+    #[test]
+    fn the_package_carries_the_assets() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let output = std::process::Command::new("cargo")
+            .args([
+                "package",
+                "--list",
+                "--allow-dirty",
+                "--offline",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&output.stdout);
+        for asset in [
+            "assets/Dockerfile",
+            "assets/healthcheck.rs",
+            "assets/rootfs.rs",
+            "assets/xtask-main.rs",
+        ] {
+            assert!(
+                listed.lines().any(|line| line == asset),
+                "{asset} not packaged: {listed}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 
     #[test]

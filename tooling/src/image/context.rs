@@ -21,7 +21,7 @@ use crate::metadata::Metadata;
 
 /// The Dockerfile every image is built with unless the manifest names the
 /// repository's own.
-pub const BUILT_IN_DOCKERFILE: &str = include_str!("../../../Dockerfile");
+pub const BUILT_IN_DOCKERFILE: &str = include_str!("../../assets/Dockerfile");
 
 /// What a repository's own Dockerfile must declare, as the built-in one
 /// does: the build arguments `cargo xtask image` passes, and the stage that

@@ -1,0 +1,1 @@
+../../rootfs/src/main.rs
