@@ -95,7 +95,16 @@ impl flags::Init {
             place(&root, "xtask/Cargo.toml", &xtask_manifest(&tooling))?,
             place(&root, "xtask/src/main.rs", MAIN_RS)?,
             merge_alias(&root)?,
-            place(&root, TABLE_FILE, &self.table(&package, &binary))?,
+            if has_table_in_manifest(&root) {
+                Written {
+                    path: TABLE_FILE.into(),
+                    outcome: Outcome::LeftAlone,
+                    note: "not written: Cargo.toml has [workspace.metadata.xtask], which it would shadow".into(),
+                    lines: 0,
+                }
+            } else {
+                place(&root, TABLE_FILE, &self.table(&package, &binary))?
+            },
             place(&root, WORKFLOW_PATH, WORKFLOW)?,
         ];
         // Written for the repository's own dependencies; one of its own is
@@ -117,9 +126,11 @@ impl flags::Init {
             };
             let _ = writeln!(text, "{outcome:<11} {:<28} {}", file.path, file.note);
         }
-        text.push_str(
-            "unchanged   Cargo.toml, Cargo.lock       the xtask is a workspace of its own; it keeps xtask/Cargo.lock, written at its first build\n",
-        );
+        if matches!(written[0].outcome, Outcome::Created | Outcome::Unchanged) {
+            text.push_str(
+                "unchanged   Cargo.toml, Cargo.lock       the xtask is a workspace of its own; it keeps xtask/Cargo.lock, written at its first build\n",
+            );
+        }
         text.push_str("\nnext: cargo xtask image --optimize, then cargo xtask shutdown-test (run from the repository's root)\n");
         let changed = written
             .iter()
@@ -352,6 +363,21 @@ fn place(root: &Path, relative: &str, text: &str) -> anyhow::Result<Written> {
         note,
         lines,
     })
+}
+
+/// Whether the root manifest holds a table already, which `xtask.toml`
+/// would take precedence over.
+fn has_table_in_manifest(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("Cargo.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|manifest| {
+            manifest
+                .get("workspace")
+                .and_then(|w| w.get("metadata"))
+                .and_then(|m| m.get("xtask"))
+                .is_some()
+        })
 }
 
 /// The `xtask` alias, added to `.cargo/config.toml` beside what is there.
