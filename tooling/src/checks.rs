@@ -18,6 +18,9 @@ pub enum Status {
     Fail,
     /// Not run, on purpose; the check says why. Never counts as a pass.
     Skipped,
+    /// Not run again: it passed in an earlier run whose inputs were the
+    /// same, and says when. Never shown as a fresh pass.
+    Cached,
 }
 
 impl Status {
@@ -26,6 +29,7 @@ impl Status {
             Status::Pass => "pass",
             Status::Fail => "FAIL",
             Status::Skipped => "SKIPPED",
+            Status::Cached => "cached",
         }
     }
 }
@@ -92,6 +96,23 @@ impl Check {
             measured: "-".to_owned(),
             expected: expected.into(),
             actual: Some(reason.into()),
+            duration_ms: None,
+        }
+    }
+
+    /// A check that passed in an earlier run with the same inputs, at `at`.
+    pub fn cached(
+        name: impl Into<String>,
+        expected: impl Into<String>,
+        at: &str,
+        measured: &str,
+    ) -> Check {
+        Check {
+            name: name.into(),
+            status: Status::Cached,
+            measured: format!("cached (from {at}): {measured}"),
+            expected: expected.into(),
+            actual: None,
             duration_ms: None,
         }
     }

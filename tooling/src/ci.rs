@@ -5,10 +5,14 @@
 //! 2. `runner.rs`: each step as a child process, its output in a log under
 //!    `target/xtask/ci/logs/`, a progress line on stderr, its result read
 //!    from its exit status or its `--json` verdict;
-//! 3. after a failure the rest is skipped, unless `--keep-going`;
-//! 4. `summary.rs`: the verdict, one check a step, also written as
+//! 3. `cache.rs`: a step whose inputs are those of an earlier pass is not
+//!    run again, and shows as `cached (from <time>)`;
+//! 4. after a failure the rest is skipped, unless `--keep-going`, which
+//!    still skips the checks of an image whose build failed;
+//! 5. `summary.rs`: the verdict, one check a step, also written as
 //!    `target/xtask/ci/summary.json` and to GitHub's job summary.
 
+mod cache;
 mod plan;
 mod runner;
 mod summary;
@@ -19,6 +23,7 @@ use anyhow::Context;
 use xshell::Shell;
 
 use crate::checks::{Check, Verdict};
+use crate::docker::Docker;
 use crate::flags;
 use crate::git::Revision;
 use crate::metadata::Metadata;
@@ -30,17 +35,7 @@ impl flags::Ci {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
         let steps = plan::steps(&self);
-        let mut skips: Vec<(String, String)> = Vec::new();
-        for text in &self.skip {
-            match text.strip_prefix(plan::SCAN_STEP_PREFIX) {
-                // Checked here, so a typo fails before the first step runs.
-                Some(scan_step) => {
-                    let (name, _) = flags::skip(scan_step).map_err(anyhow::Error::msg)?;
-                    crate::scan::Step::named(&name)?;
-                }
-                None => skips.push(flags::skip(text).map_err(anyhow::Error::msg)?),
-            }
-        }
+        let skips = self.skips()?;
         let selection = plan::select(&steps, &self.only, &skips, |path| root.join(path).exists())?;
         let runner = Runner {
             log_dir: root.join("target/xtask/ci/logs"),
@@ -50,25 +45,30 @@ impl flags::Ci {
         };
         let revision = Revision::read(sh)?;
         let to_run = selection.iter().filter(|s| **s == Selection::Run).count();
+        let cache_path = root.join("target/xtask/ci/cache.json");
+        let mut store = cache::Store::load(&cache_path);
+        let inputs = cache::Inputs::read(
+            sh,
+            &root,
+            &runner.xtask,
+            &metadata.table_path,
+            &revision.commit,
+        )?;
+        // Only to tell whether a kept image is still there; without an
+        // engine nothing of an image is taken from the store.
+        let docker = Docker::connect(sh).ok();
 
         let mut checks = Vec::new();
         let mut images: BTreeMap<&str, String> = BTreeMap::new();
-        let mut failed: Option<&str> = None;
+        let mut failed: Vec<&str> = Vec::new();
         let mut number = 0;
         for (step, selected) in steps.iter().zip(&selection) {
-            if let Selection::Skip(reason) = selected {
-                checks.push(Check::skipped(step.name, step.proves, reason.clone()));
-                continue;
-            }
-            if let (Some(earlier), false) = (failed, self.keep_going) {
-                checks.push(Check::skipped(
-                    step.name,
-                    step.proves,
-                    format!("not run: {earlier} failed (--keep-going runs the rest)"),
-                ));
+            if let Some(reason) = not_run(step, selected, &failed, self.keep_going) {
+                checks.push(Check::skipped(step.name, step.proves, reason));
                 continue;
             }
             number += 1;
+            let position = format!("[{number}/{to_run}]");
             let image = match &step.action {
                 Action::Xtask {
                     image_of: Some(build),
@@ -76,13 +76,45 @@ impl flags::Ci {
                 } => Some(image_to_check(build, &images, metadata, &revision)),
                 _ => None,
             };
-            let outcome = runner.run(step, image.as_deref(), &format!("[{number}/{to_run}]"));
-            if let Some(id) = outcome.image_id {
-                images.insert(step.name, id);
+            let key = key_of(sh, docker.as_ref(), &inputs, step, image.as_deref());
+            let kept = key
+                .as_deref()
+                .filter(|_| !self.no_cache)
+                .and_then(|key| store.hit(step.name, key))
+                .filter(|entry| still_there(sh, docker.as_ref(), entry));
+            if let Some(entry) = kept {
+                eprintln!("ci: {position} {} cached (from {})", step.name, entry.at);
+                if let Some(id) = &entry.image_id {
+                    images.insert(step.name, id.clone());
+                }
+                checks.push(Check::cached(
+                    step.name,
+                    step.proves,
+                    &entry.at,
+                    &entry.measured,
+                ));
+                continue;
+            }
+            let outcome = runner.run(step, image.as_deref(), &position);
+            if let Some(id) = &outcome.image_id {
+                images.insert(step.name, id.clone());
             }
             if outcome.check.failed() {
-                failed.get_or_insert(step.name);
+                failed.push(step.name);
+                store.forget(step.name);
+            } else if let Some(key) = key {
+                store.keep(
+                    step.name,
+                    cache::Entry {
+                        key,
+                        at: now_utc(),
+                        measured: outcome.check.measured.clone(),
+                        image_id: outcome.image_id.clone(),
+                    },
+                );
             }
+            // Kept after every step: a run cut short keeps what it proved.
+            store.save(&cache_path)?;
             checks.push(outcome.check);
         }
 
@@ -102,6 +134,88 @@ impl flags::Ci {
             ..verdict
         })
     }
+}
+
+impl flags::Ci {
+    /// `--skip`'s steps of ci's own, with their reasons; a scan step's is
+    /// checked here, so a typo fails before the first step runs.
+    fn skips(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut skips = Vec::new();
+        for text in &self.skip {
+            match text.strip_prefix(plan::SCAN_STEP_PREFIX) {
+                Some(scan_step) => {
+                    let (name, _) = flags::skip(scan_step).map_err(anyhow::Error::msg)?;
+                    crate::scan::Step::named(&name)?;
+                }
+                None => skips.push(flags::skip(text).map_err(anyhow::Error::msg)?),
+            }
+        }
+        Ok(skips)
+    }
+}
+
+/// The step's cache key. A check of an image is keyed on the image's id;
+/// when the id cannot be read, on nothing that could be trusted: `None`,
+/// and the step runs.
+fn key_of(
+    sh: &Shell,
+    docker: Option<&Docker>,
+    inputs: &cache::Inputs,
+    step: &plan::Step,
+    image: Option<&str>,
+) -> Option<String> {
+    match image {
+        Some(image) => {
+            let id = docker?.inspect_image(sh, image).ok()?.id;
+            Some(inputs.key(step, Some(&id)))
+        }
+        None => Some(inputs.key(step, None)),
+    }
+}
+
+/// Whether what a kept verdict needs is still there: a build's image, for
+/// its checks to run on.
+fn still_there(sh: &Shell, docker: Option<&Docker>, entry: &cache::Entry) -> bool {
+    entry
+        .image_id
+        .as_deref()
+        .is_none_or(|id| docker.is_some_and(|docker| docker.image_exists(sh, id).unwrap_or(false)))
+}
+
+/// Why a step does not run, or `None` when it does: not selected; after an
+/// earlier failure, unless `--keep-going`; and, even then, a check of an
+/// image whose build failed.
+fn not_run(
+    step: &plan::Step,
+    selected: &Selection,
+    failed: &[&str],
+    keep_going: bool,
+) -> Option<String> {
+    if let Selection::Skip(reason) = selected {
+        return Some(reason.clone());
+    }
+    if let Action::Xtask {
+        image_of: Some(build),
+        ..
+    } = &step.action
+        && failed.contains(build)
+    {
+        return Some(format!("not run: {build}, which builds its image, failed"));
+    }
+    match failed.first() {
+        Some(earlier) if !keep_going => Some(format!(
+            "not run: {earlier} failed (--keep-going runs the rest)"
+        )),
+        _ => None,
+    }
+}
+
+/// The time now, RFC 3339 in UTC, to say when a kept verdict passed.
+fn now_utc() -> String {
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(0));
+    crate::git::rfc3339_utc(epoch)
 }
 
 /// The image a check runs on: the one its build step built in this run,
@@ -125,8 +239,9 @@ fn image_to_check(
 fn headline(checks: &[Check]) -> String {
     let count = |status| checks.iter().filter(|c| c.status == status).count();
     format!(
-        "{} passed, {} failed, {} skipped",
+        "{} passed, {} cached, {} failed, {} skipped",
         count(crate::checks::Status::Pass),
+        count(crate::checks::Status::Cached),
         count(crate::checks::Status::Fail),
         count(crate::checks::Status::Skipped)
     )
@@ -137,6 +252,65 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    fn step(name: &'static str, image_of: Option<&'static str>) -> plan::Step {
+        plan::Step {
+            name,
+            proves: "",
+            action: Action::Xtask {
+                args: vec![name.to_owned()],
+                image_of,
+            },
+        }
+    }
+
+    /// A failed build's checks are skipped with a reason, even with
+    /// `--keep-going`, which runs everything else.
+    #[test]
+    fn a_failed_steps_dependents_are_skipped_with_a_reason() {
+        let check = step("size-check", Some("image"));
+        let other = step("size-check-optimized", Some("image-optimized"));
+        let source = step("deny", None);
+        let failed = ["image"];
+        for keep_going in [false, true] {
+            assert_eq!(
+                not_run(&check, &Selection::Run, &failed, keep_going).as_deref(),
+                Some("not run: image, which builds its image, failed")
+            );
+        }
+        assert_eq!(not_run(&other, &Selection::Run, &failed, true), None);
+        assert_eq!(not_run(&source, &Selection::Run, &failed, true), None);
+        assert_eq!(
+            not_run(&source, &Selection::Run, &failed, false).as_deref(),
+            Some("not run: image failed (--keep-going runs the rest)")
+        );
+        assert_eq!(not_run(&check, &Selection::Run, &[], false), None);
+    }
+
+    /// A cached verdict shows as cached, with its time, in the table, the
+    /// JSON and the headline: never as a fresh pass.
+    #[test]
+    fn a_cached_verdict_is_never_shown_as_a_fresh_pass() {
+        let cached = Check::cached("fmt", "clean", "2026-12-04T03:00:00Z", "clean");
+        assert_eq!(cached.status, crate::checks::Status::Cached);
+        assert!(!cached.failed());
+        assert_eq!(cached.measured, "cached (from 2026-12-04T03:00:00Z): clean");
+        let json = serde_json::to_value(&cached).unwrap();
+        assert_eq!(json["status"], "cached");
+        let checks = vec![cached, Check::judge("clippy", true, "clean", "clean")];
+        assert_eq!(headline(&checks), "1 passed, 1 cached, 0 failed, 0 skipped");
+        let verdict = Verdict {
+            checks,
+            ..Verdict::new("ci", "the workspace")
+        };
+        let rendered = verdict.render();
+        let fmt_row = rendered.lines().find(|l| l.starts_with("fmt ")).unwrap();
+        assert!(fmt_row.trim_end().ends_with("cached"), "{fmt_row}");
+        assert!(!fmt_row.contains("pass"), "{fmt_row}");
+        assert!(verdict.passed());
+        let markdown = summary::markdown(&verdict);
+        assert!(markdown.contains("cached"), "{markdown}");
+    }
     use crate::tools::{self, Tool};
 
     /// This repository's workflow, and the one `init` writes into an

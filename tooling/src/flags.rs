@@ -266,6 +266,7 @@ pub struct RolloutTest {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // each is a flag of its own
 pub struct Ci {
     /// Build the images with no registry (passed to `image --offline`).
     #[arg(long)]
@@ -293,6 +294,10 @@ pub struct Ci {
     /// A step still running after this long is stopped and fails.
     #[arg(long, value_name = "DURATION", default_value = "45m", value_parser = duration)]
     pub step_timeout: Duration,
+    /// Run every step, even one whose inputs are those of an earlier pass
+    /// (by default shown as `cached (from <time>)` and not run again).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]

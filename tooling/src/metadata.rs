@@ -31,6 +31,9 @@ pub struct Metadata {
     /// The workspace version, from `[workspace.package]`.
     #[serde(skip)]
     pub version: String,
+    /// The file the table was read from (`ci` keys its verdicts on it).
+    #[serde(skip)]
+    pub table_path: std::path::PathBuf,
     #[serde(default)]
     pub budget: Budget,
     #[serde(default)]
@@ -320,8 +323,10 @@ impl Metadata {
         let path = root.join("Cargo.toml");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        Metadata::parse(&text)
-            .with_context(|| format!("{}: bad [workspace.metadata.xtask] table", path.display()))
+        let mut metadata = Metadata::parse(&text)
+            .with_context(|| format!("{}: bad [workspace.metadata.xtask] table", path.display()))?;
+        metadata.table_path = path;
+        Ok(metadata)
     }
 
     /// Reads the table from `table`, a TOML file holding a
@@ -333,8 +338,11 @@ impl Metadata {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let text = std::fs::read_to_string(table)
             .with_context(|| format!("cannot read the manifest table {}", table.display()))?;
-        Metadata::parse_with(&manifest, &text)
-            .with_context(|| format!("{}: bad [workspace.metadata.xtask] table", table.display()))
+        let mut metadata = Metadata::parse_with(&manifest, &text).with_context(|| {
+            format!("{}: bad [workspace.metadata.xtask] table", table.display())
+        })?;
+        metadata.table_path = table.to_path_buf();
+        Ok(metadata)
     }
 
     fn parse_with(manifest: &str, table: &str) -> anyhow::Result<Metadata> {

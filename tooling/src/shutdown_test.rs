@@ -216,6 +216,7 @@ fn progress_line(check: &Check) -> String {
         Status::Pass => "ok     ",
         Status::Fail => "FAIL   ",
         Status::Skipped => "skipped",
+        Status::Cached => "cached ",
     };
     let account = if check.status == Status::Skipped {
         check.actual.as_deref().unwrap_or_default()

@@ -377,6 +377,7 @@ mod tests {
             cache_from: vec!["type=gha".into()],
             cache_to: vec![],
             step_timeout: std::time::Duration::from_mins(45),
+            no_cache: false,
         }
     }
 

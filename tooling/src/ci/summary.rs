@@ -49,12 +49,13 @@ pub fn markdown(verdict: &Verdict) -> String {
             Status::Pass => "✅ pass".to_owned(),
             Status::Fail => "❌ FAIL".to_owned(),
             Status::Skipped => "⏭️ skipped".to_owned(),
+            Status::Cached => "♻️ cached".to_owned(),
         };
         let time = check.duration_ms.map_or_else(String::new, |ms| {
             output::duration(Duration::from_millis(ms))
         });
         let figure = match check.status {
-            Status::Pass => check.measured.clone(),
+            Status::Pass | Status::Cached => check.measured.clone(),
             _ => check.actual.clone().unwrap_or_default(),
         };
         let row = format!(

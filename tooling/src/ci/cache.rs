@@ -1,0 +1,326 @@
+//! Each passing step's verdict, kept with a key of what the step read, so
+//! that a later `ci` whose inputs are the same shows it as
+//! `cached (from <time>)` instead of running it again. A failed step is
+//! never kept; `--no-cache` reads nothing from the store.
+//!
+//! What a step reads:
+//! - every step: its command line, this program (the checks' own code),
+//!   and the table it is given;
+//! - a step on the sources (`fmt`, `clippy`, `test`, the builds, the
+//!   adoption proofs): every file git sees in the repository, tracked or
+//!   not ignored, by content, and the toolchain's version;
+//! - a check of an image: the image's id, and the files beside it that the
+//!   checks read (the scan's ignore file, `deny.toml`, `deploy/`), not the
+//!   sources, which reach it only through the image.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use xshell::Shell;
+
+use super::plan::{Action, Step};
+
+/// One kept verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub key: String,
+    /// When the step passed, RFC 3339 in UTC.
+    pub at: String,
+    /// What it measured then.
+    pub measured: String,
+    /// The image a build step built, which its checks run on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+}
+
+/// The verdicts kept, by step name, in `target/xtask/ci/cache.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Store {
+    steps: BTreeMap<String, Entry>,
+}
+
+impl Store {
+    /// The store at `path`; none, or one that cannot be read, is empty: the
+    /// steps then run, which is always safe.
+    pub fn load(path: &Path) -> Store {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The kept verdict of `step`, when its key is `key`.
+    pub fn hit(&self, step: &str, key: &str) -> Option<&Entry> {
+        self.steps.get(step).filter(|entry| entry.key == key)
+    }
+
+    pub fn keep(&mut self, step: &str, entry: Entry) {
+        self.steps.insert(step.to_owned(), entry);
+    }
+
+    /// A step that ran and did not pass loses what was kept for it.
+    pub fn forget(&mut self, step: &str) {
+        self.steps.remove(step);
+    }
+}
+
+/// What every key starts from: this program and the table.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// This program's own bytes: a change to a check changes its verdict.
+    pub xtask: String,
+    /// The table's text, and the file it came from.
+    pub table: String,
+    /// Every file git sees, and the toolchain's version.
+    pub sources: String,
+    /// The files beside an image that its checks read.
+    pub beside_images: String,
+    /// The commit, which a build writes into its image's labels.
+    pub revision: String,
+}
+
+impl Inputs {
+    pub fn read(
+        sh: &Shell,
+        root: &Path,
+        xtask: &Path,
+        table: &Path,
+        revision: &str,
+    ) -> anyhow::Result<Inputs> {
+        let files = repository_files(sh, root)?;
+        let toolchain = crate::process::read(xshell::cmd!(sh, "rustc --version"))
+            .unwrap_or_else(|_| "rustc unknown".to_owned());
+        let beside: Vec<PathBuf> = files
+            .iter()
+            .filter(|path| is_beside_images(path))
+            .cloned()
+            .collect();
+        Ok(Inputs {
+            xtask: digest_files(Path::new("/"), &[xtask.to_path_buf()])?,
+            table: digest_files(root, &[table.to_path_buf()])?,
+            sources: format!("{}\n{}", digest_files(root, &files)?, toolchain.trim()),
+            beside_images: digest_files(root, &beside)?,
+            revision: revision.to_owned(),
+        })
+    }
+
+    /// The key of `step`; `image` is the id of the image a check runs on.
+    pub fn key(&self, step: &Step, image: Option<&str>) -> String {
+        let mut hasher = sha1_smol::Sha1::new();
+        let mut add = |part: &str| {
+            hasher.update(part.as_bytes());
+            hasher.update(&[0]);
+        };
+        add(step.name);
+        add(&format!("{:?}", step.action));
+        add(&self.xtask);
+        add(&self.table);
+        match (&step.action, image) {
+            (
+                Action::Xtask {
+                    image_of: Some(_), ..
+                },
+                Some(image),
+            ) => {
+                add(image);
+                add(&self.beside_images);
+            }
+            (Action::Xtask { args, .. }, _) if args.first().is_some_and(|a| a == "image") => {
+                add(&self.sources);
+                add(&self.revision);
+            }
+            _ => add(&self.sources),
+        }
+        format!("sha1:{}", hasher.digest())
+    }
+}
+
+/// Files an image's checks read that are not in the image: scan's policy
+/// and ignore file, and the deployment the scan and compose proofs use.
+fn is_beside_images(path: &Path) -> bool {
+    path.starts_with("deploy")
+        || matches!(
+            path.to_str(),
+            Some(".trivyignore.yaml" | "deny.toml" | "Cargo.toml" | "xtask.toml")
+        )
+}
+
+/// Every file git sees in the repository, tracked or untracked and not
+/// ignored, relative to `root`, sorted; deleted files are left out.
+fn repository_files(sh: &Shell, root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let listed = crate::process::read(xshell::cmd!(
+        sh,
+        "git -C {root} ls-files --cached --others --exclude-standard -z"
+    ))
+    .context("cannot list the repository's files with git")?;
+    let mut files: Vec<PathBuf> = listed
+        .split('\0')
+        .filter(|name| !name.is_empty())
+        .map(PathBuf::from)
+        .filter(|path| root.join(path).is_file())
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// One digest of the files' names and contents.
+fn digest_files(root: &Path, files: &[PathBuf]) -> anyhow::Result<String> {
+    let mut hasher = sha1_smol::Sha1::new();
+    for file in files {
+        let path = root.join(file);
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(&[0]);
+        // A missing file (a table not written) is a state of its own.
+        match std::fs::read(&path) {
+            Ok(bytes) => hasher.update(&bytes),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => hasher.update(b"\x01"),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        }
+        hasher.update(&[0]);
+    }
+    Ok(hasher.digest().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            xtask: "x1".into(),
+            table: "t1".into(),
+            sources: "s1".into(),
+            beside_images: "b1".into(),
+            revision: "r1".into(),
+        }
+    }
+
+    fn step(name: &'static str, image_of: Option<&'static str>) -> Step {
+        Step {
+            name,
+            proves: "",
+            action: Action::Xtask {
+                args: vec![name.to_owned()],
+                image_of,
+            },
+        }
+    }
+
+    /// A changed input re-runs exactly the steps that read it: the sources
+    /// reach the source steps and the builds, an image's checks see them
+    /// only through a new image id.
+    #[test]
+    fn a_changed_input_changes_exactly_the_keys_that_read_it() {
+        let build = step("image", None);
+        let check = step("size-check", Some("image"));
+        let before = inputs();
+        let mut sources_changed = inputs();
+        sources_changed.sources = "s2".into();
+        assert_ne!(before.key(&build, None), sources_changed.key(&build, None));
+        assert_eq!(
+            before.key(&check, Some("sha256:a")),
+            sources_changed.key(&check, Some("sha256:a")),
+            "same image, same verdict"
+        );
+        assert_ne!(
+            before.key(&check, Some("sha256:a")),
+            before.key(&check, Some("sha256:b"))
+        );
+        let mut policy_changed = inputs();
+        policy_changed.beside_images = "b2".into();
+        assert_ne!(
+            before.key(&check, Some("sha256:a")),
+            policy_changed.key(&check, Some("sha256:a"))
+        );
+        assert_eq!(before.key(&build, None), policy_changed.key(&build, None));
+        // A build labels its image with the commit; the checks of sources do not.
+        let mut committed = inputs();
+        committed.revision = "r2".into();
+        assert_ne!(before.key(&build, None), committed.key(&build, None));
+        let fmt = Step {
+            name: "fmt",
+            proves: "",
+            action: Action::Cargo(vec!["fmt".into()]),
+        };
+        assert_eq!(before.key(&fmt, None), committed.key(&fmt, None));
+        for changed in [
+            Inputs {
+                xtask: "x2".into(),
+                ..inputs()
+            },
+            Inputs {
+                table: "t2".into(),
+                ..inputs()
+            },
+        ] {
+            assert_ne!(before.key(&build, None), changed.key(&build, None));
+            assert_ne!(
+                before.key(&check, Some("sha256:a")),
+                changed.key(&check, Some("sha256:a"))
+            );
+        }
+        assert_ne!(
+            before.key(&step("sbom", Some("image")), Some("sha256:a")),
+            before.key(&check, Some("sha256:a")),
+            "each step its own key"
+        );
+    }
+
+    #[test]
+    fn only_the_same_key_hits_and_a_failure_forgets() {
+        let mut store = Store::default();
+        let entry = Entry {
+            key: "k1".into(),
+            at: "2026-12-04T03:00:00Z".into(),
+            measured: "clean".into(),
+            image_id: None,
+        };
+        store.keep("fmt", entry.clone());
+        assert_eq!(store.hit("fmt", "k1"), Some(&entry));
+        assert_eq!(store.hit("fmt", "k2"), None);
+        assert_eq!(store.hit("clippy", "k1"), None);
+        store.forget("fmt");
+        assert_eq!(store.hit("fmt", "k1"), None);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_read_is_empty() {
+        let path = std::env::temp_dir().join(format!("xtask-ci-cache-{}.json", std::process::id()));
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(Store::load(&path).steps.is_empty());
+        let mut store = Store::default();
+        store.keep(
+            "fmt",
+            Entry {
+                key: "k".into(),
+                at: "t".into(),
+                measured: "m".into(),
+                image_id: Some("sha256:a".into()),
+            },
+        );
+        store.save(&path).unwrap();
+        assert_eq!(
+            Store::load(&path)
+                .hit("fmt", "k")
+                .unwrap()
+                .image_id
+                .as_deref(),
+            Some("sha256:a")
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+}
