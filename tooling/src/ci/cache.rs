@@ -6,9 +6,12 @@
 //! What a step reads:
 //! - every step: its command line, this program (the checks' own code),
 //!   and the table it is given;
-//! - a step on the sources (`fmt`, `clippy`, `test`, the builds, the
-//!   adoption proofs): every file git sees in the repository, tracked or
-//!   not ignored, by content, and the toolchain's version;
+//! - a step on the sources: the files git sees in the repository, tracked
+//!   or not ignored, by content, and the toolchain's version. All of them
+//!   for the builds and the tests; for a step that declares less
+//!   (`plan::reads`: cargo-deny, hadolint, the adoption proofs), only those,
+//!   so a change to the service does not re-run the example's adoption.
+//!   A build also reads the commit, which it writes into the image's labels;
 //! - a check of an image: the image's id, and the files beside it that the
 //!   checks read (the scan's ignore file, `deny.toml`, `deploy/`), not the
 //!   sources, which reach it only through the image.
@@ -20,7 +23,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
-use super::plan::{Action, Step};
+use super::plan::{self, Action, Step};
 
 /// One kept verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,17 +78,17 @@ impl Store {
     }
 }
 
-/// What every key starts from: this program and the table.
+/// What the keys are made of, read once per run.
 #[derive(Debug, Clone)]
 pub struct Inputs {
     /// This program's own bytes: a change to a check changes its verdict.
     pub xtask: String,
-    /// The table's text, and the file it came from.
+    /// The table's text.
     pub table: String,
-    /// Every file git sees, and the toolchain's version.
-    pub sources: String,
-    /// The files beside an image that its checks read.
-    pub beside_images: String,
+    /// The toolchain's version.
+    pub toolchain: String,
+    /// Every file git sees, with the digest of its content.
+    pub files: Vec<(PathBuf, String)>,
     /// The commit, which a build writes into its image's labels.
     pub revision: String,
 }
@@ -98,19 +101,20 @@ impl Inputs {
         table: &Path,
         revision: &str,
     ) -> anyhow::Result<Inputs> {
-        let files = repository_files(sh, root)?;
         let toolchain = crate::process::read(xshell::cmd!(sh, "rustc --version"))
             .unwrap_or_else(|_| "rustc unknown".to_owned());
-        let beside: Vec<PathBuf> = files
-            .iter()
-            .filter(|path| is_beside_images(path))
-            .cloned()
-            .collect();
+        let files = repository_files(sh, root)?
+            .into_iter()
+            .map(|file| {
+                let digest = digest_file(&root.join(&file))?;
+                Ok((file, digest))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Inputs {
-            xtask: digest_files(Path::new("/"), &[xtask.to_path_buf()])?,
-            table: digest_files(root, &[table.to_path_buf()])?,
-            sources: format!("{}\n{}", digest_files(root, &files)?, toolchain.trim()),
-            beside_images: digest_files(root, &beside)?,
+            xtask: digest_file(xtask)?,
+            table: digest_file(table)?,
+            toolchain: toolchain.trim().to_owned(),
+            files,
             revision: revision.to_owned(),
         })
     }
@@ -126,23 +130,38 @@ impl Inputs {
         add(&format!("{:?}", step.action));
         add(&self.xtask);
         add(&self.table);
-        match (&step.action, image) {
-            (
-                Action::Xtask {
-                    image_of: Some(_), ..
-                },
-                Some(image),
-            ) => {
-                add(image);
-                add(&self.beside_images);
-            }
-            (Action::Xtask { args, .. }, _) if args.first().is_some_and(|a| a == "image") => {
-                add(&self.sources);
-                add(&self.revision);
-            }
-            _ => add(&self.sources),
+        if let (
+            Action::Xtask {
+                image_of: Some(_), ..
+            },
+            Some(image),
+        ) = (&step.action, image)
+        {
+            add(image);
+            add(&self.digest_of(is_beside_images));
+            return format!("sha1:{}", hasher.digest());
+        }
+        add(&self.toolchain);
+        match plan::reads(step.name) {
+            Some(reads) => add(&self.digest_of(|path| reads.matches(path))),
+            None => add(&self.digest_of(|_| true)),
+        }
+        let builds = matches!(&step.action, Action::Xtask { args, .. } if args.first().is_some_and(|a| a == "image"));
+        if builds || plan::reads(step.name).is_some_and(|reads| reads.commit) {
+            add(&self.revision);
         }
         format!("sha1:{}", hasher.digest())
+    }
+
+    fn digest_of(&self, chosen: impl Fn(&Path) -> bool) -> String {
+        let mut hasher = sha1_smol::Sha1::new();
+        for (path, digest) in self.files.iter().filter(|(path, _)| chosen(path)) {
+            hasher.update(path.to_string_lossy().as_bytes());
+            hasher.update(&[0]);
+            hasher.update(digest.as_bytes());
+            hasher.update(&[0]);
+        }
+        hasher.digest().to_string()
     }
 }
 
@@ -175,24 +194,14 @@ fn repository_files(sh: &Shell, root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// One digest of the files' names and contents.
-fn digest_files(root: &Path, files: &[PathBuf]) -> anyhow::Result<String> {
-    let mut hasher = sha1_smol::Sha1::new();
-    for file in files {
-        let path = root.join(file);
-        hasher.update(file.to_string_lossy().as_bytes());
-        hasher.update(&[0]);
-        // A missing file (a table not written) is a state of its own.
-        match std::fs::read(&path) {
-            Ok(bytes) => hasher.update(&bytes),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => hasher.update(b"\x01"),
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot read {}", path.display()));
-            }
-        }
-        hasher.update(&[0]);
+/// The digest of one file's content; a missing one (a table not written)
+/// is a state of its own.
+fn digest_file(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(sha1_smol::Sha1::from(bytes).digest().to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok("missing".to_owned()),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
-    Ok(hasher.digest().to_string())
 }
 
 #[cfg(test)]
@@ -203,10 +212,25 @@ mod tests {
         Inputs {
             xtask: "x1".into(),
             table: "t1".into(),
-            sources: "s1".into(),
-            beside_images: "b1".into(),
+            toolchain: "rustc 1.95.0".into(),
+            files: vec![
+                ("Cargo.lock".into(), "l1".into()),
+                ("deny.toml".into(), "d1".into()),
+                ("examples/hello/src/main.rs".into(), "h1".into()),
+                ("server/src/main.rs".into(), "m1".into()),
+            ],
             revision: "r1".into(),
         }
+    }
+
+    fn with_file(path: &str, digest: &str) -> Inputs {
+        let mut inputs = inputs();
+        for (file, old) in &mut inputs.files {
+            if file == Path::new(path) {
+                *old = digest.to_owned();
+            }
+        }
+        inputs
     }
 
     fn step(name: &'static str, image_of: Option<&'static str>) -> Step {
@@ -228,8 +252,7 @@ mod tests {
         let build = step("image", None);
         let check = step("size-check", Some("image"));
         let before = inputs();
-        let mut sources_changed = inputs();
-        sources_changed.sources = "s2".into();
+        let sources_changed = with_file("server/src/main.rs", "m2");
         assert_ne!(before.key(&build, None), sources_changed.key(&build, None));
         assert_eq!(
             before.key(&check, Some("sha256:a")),
@@ -240,13 +263,16 @@ mod tests {
             before.key(&check, Some("sha256:a")),
             before.key(&check, Some("sha256:b"))
         );
-        let mut policy_changed = inputs();
-        policy_changed.beside_images = "b2".into();
+        let policy_changed = with_file("deny.toml", "d2");
         assert_ne!(
             before.key(&check, Some("sha256:a")),
             policy_changed.key(&check, Some("sha256:a"))
         );
-        assert_eq!(before.key(&build, None), policy_changed.key(&build, None));
+        assert_ne!(
+            before.key(&build, None),
+            policy_changed.key(&build, None),
+            "a build reads all"
+        );
         // A build labels its image with the commit; the checks of sources do not.
         let mut committed = inputs();
         committed.revision = "r2".into();
@@ -278,6 +304,24 @@ mod tests {
             before.key(&check, Some("sha256:a")),
             "each step its own key"
         );
+    }
+
+    /// A step that declares what it reads is not re-run for a change
+    /// elsewhere: the service's code does not reach the example's adoption
+    /// or cargo-deny, the example's code does.
+    #[test]
+    fn a_step_that_declares_its_reads_runs_only_when_they_change() {
+        let before = inputs();
+        let service_changed = with_file("server/src/main.rs", "m2");
+        let example_changed = with_file("examples/hello/src/main.rs", "h2");
+        let lock_changed = with_file("Cargo.lock", "l2");
+        let adopt = step("adopt-test", None);
+        let deny = step("deny", None);
+        assert_eq!(before.key(&adopt, None), service_changed.key(&adopt, None));
+        assert_ne!(before.key(&adopt, None), example_changed.key(&adopt, None));
+        assert_eq!(before.key(&deny, None), service_changed.key(&deny, None));
+        assert_eq!(before.key(&deny, None), example_changed.key(&deny, None));
+        assert_ne!(before.key(&deny, None), lock_changed.key(&deny, None));
     }
 
     #[test]

@@ -286,6 +286,66 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
     ]
 }
 
+/// What a step reads of the repository, when it is less than all of it:
+/// path prefixes (`*/NAME` matches a file of that name anywhere), with or
+/// without what every build of the workspace reads, and whether the commit
+/// counts (a proof that clones it).
+#[derive(Debug, Clone, Copy)]
+pub struct Reads {
+    pub paths: &'static [&'static str],
+    pub workspace: bool,
+    pub commit: bool,
+}
+
+/// The workspace's shape and what every build of it reads.
+const WORKSPACE: &[&str] = &[
+    "Cargo.lock",
+    "*/Cargo.toml",
+    "rust-toolchain.toml",
+    ".cargo/",
+    "Dockerfile",
+    "healthcheck/",
+    "rootfs/",
+    ".trivyignore.yaml",
+    "deny.toml",
+];
+
+impl Reads {
+    pub fn matches(&self, path: &std::path::Path) -> bool {
+        let path = path.to_string_lossy();
+        let workspace: &[&str] = if self.workspace { WORKSPACE } else { &[] };
+        self.paths
+            .iter()
+            .chain(workspace)
+            .any(|pattern| match pattern.strip_prefix("*/") {
+                Some(name) => path == name || path.ends_with(&format!("/{name}")),
+                None => path.starts_with(pattern),
+            })
+    }
+}
+
+/// `None` for a step that reads the whole repository (a build, the tests).
+pub fn reads(step: &str) -> Option<Reads> {
+    let (paths, workspace, commit): (&'static [&'static str], bool, bool) = match step {
+        "deny" => (&["Cargo.lock", "*/Cargo.toml", "deny.toml"], false, false),
+        "hadolint" => (
+            &["Dockerfile", ".hadolint.yaml", "Cargo.toml", "xtask.toml"],
+            false,
+            false,
+        ),
+        "adopt-test" => (&["examples/hello/"], true, false),
+        "adopt-test-newsletter" => (&["examples/newsletter/"], true, false),
+        // It clones the commit, tooling and all.
+        "init-test" => (&["examples/hello/", "xtask/"], true, true),
+        _ => return None,
+    };
+    Some(Reads {
+        paths,
+        workspace,
+        commit,
+    })
+}
+
 /// What a step reads from the repository beyond its service: the tooling's
 /// own proofs (its deploy files, its examples), which a repository that
 /// adopted the tooling does not have. Without it the step is skipped, saying
