@@ -91,6 +91,9 @@ pub struct Inputs {
     pub files: Vec<(PathBuf, String)>,
     /// The commit, which a build writes into its image's labels.
     pub revision: String,
+    /// The variables the steps read (`XTASK_*`: the scanners' databases,
+    /// the table; `DOCKER_HOST`), as `NAME=value` lines.
+    pub environment: String,
 }
 
 impl Inputs {
@@ -116,6 +119,7 @@ impl Inputs {
             toolchain: toolchain.trim().to_owned(),
             files,
             revision: revision.to_owned(),
+            environment: environment(std::env::vars()),
         })
     }
 
@@ -130,6 +134,7 @@ impl Inputs {
         add(&format!("{:?}", step.action));
         add(&self.xtask);
         add(&self.table);
+        add(&self.environment);
         if let (
             Action::Xtask {
                 image_of: Some(_), ..
@@ -163,6 +168,16 @@ impl Inputs {
         }
         hasher.digest().to_string()
     }
+}
+
+/// The variables that change what a step does, sorted.
+fn environment(vars: impl Iterator<Item = (String, String)>) -> String {
+    let mut read: Vec<String> = vars
+        .filter(|(name, _)| name.starts_with("XTASK_") || name == "DOCKER_HOST")
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    read.sort();
+    read.join("\n")
 }
 
 /// Files an image's checks read that are not in the image: scan's policy
@@ -220,6 +235,7 @@ mod tests {
                 ("server/src/main.rs".into(), "m1".into()),
             ],
             revision: "r1".into(),
+            environment: String::new(),
         }
     }
 
@@ -299,6 +315,15 @@ mod tests {
                 changed.key(&check, Some("sha256:a"))
             );
         }
+        let mut database_moved = inputs();
+        database_moved.environment =
+            environment([("XTASK_ADVISORY_DB".to_owned(), "/elsewhere".to_owned())].into_iter());
+        assert_ne!(before.key(&build, None), database_moved.key(&build, None));
+        assert_eq!(
+            environment([("HOME".to_owned(), "/root".to_owned())].into_iter()),
+            "",
+            "only what the steps read"
+        );
         assert_ne!(
             before.key(&step("sbom", Some("image")), Some("sha256:a")),
             before.key(&check, Some("sha256:a")),
