@@ -49,6 +49,11 @@ pub enum Command {
     /// image, shutdown-test and sbom from inside it, a second init that
     /// changes nothing, and a tooling change taken with `cargo update`.
     InitTest(InitTest),
+    /// Remove the offline stand-ins (`xtask-offline/*`: builders, runtimes,
+    /// vendored crates, service images) least recently used first, until
+    /// the rest fit the budget. They are never removed otherwise: every
+    /// repository built here keeps building on its own.
+    Prune(Prune),
     /// Report the tools this project needs, with versions, and install what is missing.
     Setup(Setup),
     /// Build the container image with BuildKit.
@@ -444,6 +449,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sizes_take_units_in_powers_of_ten() {
+        assert_eq!(bytes("8GB"), Ok(8_000_000_000));
+        assert_eq!(bytes("1.5 gb"), Ok(1_500_000_000));
+        assert_eq!(bytes("500MB"), Ok(500_000_000));
+        assert_eq!(bytes("42"), Ok(42));
+        assert!(bytes("8 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(bytes("-1GB").is_err());
+        assert!(bytes("GB").is_err());
+    }
+
+    #[test]
     fn env_pairs_need_a_variable_name() {
         assert_eq!(
             env_pair("HANDLE_SIGTERM=false"),
@@ -576,4 +592,40 @@ pub struct InitTest {
     /// Build the adopted repository's image from local stand-ins (no registry).
     #[arg(long)]
     pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Prune {
+    /// What the stand-ins may take, in bytes or with a unit: `500MB`, `8GB`.
+    #[arg(long, default_value = "8GB", value_parser = bytes)]
+    pub budget: u64,
+    /// Say what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `8GB`, `500MB`, `1.5GB` (powers of ten, as `size-check` counts), or a
+/// bare number of bytes.
+pub fn bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((text, ""), |at| text.split_at(at));
+    let scale: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        other => return Err(format!("unknown unit {other:?}: use B, KB, MB, GB or TB")),
+    };
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size, like 8GB"))?;
+    if !number.is_finite() || number < 0.0 {
+        return Err(format!("{text:?} is not a size, like 8GB"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
+    Ok((number * scale).round() as u64)
 }

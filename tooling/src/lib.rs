@@ -45,10 +45,12 @@
 //!   setup/apt.rs       packages from another Debian suite
 //!   setup/engine.rs    the reproducible engine (Debian 13's, beside the host's)
 //! image.rs           `image`: lint, build, conformance
-//!   image/offline.rs   base images made from Debian packages
+//!   image/offline.rs   base images made from Debian packages (the
+//!                      stand-ins), and offline/usage.rs: when each was used
 //!   image/conformance.rs  what the built image must be
 //!   image/reproducible.rs, layout_diff.rs  `--check-reproducible`: two
 //!                      builds, their digests, what differs
+//! prune.rs           `prune`: the stand-ins, least recently used first, to a budget
 //! size_check.rs      `size-check`: size and layer budgets
 //! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
 //!   shutdown_test/     lifecycle, drain, deadline, health_check,
@@ -95,6 +97,7 @@ mod load;
 mod metadata;
 mod output;
 mod process;
+mod prune;
 mod publish;
 mod publish_test;
 mod readiness;
@@ -148,6 +151,7 @@ fn run(root: &Path) -> anyhow::Result<bool> {
         flags::Command::Setup(setup) => setup.run(&sh)?,
         flags::Command::Init(init) => init.run(&sh)?,
         flags::Command::InitTest(args) => args.run(&sh)?,
+        flags::Command::Prune(args) => args.run(&sh)?,
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,

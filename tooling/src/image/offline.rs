@@ -10,7 +10,12 @@
 //!
 //! Each is tagged with a key computed from its inputs and made again only
 //! when they change. The Dockerfile takes them as build arguments, so online
-//! builds use the same Dockerfile unchanged.
+//! builds use the same Dockerfile unchanged. A stand-in that is no longer
+//! current is kept, not untagged: another service, or another lock file,
+//! may build on it again. `cargo xtask prune` removes the least recently
+//! used ones to a size budget (`usage.rs` keeps when each was last used).
+
+pub mod usage;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -351,8 +356,8 @@ fn vendor_image(
 
 /// Names the stand-in `reference` when the engine has it. Otherwise `make`
 /// writes its root filesystem as a tarball, which is imported under that name
-/// (with `changes`, Dockerfile instructions such as `ENV`), and the stand-ins
-/// it replaces are untagged.
+/// (with `changes`, Dockerfile instructions such as `ENV`). Either way its
+/// use is recorded; the stand-ins it may replace are kept for `prune`.
 fn ensure(
     sh: &Shell,
     docker: &Docker,
@@ -361,25 +366,16 @@ fn ensure(
     changes: &[&str],
     make: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
-    if docker.image_exists(sh, reference)? {
-        return Ok(reference.to_owned());
+    if !docker.image_exists(sh, reference)? {
+        let (_, key) = reference
+            .rsplit_once(':')
+            .with_context(|| format!("{reference} has no tag"))?;
+        let tarball = work.join(format!("{key}.tar"));
+        make(&tarball)?;
+        docker.import(sh, &tarball, changes, reference)?;
+        sh.remove_path(&tarball)?;
     }
-    let (repository, key) = reference
-        .rsplit_once(':')
-        .with_context(|| format!("{reference} has no tag"))?;
-    let tarball = work.join(format!("{key}.tar"));
-    make(&tarball)?;
-    docker.import(sh, &tarball, changes, reference)?;
-    sh.remove_path(&tarball)?;
-    for stale in docker
-        .tags_of(sh, repository)?
-        .into_iter()
-        .filter(|tag| tag != reference)
-    {
-        if let Err(error) = docker.remove_image(sh, &stale) {
-            eprintln!("warning: {error:#}");
-        }
-    }
+    usage::record(reference);
     Ok(reference.to_owned())
 }
 
