@@ -412,22 +412,14 @@ pub struct ServerLoad {
     pub skip_postgres: bool,
 }
 
-/// `250ms`, `2s`, `1m`, or a bare number of seconds.
+/// `250ms`, `2s`, `1m`, `1h 30m`, or a bare number of seconds.
 pub fn duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "" | "s" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("{text:?} is not a duration like 500ms, 2s or 1m")),
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
     }
+    humantime::parse_duration(text)
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))
 }
 
 /// `NAME=VALUE`, with a name a shell would accept.
@@ -487,8 +479,10 @@ mod tests {
         assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(duration("1m"), Ok(Duration::from_mins(1)));
-        assert!(duration("1.5s").is_err());
+        assert_eq!(duration("1h 30m"), Ok(Duration::from_mins(90)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(duration("s").is_err());
+        assert!(duration("-2s").is_err());
     }
 
     #[test]

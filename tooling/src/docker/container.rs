@@ -770,29 +770,10 @@ pub fn parse_published(text: &str) -> Option<SocketAddr> {
 /// An RFC 3339 UTC timestamp as the engine writes them
 /// (`2026-11-22T13:04:32.262356649Z`), as time since the Unix epoch.
 pub fn parse_timestamp(text: &str) -> Option<Duration> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut date = date.split('-').map(str::parse::<i64>);
-    let (year, month, day) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
-    let mut clock = clock.split(':').map(str::parse::<i64>);
-    let (hour, minute, second) = (
-        clock.next()?.ok()?,
-        clock.next()?.ok()?,
-        clock.next()?.ok()?,
-    );
-    let digits: String = fraction.chars().take(9).collect();
-    let nanos: u32 = format!("{digits:0<9}").parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
-    Some(Duration::new(u64::try_from(seconds).ok()?, nanos))
+    humantime::parse_rfc3339(text)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Created> {
