@@ -64,28 +64,7 @@ pub fn oci(name: &str, id: &str, tag: Option<&str>) -> String {
 /// A version 5 (name-based, SHA-1) UUID in the URL namespace: the same name
 /// gives the same serial number, so the same image gives the same file.
 pub fn uuid_v5(name: &str) -> String {
-    const URL_NAMESPACE: [u8; 16] = [
-        0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30,
-        0xc8,
-    ];
-    let mut hasher = sha1_smol::Sha1::new();
-    hasher.update(&URL_NAMESPACE);
-    hasher.update(name.as_bytes());
-    let mut bytes = hasher.digest().bytes();
-    bytes[6] = (bytes[6] & 0x0f) | 0x50;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = bytes[..16].iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    });
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
 }
 
 #[cfg(test)]
