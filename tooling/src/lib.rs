@@ -45,6 +45,10 @@
 //!   setup/apt.rs       packages from another Debian suite
 //!   setup/engine.rs    the reproducible engine (Debian 13's, beside the host's)
 //! image.rs           `image`: lint, build, conformance
+//!   image/context.rs   the build context and the Dockerfile (built in, or
+//!                      the repository's own, held to its contract)
+//!   image/bundled.rs   the probe's and rootfs's sources, written into it
+//!   image/stop_signal.rs  the stop check: run, ready, `docker stop`
 //!   image/offline.rs   base images made from Debian packages (the
 //!                      stand-ins), and offline/usage.rs: when each was used
 //!   image/conformance.rs  what the built image must be
@@ -61,7 +65,8 @@
 //!   rollout_test/      haproxy (the image, its settings, its statistics),
 //!                      traffic, summary
 //! ci.rs              `ci`: every step in order, one summary
-//!   ci/                plan (the steps), runner (a step as a process), summary
+//!   ci/                plan (the steps), runner (a step as a process),
+//!                      cache (verdicts kept by their inputs), summary
 //! sbom.rs            `sbom`: SPDX and CycloneDX, made offline
 //!   sbom/              debian (dpkg's database), crates (cargo tree),
 //!                      purl, spdx, cyclonedx, validate, cross_check
@@ -72,7 +77,8 @@
 //!   bench/             variants (and their Dockerfiles), measure, report
 //! adopt_test.rs      `adopt-test`: the example service, adopted by its table
 //! publish.rs         `publish`: push, sign, attest the SBOM, verify
-//!   publish/           cosign (its command lines and answers)
+//!   publish/           cosign (its command lines and answers),
+//!                      multi_platform (`--platform A,B`: one index)
 //! publish_test.rs    `publish-test`: publish to a loopback registry, proved
 //!   publish_test/      registry (Debian's docker-registry, throwaway)
 //! server_load.rs     `server-load`: the release server under load on loopback
@@ -190,4 +196,76 @@ fn project_root(xtask_dir: &Path) -> PathBuf {
         .find(|dir| dir.join("Cargo.toml").is_file())
         .unwrap_or(xtask_dir)
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// The map at the top of this file names every module: a top-level one
+    /// by its file, one in a folder by its path or by its name under that
+    /// folder's entry.
+    #[test]
+    fn the_module_map_names_every_module() {
+        let source =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+                .unwrap();
+        let map: String = source
+            .lines()
+            .take_while(|line| line.starts_with("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let words: Vec<&str> = map
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')' || c == ':')
+            .filter(|w| !w.is_empty())
+            .collect();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut missing = Vec::new();
+        for file in rust_files(&src) {
+            let relative = file.strip_prefix(&src).unwrap();
+            let name = relative.to_string_lossy().replace('\\', "/");
+            if name == "lib.rs" {
+                continue;
+            }
+            let stem = relative.file_stem().unwrap().to_string_lossy();
+            let folder = relative
+                .parent()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            let by_file = words.iter().any(|w| {
+                Path::new(w).extension().is_some_and(|e| e == "rs")
+                    && (name == *w || name.ends_with(&format!("/{w}")))
+            });
+            let last = folder.rsplit('/').next().unwrap_or_default();
+            let folder_listed = !folder.is_empty()
+                && words.iter().any(|w| {
+                    *w == format!("{folder}/")
+                        || *w == format!("{last}/")
+                        || *w == format!("{folder}.rs")
+                });
+            let by_name = folder_listed && (stem == "mod" || words.iter().any(|w| *w == stem));
+            let named = by_file || by_name;
+            if !named {
+                missing.push(name);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "the map at the top of lib.rs does not name: {missing:?}"
+        );
+    }
+
+    fn rust_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(rust_files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        files
+    }
 }
