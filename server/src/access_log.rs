@@ -40,7 +40,7 @@ pub async fn log(request: Request, next: Next) -> Response {
         method,
         route = metrics::route_of(&response),
         status = response.status().as_u16(),
-        duration_ms = crate::tenths_of_millis(started.elapsed()),
+        duration_ms = crate::logging::tenths_of_millis(started.elapsed()),
         bytes,
         request_id,
         "request"

@@ -12,7 +12,15 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::SqliteConnectOptions;
 use tracing::level_filters::LevelFilter;
 
-pub use crate::connections::Limits;
+/// What bounds a connection (`connections` holds each to it).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: u32,
+    pub max_header_bytes: usize,
+}
 
 /// The server's version, reported by `--version`, `/health` and `/metrics`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -33,17 +33,8 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::body_timeout::TimedBody;
+use crate::config::Limits;
 use crate::metrics::Metrics;
-
-/// What bounds a connection; each is a setting (see `config`).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub header_read_timeout: Duration,
-    pub body_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: u32,
-    pub max_header_bytes: usize,
-}
 
 /// How long the accept loop waits before trying again after running out
 /// of file descriptors (or kernel memory): long enough not to spin.

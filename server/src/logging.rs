@@ -20,3 +20,8 @@ pub fn init(level: LevelFilter, format: LogFormat) {
         LogFormat::Text => builder.init(),
     }
 }
+
+/// Milliseconds rounded to a tenth: finer digits in a log line are noise.
+pub(crate) fn tenths_of_millis(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 10_000.0).round() / 10.0
+}

@@ -113,7 +113,7 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         idle_timeout_ms = shutdown::millis(config.connection_limits.idle_timeout),
         max_connections = config.connection_limits.max_connections,
         max_header_bytes = config.connection_limits.max_header_bytes,
-        startup_ms = tenths_of_millis(started.elapsed()),
+        startup_ms = logging::tenths_of_millis(started.elapsed()),
         "ready"
     );
     let deadlines = shutdown::Deadlines {
@@ -129,9 +129,4 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         deadlines,
     )
     .await
-}
-
-/// Milliseconds rounded to a tenth: finer digits in a log line are noise.
-pub(crate) fn tenths_of_millis(duration: std::time::Duration) -> f64 {
-    (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }

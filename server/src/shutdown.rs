@@ -19,7 +19,8 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::connections::{self, Limits};
+use crate::config::Limits;
+use crate::connections;
 use crate::state::AppState;
 
 /// Linux's number for SIGXFSZ, the signal a write past `RLIMIT_FSIZE` raises.
