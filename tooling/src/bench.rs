@@ -40,9 +40,7 @@ impl flags::Bench {
         let selected = self.variants()?;
         let runs = if self.quick { 1 } else { self.runs.max(1) };
         let docker = Docker::connect(sh)?;
-        let builder = tools::buildkit(sh).map_err(|reason| {
-            anyhow::anyhow!("no BuildKit builder: {reason}; run `{}`", tools::SETUP)
-        })?;
+        let builder = tools::require_buildkit(sh)?;
         let work = root.join("target/xtask/bench");
         let logs = work.join("logs");
         std::fs::create_dir_all(&logs)

@@ -37,7 +37,7 @@ use crate::hadolint;
 use crate::last_build::ImageReport;
 use crate::metadata::{Metadata, Runtime};
 use crate::output;
-use crate::tools::{self, Builder, Tool};
+use crate::tools::{self, Builder};
 use conformance::Expectations;
 
 /// Everything one build needs, decided before it runs.
@@ -84,13 +84,7 @@ impl flags::Image {
         let root = sh.current_dir();
         let lint = lint(sh, &context::dockerfile_on_disk(&root, metadata)?);
         let docker = Docker::connect(sh)?;
-        let builder = tools::buildkit(sh).map_err(|reason| {
-            anyhow::anyhow!(
-                "no BuildKit builder: {reason}; run `{}`, or install it by hand: {}",
-                tools::SETUP,
-                Tool::BuildKit.install_hint()
-            )
-        })?;
+        let builder = tools::require_buildkit(sh)?;
         let facts = BuilderFacts::read(sh, &builder)?;
         if self.offline {
             check_offline_platform(self.platform.as_deref())?;

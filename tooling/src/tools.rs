@@ -411,6 +411,16 @@ impl fmt::Display for Builder {
     }
 }
 
+/// [`buildkit`], or one line that says what was found and how to get one.
+pub fn require_buildkit(sh: &Shell) -> anyhow::Result<Builder> {
+    buildkit(sh).map_err(|reason| {
+        anyhow::anyhow!(
+            "no BuildKit builder: {reason}; run `{SETUP}`, or install it by hand: {}",
+            Tool::BuildKit.install_hint()
+        )
+    })
+}
+
 /// Finds a BuildKit builder among the docker clients on PATH: one with the
 /// buildx plugin first, else one old enough to have BuildKit built in. Never
 /// the legacy builder: when there is neither, says what was found.
