@@ -25,7 +25,7 @@ use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
 use crate::flags;
 use crate::git::Revision;
-use crate::image::{Bases, offline};
+use crate::image::Bases;
 use crate::metadata::{self, Metadata};
 use crate::tools::{self, Tool};
 use report::{Machine, Report, VariantReport};
@@ -48,7 +48,7 @@ impl flags::Bench {
         let revision = Revision::read(sh)?;
         let xtask = snapshot_self(&work)?;
         // The variants are on distroless: no extras.
-        let stand_ins = offline::prepare(sh, &docker, &root, &[])?;
+        let stand_ins = crate::stand_ins::prepare(sh, &docker, &root, &[])?;
         let bases = VariantBases {
             project: Bases {
                 builder: stand_ins.builder.clone(),
@@ -56,7 +56,7 @@ impl flags::Bench {
                 vendor: Some(stand_ins.vendor.clone()),
                 prepare_secs: None,
             },
-            slim: offline::slim_base(sh, &docker, &root)?,
+            slim: crate::stand_ins::slim_base(sh, &docker, &root)?,
         };
 
         let mut report = Report {

@@ -17,7 +17,6 @@ mod bundled;
 mod conformance;
 pub mod context;
 mod layout_diff;
-pub mod offline;
 pub(crate) mod reproducible;
 mod stop_signal;
 
@@ -342,7 +341,8 @@ impl flags::Image {
         metadata: &Metadata,
     ) -> anyhow::Result<Bases> {
         if self.offline {
-            let stand_ins = offline::prepare(sh, docker, root, &self.builder_extras(metadata))?;
+            let stand_ins =
+                crate::stand_ins::prepare(sh, docker, root, &self.builder_extras(metadata))?;
             return Ok(Bases {
                 builder: stand_ins.builder,
                 runtime: stand_ins.runtime,

@@ -19,7 +19,11 @@
 //!                    run beside it on a network of their own
 //!   backing/           postgres, redis (their images, from Debian packages)
 //! git.rs             the commit being built
-//! testing.rs         tests only: the scanners' offline data, one lock for trivy
+//! testing.rs         tests only: the scanners' offline data, a real image,
+//!                    one lock for trivy
+//! stand_ins.rs       what `--offline` builds on, made from Debian packages:
+//!                    builder, runtime, vendored crates, service images
+//!   stand_ins/usage.rs  when each was last used, for `prune`
 //! last_build.rs      target/xtask/image.json, and choosing the image to work on
 //! hadolint.rs        the Dockerfile linter, run and judged
 //! trivy.rs           the scanner: its caches, its database, one-line failures
@@ -49,8 +53,6 @@
 //!                      the repository's own, held to its contract)
 //!   image/bundled.rs   the probe's and rootfs's sources, written into it
 //!   image/stop_signal.rs  the stop check: run, ready, `docker stop`
-//!   image/offline.rs   base images made from Debian packages (the
-//!                      stand-ins), and offline/usage.rs: when each was used
 //!   image/conformance.rs  what the built image must be
 //!   image/reproducible.rs, layout_diff.rs  `--check-reproducible`: two
 //!                      builds, their digests, what differs
@@ -114,6 +116,7 @@ mod server_load;
 mod setup;
 mod shutdown_test;
 mod size_check;
+mod stand_ins;
 #[cfg(test)]
 mod testing;
 mod tools;

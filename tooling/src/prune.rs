@@ -7,8 +7,8 @@ use xshell::Shell;
 use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
 use crate::flags;
-use crate::image::offline::{REPOSITORY, usage};
 use crate::output;
+use crate::stand_ins::{REPOSITORY, usage};
 
 impl flags::Prune {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<Verdict> {

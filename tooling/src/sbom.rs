@@ -408,21 +408,9 @@ impl Made {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::checks;
-    use crate::image::offline;
-
-    /// The offline runtime base: a real Debian 13 image, made here from
-    /// packages when missing, so the test needs no earlier build.
-    pub(crate) fn real_image(sh: &Shell, root: &Path) -> ImageRef {
-        let docker = Docker::connect(sh).unwrap();
-        let reference = offline::runtime(sh, &docker, root).unwrap();
-        ImageRef {
-            name: reference.clone(),
-            reference,
-        }
-    }
 
     #[test]
     fn a_real_images_sbom_validates_agrees_with_syft_and_trivy_and_is_reproducible() {
@@ -431,7 +419,7 @@ pub(crate) mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         sh.change_dir(root);
         let metadata = Metadata::load(root).unwrap();
-        let image = real_image(&sh, root);
+        let image = crate::testing::real_image(&sh, root);
 
         let made = make(&sh, root, &metadata, &image).unwrap();
         let failures = checks::failures(made.proofs(&sh, root, &image));

@@ -515,8 +515,8 @@ mod tests {
         assert_eq!(skips.keys().copied().collect::<Vec<_>>(), [Step::Deny]);
     }
     use crate::checks::{Check, Status};
-    use crate::sbom::tests::real_image;
     use crate::testing;
+    use crate::testing::real_image;
 
     struct Fixture {
         sh: Shell,

@@ -1,5 +1,6 @@
-//! What tests share: the team's offline scanner data, and a lock for the
-//! tests that run trivy (they share its cache and the scan's output folder).
+//! What tests share: the team's offline scanner data, a real image to
+//! describe and scan, and a lock for the tests that run trivy (they share
+//! its cache and the scan's output folder).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,4 +36,15 @@ pub fn trivy_lock() -> MutexGuard<'static, ()> {
     TRIVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The offline runtime base: a real Debian 13 image, made here from
+/// packages when missing, so a test needs no earlier build.
+pub fn real_image(sh: &xshell::Shell, root: &Path) -> crate::last_build::ImageRef {
+    let docker = crate::docker::Docker::connect(sh).unwrap();
+    let reference = crate::stand_ins::runtime(sh, &docker, root).unwrap();
+    crate::last_build::ImageRef {
+        name: reference.clone(),
+        reference,
+    }
 }

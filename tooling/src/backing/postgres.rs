@@ -9,14 +9,14 @@ use std::path::Path;
 use xshell::Shell;
 
 use crate::docker::Docker;
-use crate::image::offline::{self, PackageImage};
+use crate::stand_ins::{self, PackageImage};
 
 const ENTRYPOINT: &str = include_str!("postgres-entrypoint.sh");
 const SETUP: &str = include_str!("postgres-setup.sh");
 
 /// Makes the image unless the engine has it, and names it.
 pub fn image(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<String> {
-    offline::package_image(
+    stand_ins::package_image(
         sh,
         docker,
         root,

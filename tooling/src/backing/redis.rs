@@ -8,7 +8,7 @@ use std::path::Path;
 use xshell::Shell;
 
 use crate::docker::Docker;
-use crate::image::offline::{self, PackageImage};
+use crate::stand_ins::{self, PackageImage};
 
 /// `/tmp` for redis's working directory; nothing else is written.
 const SETUP: &str = r#"root=$1
@@ -19,7 +19,7 @@ rm -rf "$root/usr/share/doc" "$root/usr/share/man"
 
 /// Makes the image unless the engine has it, and names it.
 pub fn image(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<String> {
-    offline::package_image(
+    stand_ins::package_image(
         sh,
         docker,
         root,

@@ -10,8 +10,8 @@ use anyhow::Context;
 use xshell::Shell;
 
 use crate::docker::Docker;
-use crate::image::offline::{self, PackageImage};
 use crate::load::http::Client;
+use crate::stand_ins::{self, PackageImage};
 
 const CONFIG: &str = include_str!("haproxy.cfg");
 const CONFIG_PATH: &str = "/etc/haproxy/rollout.cfg";
@@ -24,7 +24,7 @@ pub const REPLICAS: [&str; 2] = ["a", "b"];
 /// libraries, no shell, run as `nobody`.
 pub fn image(sh: &Shell, docker: &Docker, root: &std::path::Path) -> anyhow::Result<String> {
     let entrypoint = format!(r#"ENTRYPOINT ["/usr/sbin/haproxy", "-db", "-f", "{CONFIG_PATH}"]"#);
-    offline::package_image(
+    stand_ins::package_image(
         sh,
         docker,
         root,

@@ -55,7 +55,7 @@ const RUNTIME_CHANGES: &[&str] = &[
     "WORKDIR /home/nonroot",
 ];
 
-const RUNTIME_HOOK: &str = include_str!("offline/runtime-hook.sh");
+const RUNTIME_HOOK: &str = include_str!("stand_ins/runtime-hook.sh");
 
 /// What the Dockerfile's build stage runs besides cargo: a linker, `strip`
 /// (binutils, with gcc) and UPX.
@@ -68,7 +68,7 @@ const BUILDER_CHANGES: &[&str] = &[
     "ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 ];
 
-const BUILDER_HOOK: &str = include_str!("offline/builder-hook.sh");
+const BUILDER_HOOK: &str = include_str!("stand_ins/builder-hook.sh");
 
 /// Where the Dockerfile mounts the vendor image; cargo reads
 /// `/.cargo/config.toml` in every directory below `/`.
