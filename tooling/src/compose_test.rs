@@ -24,8 +24,8 @@ use crate::docker::container::{ContainerInspect, Scope, parse_container_inspect}
 use crate::docker::hardening::Hardening;
 use crate::docker::{Docker, ImageInspect};
 use crate::flags;
+use crate::http::Client;
 use crate::last_build;
-use crate::load::http::Client;
 use crate::metadata::Metadata;
 use crate::output::{self, duration as human};
 use crate::tools::{self, Tool};

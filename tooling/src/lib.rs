@@ -36,9 +36,8 @@
 //!   oci_layout.rs      an OCI image layout archive: index, manifests, blobs
 //!   tar_stream.rs      a streaming tar reader
 //!   history.rs         `docker history`, matched to layers
-//! load/              traffic against a server on loopback
-//!   http.rs            a blocking HTTP/1.1 client
-//!   drain.rs           the drain's slow uploads, short writes and probes
+//! http.rs            a blocking HTTP/1.1 client for loopback, which every
+//!                    proof that talks to a container uses
 //! init.rs            `init`: adopt an existing repository (a thin xtask,
 //!                    the alias, the table, a workflow, deny.toml)
 //!   init/              deny (deny.toml from the dependencies), the table's
@@ -60,7 +59,8 @@
 //! size_check.rs      `size-check`: size and layer budgets
 //! shutdown_test.rs   `shutdown-test`: the hardened lifecycle
 //!   shutdown_test/     lifecycle, drain, deadline, health_check,
-//!                      silent_server, summary
+//!                      silent_server, summary, traffic (the drain's
+//!                      slow uploads, short writes and probes)
 //! compose_test.rs    `compose-test`: deploy/compose.yaml up, offline
 //!   compose_test/      project (docker-compose)
 //! rollout_test.rs    `rollout-test`: a rolling restart behind HAProxy
@@ -97,11 +97,11 @@ mod docker;
 mod flags;
 mod git;
 mod hadolint;
+mod http;
 mod image;
 mod init;
 mod init_test;
 mod last_build;
-mod load;
 mod metadata;
 mod output;
 mod process;

@@ -19,7 +19,7 @@ use xshell::Shell;
 
 use crate::docker::ImageInspect;
 use crate::docker::container::{Container, Scope};
-use crate::load::http::Client;
+use crate::http::Client;
 use crate::wait::{self, Poll};
 
 /// How long the published port may fail while the container runs before

@@ -21,6 +21,7 @@ mod health_check;
 mod lifecycle;
 mod silent_server;
 mod summary;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,8 +37,8 @@ use crate::docker::container::{
 use crate::docker::hardening::Hardening;
 use crate::docker::{Docker, ImageInspect};
 use crate::flags;
+use crate::http::Client;
 use crate::last_build;
-use crate::load::http::Client;
 use crate::metadata::Metadata;
 use crate::output::{self, duration as human};
 use crate::readiness;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::load::http::Client;
+use crate::http::Client;
 use crate::wait::{self, Poll};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);

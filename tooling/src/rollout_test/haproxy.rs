@@ -10,7 +10,7 @@ use anyhow::Context;
 use xshell::Shell;
 
 use crate::docker::Docker;
-use crate::load::http::Client;
+use crate::http::Client;
 use crate::stand_ins::{self, PackageImage};
 
 const CONFIG: &str = include_str!("haproxy.cfg");

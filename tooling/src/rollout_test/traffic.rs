@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::load::http::{Client, Failure, Response};
+use crate::http::{Client, Failure, Response};
 
 /// Examples of failures kept for the report.
 const EXAMPLES: usize = 5;

@@ -11,7 +11,7 @@ use super::{
     not_applicable, progress,
 };
 use crate::checks::Check;
-use crate::load::http::{Failure, Response, Started, Upload};
+use crate::http::{Failure, Response, Started, Upload};
 use crate::metadata::DrainMethod;
 use crate::output;
 

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::traffic::{self, Acknowledged, Load, Plan};
 use super::{EXIT_KILLED, LOAD_LEAD, STOP_MARGIN, Test, human, not_applicable, progress};
 use crate::checks::Check;
 use crate::docker::container::{self, Container, State};
-use crate::load::drain::{self, Acknowledged, Load, Plan};
 use crate::output;
 
 impl Test<'_> {
@@ -62,7 +62,7 @@ impl Test<'_> {
         let state = self.scope.inspect(self.sh, container)?.state;
         self.figures.stop_under_load_ms = Some(output::millis(latency));
         self.judge_drain(&plan, &seen, &state, latency, grace);
-        Ok(drain::acknowledged(&seen.records))
+        Ok(traffic::acknowledged(&seen.records))
     }
 
     /// "drain: in-flight requests": every request in flight at the signal
@@ -71,14 +71,14 @@ impl Test<'_> {
     fn judge_in_flight(
         &mut self,
         plan: &Plan,
-        seen: &drain::Seen,
-        tally: &drain::Tally,
+        seen: &traffic::Seen,
+        tally: &traffic::Tally,
         never_drained: Option<&str>,
     ) {
         let uploads = seen
             .records
             .iter()
-            .filter(|r| r.kind == drain::Kind::SlowUpload)
+            .filter(|r| r.kind == traffic::Kind::SlowUpload)
             .collect::<Vec<_>>();
         let uploads_ok = uploads
             .iter()
@@ -140,12 +140,12 @@ impl Test<'_> {
     fn judge_drain(
         &mut self,
         plan: &Plan,
-        seen: &drain::Seen,
+        seen: &traffic::Seen,
         state: &State,
         latency: Duration,
         grace: Duration,
     ) {
-        let tally = drain::tally(&seen.records, seen.signal_at);
+        let tally = traffic::tally(&seen.records, seen.signal_at);
         // Answers prove a drain only if the service drained: a service that
         // ignores SIGTERM answers everything too, until docker kills it.
         let killed = state.exit_code == EXIT_KILLED || latency >= grace;
@@ -156,7 +156,7 @@ impl Test<'_> {
         self.judge_in_flight(plan, seen, &tally, never_drained.as_deref());
         let request = self.request();
         if self.metadata.drain.readiness {
-            let (ready_ok, ready_seen) = match drain::readiness_verdict(&seen.probes) {
+            let (ready_ok, ready_seen) = match traffic::readiness_verdict(&seen.probes) {
                 Ok(seen) => (true, seen),
                 Err(seen) => (false, seen),
             };

@@ -5,14 +5,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::traffic::Acknowledged;
 use super::{
     Broken, BrokenContext, READY_WITHIN, ShutdownSettings, Test, WRITES_BEFORE_DRAIN, human,
     not_applicable, progress, request_failed,
 };
 use crate::checks::Check;
 use crate::docker::container::{Container, Contents};
-use crate::load::drain::Acknowledged;
-use crate::load::http::Client;
+use crate::http::Client;
 use crate::metadata::{BackingKind, DrainMethod};
 use crate::output;
 

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::traffic::Tally;
 use crate::checks::{Check, Verdict};
 use crate::docker::ImageInspect;
 use crate::docker::hardening::Hardening;
 use crate::docker::history;
 use crate::flags;
-use crate::load::drain::Tally;
 use crate::metadata::Drain;
 use crate::output::{self, duration as human};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::http::{Client, Failure, HeldRequest, Started};
+use crate::http::{Client, Failure, HeldRequest, Started};
 use crate::metadata::{Drain, DrainMethod};
 
 /// The rest of a slow upload's body goes out in this many pieces.
@@ -248,7 +248,7 @@ impl Load {
     }
 }
 
-fn answer(drain: &Drain, response: &super::http::Response) -> Answer {
+fn answer(drain: &Drain, response: &crate::http::Response) -> Answer {
     Answer {
         status: response.status,
         id: response.json().and_then(|v| drain.id_in(&v)),
