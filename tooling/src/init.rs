@@ -482,17 +482,12 @@ mod tests {
     }
 
     fn load(manifest: &str, table: &str) -> anyhow::Result<Metadata> {
-        let dir = std::env::temp_dir().join(format!(
-            "xtask-init-table-{}-{}",
-            std::process::id(),
-            table.len()
-        ));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
         std::fs::write(dir.join(TABLE_FILE), table).unwrap();
-        let loaded = Metadata::load(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
-        loaded
+        Metadata::load(&dir)
     }
 
     const SINGLE_CRATE: &str =
@@ -542,7 +537,8 @@ mod tests {
 
     #[test]
     fn the_alias_joins_a_config_of_the_repositorys_own_and_a_second_run_keeps_it() {
-        let root = std::env::temp_dir().join(format!("xtask-init-alias-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let root = scratch.path().to_path_buf();
         std::fs::create_dir_all(root.join(".cargo")).unwrap();
         let own = "[build]\nrustflags = [\"--cfg\", \"mine\"]\n\n[alias]\nb = \"build\"\n";
         std::fs::write(root.join(".cargo/config.toml"), own).unwrap();
@@ -563,14 +559,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(merge_alias(&root).unwrap().outcome, Outcome::LeftAlone);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// A workspace of two services: init names both and takes the one
     /// asked for; a package of two binaries, the same with `--bin`.
     #[test]
     fn several_services_are_listed_and_chosen_with_flags() {
-        let root = std::env::temp_dir().join(format!("xtask-init-service-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let root = scratch.path().to_path_buf();
         let write = |path: &str, text: &str| {
             let path = root.join(path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -614,12 +610,12 @@ mod tests {
             args.service(&sh, &root).unwrap(),
             ("worker".into(), "cleanup".into())
         );
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
     fn a_file_with_other_content_is_left_alone() {
-        let root = std::env::temp_dir().join(format!("xtask-init-place-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let root = scratch.path().to_path_buf();
         std::fs::create_dir_all(&root).unwrap();
         assert_eq!(
             place(&root, "a.txt", "one\n").unwrap().outcome,
@@ -637,6 +633,5 @@ mod tests {
             std::fs::read_to_string(root.join("a.txt")).unwrap(),
             "one\n"
         );
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

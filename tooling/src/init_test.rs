@@ -10,7 +10,7 @@
 //! `shutdown-test` and `sbom` pass; a second `init` changes nothing; and a
 //! commit to the tooling reaches it through `cargo update`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -67,25 +67,15 @@ const INIT_FLAGS: [&str; 8] = [
     "/slow?ms=3000",
 ];
 
-/// A temporary directory removed when dropped, also on failure.
-struct Work(PathBuf);
-
-impl Drop for Work {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl flags::InitTest {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
-        let work =
-            Work(std::env::temp_dir().join(format!("xtask-init-test-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&work.0);
-        std::fs::create_dir_all(&work.0)
-            .with_context(|| format!("cannot create {}", work.0.display()))?;
-        let tooling = work.0.join("tooling");
-        let service = work.0.join("service");
+        // Removed when dropped, also on failure.
+        let work = sh
+            .create_temp_dir()
+            .context("cannot make a temporary directory")?;
+        let tooling = work.path().join("tooling");
+        let service = work.path().join("service");
         let revision = clone_tooling(sh, &root, &tooling)?;
         make_service(sh, &root, &service)?;
         let own_before = read_own_files(&service)?;

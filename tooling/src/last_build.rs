@@ -161,12 +161,12 @@ pub(crate) mod tests {
 
     #[test]
     fn survives_a_round_trip_through_its_file() {
-        let dir = std::env::temp_dir().join(format!("xtask-report-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         let report = example();
         let path = report.save(&dir).unwrap();
         assert!(path.ends_with("target/xtask/image.json"));
         assert_eq!(ImageReport::load(&dir).unwrap(), report);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -573,12 +573,12 @@ mod tests {
     #[ignore = "downloads from Debian's archive"]
     fn installs_a_working_buildx_plugin() {
         let sh = Shell::new().unwrap();
-        let dir = std::env::temp_dir().join(format!("xtask-buildx-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         install_buildx(&sh, &dir.join("apt"), &dir.join("cli-plugins")).unwrap();
         let plugin = dir.join("cli-plugins/docker-buildx");
         let version = cmd!(sh, "{plugin} version").read().unwrap();
         assert!(version.contains("buildx"), "{version}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

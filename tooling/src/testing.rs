@@ -48,3 +48,10 @@ pub fn real_image(sh: &xshell::Shell, root: &Path) -> crate::last_build::ImageRe
         reference,
     }
 }
+
+/// A directory of the test's own, removed when dropped, on failure too.
+pub fn scratch() -> xshell::TempDir {
+    xshell::Shell::new()
+        .and_then(|sh| sh.create_temp_dir())
+        .expect("a temporary directory")
+}

@@ -212,13 +212,12 @@ mod tests {
             ("naive", NAIVE_DOCKERFILE),
             ("chef-slim", CHEF_SLIM_DOCKERFILE),
         ] {
-            let dir =
-                std::env::temp_dir().join(format!("xtask-bench-{}-{name}", std::process::id()));
+            let scratch = crate::testing::scratch();
+            let dir = scratch.path().to_path_buf();
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join("Dockerfile");
             std::fs::write(&path, text).unwrap();
             let check = crate::hadolint::check(&sh, &path);
-            std::fs::remove_dir_all(&dir).unwrap();
             assert!(!check.failed(), "{name}: {check:?}");
         }
     }
@@ -245,12 +244,12 @@ mod tests {
 
     #[test]
     fn a_one_line_change_adds_one_line() {
-        let dir = std::env::temp_dir().join(format!("xtask-bench-touch-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(dir.join("server/src")).unwrap();
         std::fs::write(dir.join(Variant::SERVER_FILE), "fn main() {}\n").unwrap();
         touch(&dir, Variant::SERVER_FILE, "1").unwrap();
         let text = std::fs::read_to_string(dir.join(Variant::SERVER_FILE)).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(text, "fn main() {}\n// bench: 1\n");
     }
 }

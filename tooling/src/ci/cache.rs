@@ -368,7 +368,8 @@ mod tests {
 
     #[test]
     fn a_store_that_cannot_be_read_is_empty() {
-        let path = std::env::temp_dir().join(format!("xtask-ci-cache-{}.json", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let path = scratch.path().join("cache.json");
         std::fs::write(&path, "{ not json").unwrap();
         assert!(Store::load(&path).steps.is_empty());
         let mut store = Store::default();
@@ -390,6 +391,5 @@ mod tests {
                 .as_deref(),
             Some("sha256:a")
         );
-        std::fs::remove_file(&path).unwrap();
     }
 }

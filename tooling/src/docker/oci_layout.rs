@@ -337,7 +337,8 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_a_tar_is_refused() {
-        let dir = std::env::temp_dir().join(format!("xtask-oci-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("not.tar");
         std::fs::write(&path, vec![b'x'; 1024]).unwrap();
@@ -346,6 +347,5 @@ mod tests {
             format!("{error:#}").contains("not an OCI layout archive"),
             "{error:#}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

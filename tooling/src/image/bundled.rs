@@ -109,8 +109,9 @@ mod tests {
 
     #[test]
     fn the_tools_build_on_their_own_with_the_size_profile() {
-        let dir = tempdir();
-        write(&dir).unwrap();
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path();
+        write(dir).unwrap();
         let tools = dir.join(DIR);
         let status = std::process::Command::new("cargo")
             .args(["build", "--offline", "--quiet", "--profile", "size"])
@@ -122,7 +123,6 @@ mod tests {
         for (name, _) in SOURCES {
             assert!(tools.join("target/size").join(name).is_file(), "{name}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// What `include_str!` reads ships in the package a registry would get.
@@ -161,12 +161,5 @@ mod tests {
         assert!(env.contains(&("CARGO_PROFILE_SIZE_OPT_LEVEL".into(), "z".into())));
         assert!(env.contains(&("CARGO_PROFILE_SIZE_INHERITS".into(), "release".into())));
         assert!(env.contains(&("CARGO_PROFILE_SIZE_CODEGEN_UNITS".into(), "1".into())));
-    }
-
-    fn tempdir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-bundled-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

@@ -640,7 +640,8 @@ mod tests {
 
     #[test]
     fn the_crates_digest_follows_the_lock_file_and_the_manifests_only() {
-        let dir = std::env::temp_dir().join(format!("xtask-digest-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(dir.join("api/src")).unwrap();
         let metadata = METADATA.replace("/w/", &format!("{}/", dir.display()));
         let write = |path: &str, text: &str| std::fs::write(dir.join(path), text).unwrap();
@@ -660,19 +661,18 @@ mod tests {
         assert_ne!(relocked, first);
         write("api/Cargo.toml", "[package]\nversion = \"2\"");
         assert_ne!(digest_of_inputs(&dir, &metadata).unwrap(), relocked);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn this_workspace_leaves_the_toolings_sources_out() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let metadata = crate::metadata::Metadata::load(root).unwrap();
-        let out = std::env::temp_dir().join(format!("xtask-context-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let out = scratch.path().to_path_buf();
         let sh = Shell::new().unwrap();
         let prepared = prepare(&sh, root, &metadata, &out).unwrap();
         let dockerfile = prepared.dockerfile;
         let ignore = std::fs::read_to_string(out.join("Dockerfile.dockerignore")).unwrap();
-        std::fs::remove_dir_all(&out).unwrap();
         assert_eq!(dockerfile, out.join("Dockerfile"));
         let allowed = allowed(&ignore);
         assert!(allowed.contains(&"tooling/Cargo.toml"));
@@ -686,8 +686,8 @@ mod tests {
 
     #[test]
     fn a_dockerfile_the_manifest_names_must_keep_the_contract() {
-        let root =
-            std::env::temp_dir().join(format!("xtask-own-dockerfile-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let root = scratch.path().to_path_buf();
         std::fs::create_dir_all(&root).unwrap();
         let mut metadata = crate::metadata::Metadata::load(
             Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap(),
@@ -711,6 +711,5 @@ mod tests {
             BUILT_IN_DOCKERFILE,
             "present, not named: not read"
         );
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

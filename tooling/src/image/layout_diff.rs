@@ -243,18 +243,12 @@ mod tests {
     use serde_json::json;
 
     fn read(files: &BTreeMap<String, Vec<u8>>) -> OciLayout {
-        let dir = std::env::temp_dir().join(format!(
-            "xtask-layout-diff-{}-{}",
-            std::process::id(),
-            crate::docker::oci_layout::testing::digest(&archive_of(files))
-                .trim_start_matches("sha256:")
-        ));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("layout.tar");
         std::fs::write(&path, archive_of(files)).unwrap();
-        let layout = OciLayout::read(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        layout
+        OciLayout::read(&path).unwrap()
     }
 
     fn config(created: &str) -> serde_json::Value {

@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn finds_the_downloaded_package() {
-        let dir = std::env::temp_dir().join(format!("xtask-apt-{}", std::process::id()));
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         for name in [
             "docker-buildx_0.13.1+ds1-3_amd64.deb",
@@ -177,6 +178,5 @@ mod tests {
         let deb = newest_deb(&dir, "docker-buildx").unwrap();
         assert!(deb.ends_with("docker-buildx_0.13.1+ds1-3_amd64.deb"));
         assert!(newest_deb(&dir, "missing").is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
