@@ -58,6 +58,15 @@ pub enum Command {
     Setup(Setup),
     /// Build the container image with BuildKit.
     Image(Image),
+    /// Build the image twice with no cache into OCI archives
+    /// (target/xtask/reproducible/), with `SOURCE_DATE_EPOCH` from the
+    /// commit and layer times rewritten, and compare their digests; when
+    /// they differ, name the layers and files that do. Loads no image.
+    ///
+    /// Needs an engine that can (26 or later with the containerd image
+    /// store, or a docker-container builder); `setup --reproducible-engine`
+    /// provides one.
+    Reproducible(Reproducible),
     /// Measure the image against its size and layer budgets.
     SizeCheck(SizeCheck),
     /// Run the image hardened, drain it under load and prove nothing was lost.
@@ -126,8 +135,8 @@ pub struct Setup {
     /// Only report what is present and what is missing; install nothing.
     #[arg(long)]
     pub check: bool,
-    /// Also provide an engine that can build reproducibly (for `image
-    /// --check-reproducible`): Debian 13's engine 26.1 with the containerd
+    /// Also provide an engine that can build reproducibly (for
+    /// `reproducible`): Debian 13's engine 26.1 with the containerd
     /// image store, unpacked into /opt/xtask-engine and started beside the
     /// host's engine, in a network namespace of its own, on
     /// `unix:///run/xtask-docker.sock`. Needs root.
@@ -163,14 +172,39 @@ pub struct Image {
     /// closure). Default: the manifest's `runtime`, else distroless.
     #[arg(long, value_enum)]
     pub runtime: Option<crate::metadata::Runtime>,
-    /// Instead of loading the image: build it twice with no cache into OCI
-    /// archives (target/xtask/reproducible/), with `SOURCE_DATE_EPOCH` from
-    /// the commit and layer times rewritten, and compare their digests.
-    /// When they differ, names the layers and files that do. Needs an engine
-    /// that can (26 or later with the containerd image store, or a
-    /// docker-container builder); `setup --reproducible-engine` provides one.
-    #[arg(long)]
+    /// Set by `reproducible`, which builds with these options.
+    #[arg(skip)]
     pub check_reproducible: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Reproducible {
+    /// Check the size-tuned build (`image --optimize`).
+    #[arg(long)]
+    pub optimize: bool,
+    /// Build with no registry, as `image --offline` does.
+    #[arg(long)]
+    pub offline: bool,
+    /// The runtime base, as `image --runtime`.
+    #[arg(long, value_enum)]
+    pub runtime: Option<crate::metadata::Runtime>,
+}
+
+impl Reproducible {
+    /// The build this check makes twice: `image` with the same options.
+    pub fn image(&self) -> Image {
+        Image {
+            tags: Vec::new(),
+            optimize: self.optimize,
+            no_cache: false,
+            platform: None,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
+            offline: self.offline,
+            runtime: self.runtime,
+            check_reproducible: true,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

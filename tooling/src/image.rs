@@ -9,7 +9,7 @@
 //! 5. the image's conformance (`conformance.rs`), its stop signal proved
 //!    (`stop_signal.rs`), and `image.json`.
 //!
-//! `--check-reproducible` replaces 4 and 5: two builds with no cache into
+//! `reproducible` replaces 4 and 5: two builds with no cache into
 //! OCI archives, their digests compared, and what differs named
 //! (`reproducible.rs`, `layout_diff.rs`).
 
@@ -245,7 +245,7 @@ impl flags::Image {
         if facts.reproducible().is_err() {
             let _ = writeln!(
                 verdict.text,
-                "  layer times not rewritten: engine {} cannot (`image --check-reproducible` says why)",
+                "  layer times not rewritten: engine {} cannot (`reproducible` says why)",
                 facts.engine
             );
         }

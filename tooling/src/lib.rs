@@ -53,7 +53,7 @@
 //!   image/bundled.rs   the probe's and rootfs's sources, written into it
 //!   image/stop_signal.rs  the stop check: run, ready, `docker stop`
 //!   image/conformance.rs  what the built image must be
-//!   image/reproducible.rs, layout_diff.rs  `--check-reproducible`: two
+//!   image/reproducible.rs, layout_diff.rs  `reproducible`: two
 //!                      builds, their digests, what differs
 //! prune.rs           `prune`: the stand-ins, least recently used first, to a budget
 //! size_check.rs      `size-check`: size and layer budgets
@@ -162,6 +162,7 @@ fn run(root: &Path) -> anyhow::Result<bool> {
         flags::Command::InitTest(args) => args.run(&sh)?,
         flags::Command::Prune(args) => args.run(&sh)?,
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
+        flags::Command::Reproducible(args) => args.image().run(&sh, &metadata()?)?,
         flags::Command::SizeCheck(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ShutdownTest(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ComposeTest(args) => args.run(&sh, &metadata()?)?,

@@ -151,7 +151,8 @@ impl Inputs {
             Some(reads) => add(&self.digest_of(|path| reads.matches(path))),
             None => add(&self.digest_of(|_| true)),
         }
-        let builds = matches!(&step.action, Action::Xtask { args, .. } if args.first().is_some_and(|a| a == "image"));
+        let builds = matches!(&step.action, Action::Xtask { args, .. }
+            if args.first().is_some_and(|a| a == "image" || a == "reproducible"));
         if builds || plan::reads(step.name).is_some_and(|reads| reads.commit) {
             add(&self.revision);
         }

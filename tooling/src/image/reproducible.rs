@@ -1,4 +1,4 @@
-//! `image --check-reproducible`: two builds of one commit, each with no
+//! `reproducible`: two builds of one commit, each with no
 //! cache, into OCI archives, as a registry would receive them. The same
 //! digest twice passes; otherwise the layers and files that differ are
 //! named.
