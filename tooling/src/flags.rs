@@ -34,6 +34,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Report the tools this project needs, with versions, and install what is missing.
+    Setup(Setup),
     /// Adopt an existing repository: write a thin xtask crate that depends
     /// on this tooling, the `cargo xtask` alias, the table (xtask.toml), a
     /// GitHub workflow and, when there is none, deny.toml.
@@ -43,19 +45,6 @@ pub enum Command {
     /// nothing. The repository's Cargo.toml and Cargo.lock are not touched:
     /// the xtask is a workspace of its own.
     Init(Init),
-    /// Prove `init` on a team's own repository: a single crate made with
-    /// `git init` in a temporary directory, adopted with the tooling taken
-    /// as `git = "file://…"` (a clone of this checkout's commit), then
-    /// image, shutdown-test and sbom from inside it, a second init that
-    /// changes nothing, and a tooling change taken with `cargo update`.
-    InitTest(InitTest),
-    /// Remove the offline stand-ins (`xtask-offline/*`: builders, runtimes,
-    /// vendored crates, service images) least recently used first, until
-    /// the rest fit the budget. They are never removed otherwise: every
-    /// repository built here keeps building on its own.
-    Prune(Prune),
-    /// Report the tools this project needs, with versions, and install what is missing.
-    Setup(Setup),
     /// Build the container image with BuildKit.
     Image(Image),
     /// Build the image twice with no cache into OCI archives
@@ -78,11 +67,15 @@ pub enum Command {
     /// `SHUTDOWN_DELAY` set and then at 0, and count the failed requests.
     RolloutTest(RolloutTest),
     /// Run the whole pipeline in order, with one summary: format, clippy,
-    /// tests, both images and their checks.
+    /// tests, the images and their checks, the proofs.
     ///
-    /// Each step's output goes to target/xtask/ci/logs/<step>.log; the
-    /// summary to target/xtask/ci/summary.json and, when set, to
-    /// `$GITHUB_STEP_SUMMARY`. Exits 1 when any step failed.
+    /// A step whose inputs (the files it reads, the toolchain, this program,
+    /// the table; for a check of an image, the image) are those of an
+    /// earlier pass is not run again: it shows as `cached (from <time>)`.
+    /// `--no-cache` runs every step. Each step's output goes to
+    /// target/xtask/ci/logs/<step>.log; the summary to
+    /// target/xtask/ci/summary.json and, when set, to `$GITHUB_STEP_SUMMARY`.
+    /// Exits 1 when any step failed.
     Ci(Ci),
     /// Measure this project's image against the usual alternatives (a naive
     /// multi-stage build, cargo-chef on Debian slim), all built offline from
@@ -120,6 +113,12 @@ pub enum Command {
     /// pass it, and that each broken variant the table lists fails where and
     /// why the table says.
     AdoptTest(AdoptTest),
+    /// Prove `init` on a team's own repository: a single crate made with
+    /// `git init` in a temporary directory, adopted with the tooling taken
+    /// as `git = "file://…"` (a clone of this checkout's commit), then
+    /// image, shutdown-test and sbom from inside it, a second init that
+    /// changes nothing, and a tooling change taken with `cargo update`.
+    InitTest(InitTest),
     /// Push the last built image to a registry under its version and
     /// `sha-<commit>` tags, sign it with cosign, attach its SPDX SBOM as a
     /// signed attestation, and verify both against what the registry serves.
@@ -128,6 +127,11 @@ pub enum Command {
     /// with a throwaway key pair, and prove that verification passes with
     /// the key and fails with another.
     PublishTest(PublishTest),
+    /// Remove the offline stand-ins (`xtask-offline/*`: builders, runtimes,
+    /// vendored crates, service images) least recently used first, until
+    /// the rest fit the budget. They are never removed otherwise: every
+    /// repository built here keeps building on its own.
+    Prune(Prune),
 }
 
 #[derive(Debug, Args)]
@@ -473,6 +477,47 @@ fn env_pair(text: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/cli.md, the command reference, is the command line's own help:
+    /// generated here, and this test fails when it is stale.
+    /// `UPDATE_CLI_REFERENCE=1 cargo test -p server-image cli_reference`
+    /// writes it anew.
+    #[test]
+    fn the_cli_reference_is_current() {
+        use clap::CommandFactory;
+        use std::fmt::Write as _;
+        let mut cli = Cli::command().term_width(100);
+        cli.build();
+        let mut text = String::from(
+            "# `cargo xtask` command reference\n\n\
+             Generated from the command line's own help by the test `the_cli_reference_is_current`\n\
+             (`UPDATE_CLI_REFERENCE=1 cargo test -p server-image cli_reference` writes it anew).\n\
+             Do not edit it by hand.\n\n",
+        );
+        let help = |command: &mut clap::Command| command.render_long_help().to_string();
+        let _ = write!(text, "## `cargo xtask`\n\n```text\n{}```\n", help(&mut cli));
+        for command in cli.get_subcommands_mut() {
+            let name = command.get_name().to_owned();
+            let _ = write!(
+                text,
+                "\n## `cargo xtask {name}`\n\n```text\n{}```\n",
+                help(command)
+            );
+        }
+        let text = text.lines().fold(String::new(), |mut out, line| {
+            let _ = writeln!(out, "{}", line.trim_end());
+            out
+        });
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md");
+        if std::env::var_os("UPDATE_CLI_REFERENCE").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == text,
+            "docs/cli.md is stale: run `UPDATE_CLI_REFERENCE=1 cargo test -p server-image cli_reference`"
+        );
+    }
 
     #[test]
     fn sizes_take_units_in_powers_of_ten() {
