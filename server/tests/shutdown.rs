@@ -90,7 +90,14 @@ fn a_connection_mid_head_is_closed_at_once_while_uploads_finish() {
     let mut half = http::connect(server.addr());
     let head = http::head("GET", "/ready", &[], 0);
     half.write_all(&head.as_bytes()[..head.len() - 2]).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // The server must hold the half-sent head's connection when the signal
+    // comes, or the test proves nothing: its count of open connections
+    // includes the upload, the half head and the request that asks.
+    assert!(
+        eventually(Duration::from_secs(2), || open_connections(server.addr())
+            >= 3),
+        "the server never took the half-sent head's connection"
+    );
 
     server.signal("TERM");
     assert!(
@@ -118,7 +125,12 @@ fn a_half_sent_head_alone_does_not_hold_the_shutdown() {
         .start();
     let mut half = http::connect(server.addr());
     half.write_all(b"GET /health HTTP/1.1\r\nHost: te").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Held by the server (it and the request that asks), or nothing is proved.
+    assert!(
+        eventually(Duration::from_secs(2), || open_connections(server.addr())
+            >= 2),
+        "the server never took the half-sent head's connection"
+    );
     server.signal("TERM");
     expect_clean_stop(&mut server);
 }
@@ -149,7 +161,11 @@ fn a_connection_that_sent_nothing_does_not_delay_shutdown() {
     let dir = TempDir::new("shutdown-silent");
     let mut server = Launch::new(dir.path()).start();
     let _silent = http::connect(server.addr());
-    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        eventually(Duration::from_secs(2), || open_connections(server.addr())
+            >= 2),
+        "the server never took the silent connection"
+    );
 
     let signalled = Instant::now();
     server.signal("TERM");
@@ -258,4 +274,14 @@ fn sigterm_stops_the_server_when_it_runs_as_pid_1() {
     send_signal(pid, "TERM");
     // unshare exits with the status of the process it ran.
     expect_clean_stop(&mut server);
+}
+
+/// The server's own count of the client connections it holds open.
+fn open_connections(addr: SocketAddr) -> u64 {
+    http::get(addr, "/metrics")
+        .text()
+        .lines()
+        .find_map(|line| line.strip_prefix("http_connections_open "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
 }
