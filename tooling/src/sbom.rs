@@ -411,6 +411,101 @@ impl Made {
 mod tests {
     use super::*;
     use crate::checks;
+    use crate::sbom::crates::{Crate, CrateGraph};
+    use crate::sbom::debian::Deb;
+
+    /// A small image: two Debian packages (one built from a source package
+    /// of another name and version), three crates of which one has a
+    /// license rewritten and one none, and a binary of its own.
+    fn tiny_inventory() -> Inventory {
+        let krate =
+            |name: &str, version: &str, license: Option<&str>, dependencies: Vec<usize>| Crate {
+                name: name.into(),
+                version: version.into(),
+                license: license.map(Into::into),
+                license_as_written: None,
+                checksum: Some(format!("{:0>64}", name.len())),
+                dependencies,
+            };
+        let mut serde = krate("serde", "1.0.228", Some("MIT OR Apache-2.0"), vec![]);
+        serde.license_as_written = Some("MIT/Apache-2.0".into());
+        Inventory {
+            image: ImageSubject {
+                name: "tiny".into(),
+                tag: Some("0.1.0".into()),
+                id: format!("sha256:{}", "ab".repeat(32)),
+                digest: None,
+            },
+            binary: Binary {
+                name: "tiny".into(),
+                version: "0.1.0".into(),
+                path: "/usr/local/bin/service".into(),
+                license: Some("MIT OR Apache-2.0".into()),
+            },
+            debs: vec![
+                Deb {
+                    name: "base-files".into(),
+                    version: "13.8+deb13u1".into(),
+                    architecture: "amd64".into(),
+                    source: None,
+                    source_version: None,
+                },
+                Deb {
+                    name: "libgcc-s1".into(),
+                    version: "14.2.0-19".into(),
+                    architecture: "amd64".into(),
+                    source: Some("gcc-14".into()),
+                    source_version: None,
+                },
+            ],
+            distro: Some("debian-13".into()),
+            crates: CrateGraph {
+                crates: vec![
+                    krate("anyhow", "1.0.100", Some("MIT OR Apache-2.0"), vec![]),
+                    krate("private-helper", "0.2.0", None, vec![]),
+                    serde,
+                ],
+                direct: vec![0, 2],
+                root_license: Some("MIT OR Apache-2.0".into()),
+            },
+            created: "2026-12-04T00:00:00Z".into(),
+            revision: "0123456789abcdef0123456789abcdef01234567".into(),
+            serial: purl::uuid_v5("tiny"),
+            tool_version: "0.1.0".into(),
+        }
+    }
+
+    /// Each writer on a fixed inventory: the documents are what
+    /// `fixtures/sbom/` holds (`UPDATE_SBOM_FIXTURES=1` writes them anew),
+    /// and each validates with the format's own validator.
+    #[test]
+    fn the_writers_give_valid_documents_for_a_fixed_inventory() {
+        let sh = Shell::new().unwrap();
+        let inventory = tiny_inventory();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sbom");
+        for (name, document) in [
+            ("tiny.spdx.json", spdx::document(&inventory)),
+            ("tiny.cdx.json", cyclonedx::document(&inventory)),
+        ] {
+            let path = fixtures.join(name);
+            let written = serde_json::to_string_pretty(&document).unwrap() + "\n";
+            if std::env::var_os("UPDATE_SBOM_FIXTURES").is_some() {
+                std::fs::create_dir_all(&fixtures).unwrap();
+                std::fs::write(&path, &written).unwrap();
+            }
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap_or_default(),
+                written,
+                "{name} changed: review it, then UPDATE_SBOM_FIXTURES=1 writes it anew"
+            );
+            let check = if name.contains("spdx") {
+                validate::spdx(&sh, &path)
+            } else {
+                validate::cyclonedx(&sh, &path)
+            };
+            assert!(!check.failed(), "{name}: {check:?}");
+        }
+    }
 
     #[test]
     fn a_real_images_sbom_validates_agrees_with_syft_and_trivy_and_is_reproducible() {
