@@ -103,15 +103,10 @@ impl flags::ComposeTest {
         project.down();
         let mut left = project.leftovers(&docker);
         left.extend(scope.close(sh).1);
-        checks.push(
-            Check::judge(
-                "cleanup",
-                left.is_empty(),
-                "down --volumes",
-                "nothing left behind",
-            )
-            .because(format!("still present: {}", left.join(", "))),
-        );
+        checks.push(crate::docker::container::cleanup_check(
+            "down --volumes",
+            &left,
+        ));
         Ok(verdict(
             &image_ref.display_name(&image),
             &image,
@@ -350,8 +345,7 @@ fn free_loopback_port() -> anyhow::Result<SocketAddr> {
         .context("cannot find a free port on 127.0.0.1")
 }
 
+/// A progress line of this command's: [`crate::docker::container::progress`].
 fn progress(text: &str) {
-    if !crate::docker::container::interrupted() {
-        eprintln!("compose-test: {text}");
-    }
+    crate::docker::container::progress("compose-test", text);
 }

@@ -25,7 +25,7 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::checks::{Check, Verdict};
-use crate::docker::container::{Container, Network, Removed, RunSpec, Scope};
+use crate::docker::container::{Container, Network, Removed, RunSpec, Scope, env_duration};
 use crate::docker::hardening::Hardening;
 use crate::docker::{Docker, ImageInspect};
 use crate::flags;
@@ -117,18 +117,10 @@ impl flags::RolloutTest {
             }
         }
         let (removed, left) = scope.close(sh);
-        checks.push(
-            Check::judge(
-                "cleanup",
-                left.is_empty(),
-                format!(
-                    "removed {} containers, {} volumes",
-                    removed.containers, removed.volumes
-                ),
-                "nothing left behind",
-            )
-            .because(format!("still present: {}", left.join(", "))),
-        );
+        checks.push(crate::docker::container::cleanup_check(
+            removed.to_string(),
+            &left,
+        ));
         for check in &checks {
             let mark = if check.failed() { "FAIL" } else { "ok  " };
             progress(&format!("{mark} {}: {}", check.name, check.measured));
@@ -459,20 +451,9 @@ fn grace(timeout: Duration) -> Duration {
     Duration::from_secs(timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)) + STOP_MARGIN
 }
 
-/// A duration as the server reads it: `3s`, `1500ms`, `0s`.
-fn env_duration(duration: Duration) -> String {
-    if duration.subsec_nanos() == 0 {
-        format!("{}s", duration.as_secs())
-    } else {
-        format!("{}ms", duration.as_millis())
-    }
-}
-
+/// A progress line of this command's: [`crate::docker::container::progress`].
 fn progress(text: &str) {
-    // Once interrupted, failures are the interrupt's doing, not the server's.
-    if !crate::docker::container::interrupted() {
-        eprintln!("rollout-test: {text}");
-    }
+    crate::docker::container::progress("rollout-test", text);
 }
 
 #[cfg(test)]

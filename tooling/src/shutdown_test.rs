@@ -32,7 +32,7 @@ use xshell::Shell;
 use crate::backing::Backing;
 use crate::checks::{Check, Status, Verdict};
 use crate::docker::container::{
-    Container, HealthOverride, Network, Removed, RunSpec, Scope, State,
+    Container, HealthOverride, Network, Removed, RunSpec, Scope, State, env_duration,
 };
 use crate::docker::hardening::Hardening;
 use crate::docker::{Docker, ImageInspect};
@@ -128,18 +128,10 @@ impl flags::ShutdownTest {
         let (removed, left) = scope.close(sh);
         figures.removed_containers = removed.containers;
         figures.removed_volumes = removed.volumes;
-        checks.push(
-            Check::judge(
-                "cleanup",
-                left.is_empty(),
-                format!(
-                    "removed {} containers, {} volumes",
-                    removed.containers, removed.volumes
-                ),
-                "nothing left behind",
-            )
-            .because(format!("still present: {}", left.join(", "))),
-        );
+        checks.push(crate::docker::container::cleanup_check(
+            removed.to_string(),
+            &left,
+        ));
         Ok(self.verdict(
             &image_ref.display_name(&image),
             &image,
@@ -496,26 +488,15 @@ impl ShutdownSettings {
     }
 }
 
-/// `SHUTDOWN_TIMEOUT` as the server reads it: `2s`, or `1500ms`.
-fn env_duration(duration: Duration) -> String {
-    if duration.subsec_nanos() == 0 {
-        format!("{}s", duration.as_secs())
-    } else {
-        format!("{}ms", duration.as_millis())
-    }
-}
-
 fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
+/// A progress line of this command's: [`crate::docker::container::progress`].
 fn progress(text: &str) {
-    // Once interrupted, failures are the interrupt's doing, not the server's.
-    if !crate::docker::container::interrupted() {
-        eprintln!("shutdown-test: {text}");
-    }
+    crate::docker::container::progress("shutdown-test", text);
 }
 
 #[cfg(test)]

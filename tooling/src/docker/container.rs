@@ -86,6 +86,40 @@ pub struct Removed {
     pub volumes: usize,
 }
 
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "removed {} containers, {} volumes",
+            self.containers, self.volumes
+        )
+    }
+}
+
+/// The last check of every test that starts containers: `left` is what
+/// is still there after it cleaned up, `measured` what it did.
+pub fn cleanup_check(measured: impl Into<String>, left: &[String]) -> crate::checks::Check {
+    crate::checks::Check::judge("cleanup", left.is_empty(), measured, "nothing left behind")
+        .because(format!("still present: {}", left.join(", ")))
+}
+
+/// A test's progress line on stderr, `<command>: <text>`. Once interrupted,
+/// silent: failures then are the interrupt's doing, not the service's.
+pub fn progress(command: &str, text: &str) {
+    if !interrupted() {
+        eprintln!("{command}: {text}");
+    }
+}
+
+/// A duration as a service reads it from its environment: `3s`, `1500ms`.
+pub fn env_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
 /// Owns the test containers and volumes of one run.
 pub struct Scope {
     docker: Docker,

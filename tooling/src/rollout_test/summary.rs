@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{LOAD_PATH, Rollout, env_duration};
+use super::{LOAD_PATH, Rollout};
 use crate::checks::{Check, Verdict};
 use crate::docker::ImageInspect;
+use crate::docker::container::env_duration;
 use crate::docker::hardening::Hardening;
 use crate::docker::history;
 use crate::flags;
