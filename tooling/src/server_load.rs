@@ -263,10 +263,8 @@ impl Server {
 
     fn stop(&mut self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .context("cannot run kill")?;
+        let sh = Shell::new()?;
+        crate::process::read(cmd!(sh, "kill -TERM {pid}"))?;
         crate::wait::until(STOP_WITHIN, Duration::from_millis(50), || {
             Ok(match self.child.try_wait()? {
                 Some(_) => crate::wait::Poll::Ready(()),

@@ -113,13 +113,14 @@ mod tests {
         let dir = scratch.path();
         write(dir).unwrap();
         let tools = dir.join(DIR);
-        let status = std::process::Command::new("cargo")
-            .args(["build", "--offline", "--quiet", "--profile", "size"])
-            .arg("--manifest-path")
-            .arg(tools.join("Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let manifest = tools.join("Cargo.toml");
+        let sh = xshell::Shell::new().unwrap();
+        xshell::cmd!(
+            sh,
+            "cargo build --offline --quiet --profile size --manifest-path {manifest}"
+        )
+        .run()
+        .unwrap();
         for (name, _) in SOURCES {
             assert!(tools.join("target/size").join(name).is_file(), "{name}");
         }
@@ -129,18 +130,12 @@ mod tests {
     #[test]
     fn the_package_carries_the_assets() {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let output = std::process::Command::new("cargo")
-            .args([
-                "package",
-                "--list",
-                "--allow-dirty",
-                "--offline",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .output()
-            .unwrap();
-        let listed = String::from_utf8_lossy(&output.stdout);
+        let sh = xshell::Shell::new().unwrap();
+        let listed = crate::process::read(xshell::cmd!(
+            sh,
+            "cargo package --list --allow-dirty --offline --manifest-path {manifest}"
+        ))
+        .unwrap();
         for asset in [
             "assets/Dockerfile",
             "assets/healthcheck.rs",
@@ -149,8 +144,7 @@ mod tests {
         ] {
             assert!(
                 listed.lines().any(|line| line == asset),
-                "{asset} not packaged: {listed}{}",
-                String::from_utf8_lossy(&output.stderr)
+                "{asset} not packaged: {listed}"
             );
         }
     }
