@@ -253,16 +253,7 @@ mod tests {
 
     use super::*;
 
-    fn step(name: &'static str, image_of: Option<&'static str>) -> plan::Step {
-        plan::Step {
-            name,
-            proves: "",
-            action: Action::Xtask {
-                args: vec![name.to_owned()],
-                image_of,
-            },
-        }
-    }
+    use super::plan::xtask_step as step;
 
     /// A failed build's checks are skipped with a reason, even with
     /// `--keep-going`, which runs everything else.

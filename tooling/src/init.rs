@@ -11,12 +11,13 @@
 mod deny;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use xshell::Shell;
 
+use crate::cargo_metadata::CargoMetadata;
 use crate::checks::Verdict;
 use crate::flags;
 use crate::metadata::TABLE_FILE;
@@ -46,26 +47,6 @@ pub struct Written {
     pub outcome: Outcome,
     pub note: String,
     pub lines: usize,
-}
-
-#[derive(Debug, Deserialize)]
-struct CargoMetadata {
-    packages: Vec<Package>,
-    workspace_members: Vec<String>,
-    workspace_root: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-struct Package {
-    name: String,
-    id: String,
-    targets: Vec<Target>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Target {
-    name: String,
-    kind: Vec<String>,
 }
 
 impl flags::Init {
@@ -152,8 +133,7 @@ impl flags::Init {
             "cargo metadata --format-version 1 --no-deps --offline --manifest-path {manifest}"
         ))
         .context("cannot read the repository with `cargo metadata`")?;
-        let metadata: CargoMetadata =
-            serde_json::from_str(&json).context("cannot parse `cargo metadata`'s output")?;
+        let metadata = CargoMetadata::parse(&json)?;
         if metadata.workspace_root != root {
             bail!(
                 "{} is inside the workspace at {}: run init on the workspace's root",
@@ -162,18 +142,9 @@ impl flags::Init {
             );
         }
         let services: Vec<(&str, Vec<&str>)> = metadata
-            .packages
-            .iter()
-            .filter(|p| metadata.workspace_members.contains(&p.id) && p.name != "xtask")
-            .map(|p| {
-                let bins = p
-                    .targets
-                    .iter()
-                    .filter(|t| t.kind.iter().any(|k| k == "bin"))
-                    .map(|t| t.name.as_str())
-                    .collect();
-                (p.name.as_str(), bins)
-            })
+            .members()
+            .filter(|p| p.name != "xtask")
+            .map(|p| (p.name.as_str(), p.binaries().collect()))
             .filter(|(_, bins): &(&str, Vec<&str>)| !bins.is_empty())
             .collect();
         let names = || {

@@ -19,6 +19,7 @@
 //!                    run beside it on a network of their own
 //!   backing/           postgres, redis (their images, from Debian packages)
 //! git.rs             the commit being built
+//! cargo_metadata.rs  `cargo metadata`'s answer: packages, targets, licenses
 //! testing.rs         tests only: the scanners' offline data, a real image,
 //!                    one lock for trivy
 //! stand_ins.rs       what `--offline` builds on, made from Debian packages:
@@ -90,6 +91,7 @@
 mod adopt_test;
 mod backing;
 mod bench;
+mod cargo_metadata;
 mod checks;
 mod ci;
 mod compose_test;

@@ -250,16 +250,7 @@ mod tests {
         inputs
     }
 
-    fn step(name: &'static str, image_of: Option<&'static str>) -> Step {
-        Step {
-            name,
-            proves: "",
-            action: Action::Xtask {
-                args: vec![name.to_owned()],
-                image_of,
-            },
-        }
-    }
+    use crate::ci::plan::xtask_step as step;
 
     /// A changed input re-runs exactly the steps that read it: the sources
     /// reach the source steps and the builds, an image's checks see them

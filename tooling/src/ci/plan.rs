@@ -43,6 +43,16 @@ fn xtask(args: Vec<String>, image_of: Option<&'static str>) -> Action {
     Action::Xtask { args, image_of }
 }
 
+/// A step that runs `cargo xtask <name>`, for tests of what ci does with it.
+#[cfg(test)]
+pub fn xtask_step(name: &'static str, image_of: Option<&'static str>) -> Step {
+    Step {
+        name,
+        proves: "",
+        action: xtask(vec![name.to_owned()], image_of),
+    }
+}
+
 /// Every step, in the order they run.
 #[allow(clippy::too_many_lines)] // a list, one block per step
 pub fn steps(options: &flags::Ci) -> Vec<Step> {

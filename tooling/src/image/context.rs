@@ -13,10 +13,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
 use xshell::Shell;
 
 use super::bundled;
+use crate::cargo_metadata::{CargoMetadata, Package};
 use crate::metadata::Metadata;
 
 /// The Dockerfile every image is built with unless the manifest names the
@@ -36,40 +36,6 @@ pub const CONTRACT: [&str; 8] = [
     "AS tools",
     "COPY target/xtask/image/tools/",
 ];
-
-#[derive(Debug, Deserialize)]
-struct CargoMetadata {
-    packages: Vec<Package>,
-    workspace_members: Vec<String>,
-    workspace_root: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-struct Package {
-    name: String,
-    id: String,
-    manifest_path: PathBuf,
-    dependencies: Vec<Dependency>,
-    targets: Vec<Target>,
-    /// The package's `repository`, inherited from the workspace or its own.
-    #[serde(default)]
-    repository: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Target {
-    kind: Vec<String>,
-    src_path: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-struct Dependency {
-    name: String,
-    /// Set for path dependencies.
-    path: Option<PathBuf>,
-    /// `null` for normal dependencies, `"dev"` or `"build"`.
-    kind: Option<String>,
-}
 
 /// The build's context, written out.
 pub struct Prepared {
@@ -101,8 +67,7 @@ fn read_metadata(sh: &Shell, root: &Path) -> anyhow::Result<String> {
 }
 
 fn digest_of_inputs(root: &Path, metadata_json: &str) -> anyhow::Result<String> {
-    let metadata: CargoMetadata =
-        serde_json::from_str(metadata_json).context("cannot parse `cargo metadata`'s output")?;
+    let metadata = CargoMetadata::parse(metadata_json)?;
     let mut files: Vec<PathBuf> = metadata
         .packages
         .iter()
@@ -141,7 +106,7 @@ pub fn prepare(
     let package = metadata.package.as_str();
     let json = read_metadata(sh, root)?;
     let crates_digest = digest_of_inputs(root, &json)?;
-    let repository = serde_json::from_str::<CargoMetadata>(&json)
+    let repository = CargoMetadata::parse(&json)
         .ok()
         .and_then(|metadata| {
             metadata
@@ -312,8 +277,7 @@ fn dockerignore(
     package: &str,
     declares_targets: impl Fn(&Path) -> bool,
 ) -> anyhow::Result<String> {
-    let metadata: CargoMetadata =
-        serde_json::from_str(metadata_json).context("cannot parse `cargo metadata`'s output")?;
+    let metadata = CargoMetadata::parse(metadata_json)?;
     let root = &metadata.workspace_root;
     let relative = |path: &Path| -> anyhow::Result<String> {
         let path = path.strip_prefix(root).with_context(|| {

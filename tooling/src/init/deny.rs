@@ -7,19 +7,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Deserialize;
 use xshell::Shell;
 
-#[derive(Deserialize)]
-struct CargoMetadata {
-    packages: Vec<Package>,
-}
-
-#[derive(Deserialize)]
-struct Package {
-    name: String,
-    license: Option<String>,
-}
+use crate::cargo_metadata::{CargoMetadata, Package};
 
 /// The file's text, from `cargo metadata` of the repository under `root`.
 pub fn for_repository(sh: &Shell, root: &Path) -> anyhow::Result<String> {
@@ -35,8 +25,7 @@ pub fn for_repository(sh: &Shell, root: &Path) -> anyhow::Result<String> {
         ))
     })
     .context("cannot read the repository's dependencies with `cargo metadata`")?;
-    let metadata: CargoMetadata =
-        serde_json::from_str(&json).context("cannot parse `cargo metadata`'s output")?;
+    let metadata = CargoMetadata::parse(&json)?;
     Ok(text(&licenses(&metadata.packages)))
 }
 
@@ -125,23 +114,20 @@ mod tests {
 
     #[test]
     fn each_license_of_an_expression_is_listed_with_its_crates() {
+        let package = |name: &str, license: Option<&str>| Package {
+            name: name.into(),
+            id: name.into(),
+            manifest_path: "Cargo.toml".into(),
+            dependencies: Vec::new(),
+            targets: Vec::new(),
+            repository: None,
+            license: license.map(Into::into),
+        };
         let packages = [
-            Package {
-                name: "a".into(),
-                license: Some("MIT OR Apache-2.0".into()),
-            },
-            Package {
-                name: "b".into(),
-                license: Some("(MIT AND BSD-3-Clause)".into()),
-            },
-            Package {
-                name: "c".into(),
-                license: Some("Apache-2.0 WITH LLVM-exception".into()),
-            },
-            Package {
-                name: "own".into(),
-                license: None,
-            },
+            package("a", Some("MIT OR Apache-2.0")),
+            package("b", Some("(MIT AND BSD-3-Clause)")),
+            package("c", Some("Apache-2.0 WITH LLVM-exception")),
+            package("own", None),
         ];
         let found = licenses(&packages);
         assert_eq!(found["MIT"], ["a", "b"]);
