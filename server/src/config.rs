@@ -143,7 +143,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-pub const USAGE: &str = "\
+/// `--help`: every setting with its default, read from the constants the
+/// parser uses, so the two cannot disagree.
+pub fn usage() -> String {
+    let secs = |duration: Duration| format!("{}s", duration.as_secs());
+    format!(
+        "\
 Usage: server [serve] [--NAME=VALUE ...]
        server --health-check [--listen-addr=ADDR]
        server --help | --version
@@ -151,26 +156,33 @@ Usage: server [serve] [--NAME=VALUE ...]
 Settings come from the environment; a flag overrides the variable of the same
 name (--db-pool-size overrides DB_POOL_SIZE).
 
-  LISTEN_ADDR          address to listen on             (default 0.0.0.0:8080)
-  DATABASE_URL         sqlite://PATH or postgres://...  (default sqlite://DATA_DIR/server.db)
+  LISTEN_ADDR          address to listen on             (default {DEFAULT_LISTEN_ADDR})
+  DATABASE_URL         sqlite://PATH or postgres://...  (default sqlite://DATA_DIR/{DEFAULT_DATABASE_FILE})
   DATA_DIR             directory of the default SQLite database
-                       (default data; the image sets its volume)
-  DB_POOL_SIZE         database connections, 1-1000     (default 5)
-  BODY_LIMIT           largest request body, in bytes   (default 65536)
-  RESPONSE_LIMIT       largest page of notes, in bytes  (default 1048576)
-  SHUTDOWN_TIMEOUT     drain deadline, e.g. 500ms, 10s  (default 30s)
+                       (default {DEFAULT_DATA_DIR}; the image sets its volume)
+  DB_POOL_SIZE         database connections, 1-1000     (default {DEFAULT_DB_POOL_SIZE})
+  BODY_LIMIT           largest request body, in bytes   (default {DEFAULT_BODY_LIMIT})
+  RESPONSE_LIMIT       largest page of notes, in bytes  (default {DEFAULT_RESPONSE_LIMIT})
+  SHUTDOWN_TIMEOUT     drain deadline, e.g. 500ms, 10s  (default {shutdown_timeout})
   SHUTDOWN_DELAY       not ready but serving before the drain, within
-                       SHUTDOWN_TIMEOUT, e.g. 5s        (default 0s)
-  HEADER_READ_TIMEOUT  time to send a request head      (default 60s)
-  BODY_READ_TIMEOUT    longest pause within a body      (default 60s)
-  IDLE_TIMEOUT         keep-alive between requests      (default 75s)
-  MAX_CONNECTIONS      open connections, 1-1000000      (default 512)
-  MAX_HEADER_BYTES     largest head, 8192-409600 bytes  (default 32768)
+                       SHUTDOWN_TIMEOUT, e.g. 5s        (default {shutdown_delay})
+  HEADER_READ_TIMEOUT  time to send a request head      (default {header_read_timeout})
+  BODY_READ_TIMEOUT    longest pause within a body      (default {body_read_timeout})
+  IDLE_TIMEOUT         keep-alive between requests      (default {idle_timeout})
+  MAX_CONNECTIONS      open connections, 1-1000000      (default {DEFAULT_MAX_CONNECTIONS})
+  MAX_HEADER_BYTES     largest head, 8192-409600 bytes  (default {DEFAULT_MAX_HEADER_BYTES})
   LOG_LEVEL            error, warn, info, debug, trace  (default info)
   LOG_FORMAT           text or json, to stdout          (default text)
 
 --health-check asks the running server's GET /health over loopback and exits
-0 when it answers 200, 1 otherwise.";
+0 when it answers 200, 1 otherwise.",
+        shutdown_timeout = secs(DEFAULT_SHUTDOWN_TIMEOUT),
+        shutdown_delay = secs(DEFAULT_SHUTDOWN_DELAY),
+        header_read_timeout = secs(DEFAULT_HEADER_READ_TIMEOUT),
+        body_read_timeout = secs(DEFAULT_BODY_READ_TIMEOUT),
+        idle_timeout = secs(DEFAULT_IDLE_TIMEOUT),
+    )
+}
 
 impl Command {
     /// Reads the process's own arguments and environment. Text that is not

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Ok(Command::Serve(config)) => serve(*config, started),
         Ok(Command::HealthCheck(listen_addr)) => probe::run(listen_addr),
         Ok(Command::Help) => {
-            println!("{}", config::USAGE);
+            println!("{}", config::usage());
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
