@@ -18,7 +18,7 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::cargo_metadata::CargoMetadata;
-use crate::checks::Verdict;
+use crate::checks::{Check, Verdict};
 use crate::flags;
 use crate::metadata::TABLE_FILE;
 
@@ -71,6 +71,8 @@ impl flags::Init {
         }
         let tooling = self.tooling()?;
         eprintln!("  {:<13} {tooling}", "tooling");
+        // Read before anything is written: the repository as it was.
+        let deny = deny::for_repository(sh, &root)?;
 
         let mut written = vec![
             place(&root, "xtask/Cargo.toml", &xtask_manifest(&tooling))?,
@@ -90,12 +92,20 @@ impl flags::Init {
         ];
         // Written for the repository's own dependencies; one of its own is
         // left alone.
-        written.push(place(
-            &root,
-            "deny.toml",
-            &deny::for_repository(sh, &root)?,
-        )?);
-        check_loads(sh, &root)?;
+        written.push(place(&root, "deny.toml", &deny)?);
+        let loads = match check_loads(sh, &root) {
+            Ok(()) => Check::judge(
+                "the repository and its xtask load",
+                true,
+                "cargo metadata reads both",
+                "cargo metadata reads Cargo.toml and xtask/Cargo.toml",
+            ),
+            Err(error) => Check::broken(
+                "the repository and its xtask load",
+                "cargo metadata reads Cargo.toml and xtask/Cargo.toml",
+                &error,
+            ),
+        };
 
         let mut text = String::new();
         for file in &written {
@@ -120,6 +130,7 @@ impl flags::Init {
         Ok(Verdict {
             text,
             headline: format!("{changed} of {} files written", written.len()),
+            checks: vec![loads],
             ..Verdict::new("init", root.display().to_string())
                 .with_details(serde_json::json!({ "files": written }))
         })
@@ -413,20 +424,22 @@ fn merge_alias(root: &Path) -> anyhow::Result<Written> {
     ))
 }
 
-/// The xtask's manifest must load as a workspace of its own: a parent
-/// workspace whose members glob takes it in says so here, with the fix.
+/// The repository must still load, and the xtask as a workspace of its
+/// own: a `[workspace] members` glob that takes in `xtask/` or `.cargo/`
+/// breaks both, and says so here, with the fix.
 fn check_loads(sh: &Shell, root: &Path) -> anyhow::Result<()> {
-    let manifest = root.join("xtask/Cargo.toml");
-    crate::process::read(xshell::cmd!(
-        sh,
-        "cargo locate-project --manifest-path {manifest}"
-    ))
-    .with_context(|| {
-        format!(
-            "{} does not load; if the repository's [workspace] members take in xtask/, add \"xtask\" to its exclude",
-            manifest.display()
-        )
-    })?;
+    for manifest in [root.join("Cargo.toml"), root.join("xtask/Cargo.toml")] {
+        crate::process::read(xshell::cmd!(
+            sh,
+            "cargo metadata --format-version 1 --no-deps --offline --manifest-path {manifest}"
+        ))
+        .with_context(|| {
+            format!(
+                "{} does not load now; if the repository's [workspace] members glob takes in xtask/ or .cargo/, add them to its `exclude`",
+                manifest.display()
+            )
+        })?;
+    }
     Ok(())
 }
 

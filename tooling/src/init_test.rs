@@ -278,10 +278,15 @@ fn first_run(verdict: &Value) -> Check {
             .all(|(_, outcome)| outcome == "created" || outcome == "merged");
     Check::judge(
         "init adopts the repository",
-        all_written,
+        all_written && crate::checks::passed(verdict),
         written.join(", "),
-        "the xtask, the table, the workflow and deny.toml created; the alias merged",
+        "the xtask, the table, the workflow and deny.toml created, the alias merged, and both manifests load",
     )
+    .because(format!(
+        "{}; {}",
+        written.join(", "),
+        crate::checks::failed_checks(verdict)
+    ))
 }
 
 /// The second run changed nothing: every file unchanged, a clean tree.
@@ -295,7 +300,10 @@ fn second_run(verdict: &Value, status: &str) -> Check {
     let dirty: Vec<&str> = status.lines().collect();
     Check::judge(
         "a second init changes nothing",
-        !outcomes.is_empty() && not_unchanged.is_empty() && dirty.is_empty(),
+        !outcomes.is_empty()
+            && not_unchanged.is_empty()
+            && dirty.is_empty()
+            && crate::checks::passed(verdict),
         if not_unchanged.is_empty() && dirty.is_empty() {
             format!("{} files unchanged, git status clean", outcomes.len())
         } else {
