@@ -61,7 +61,7 @@ impl flags::Bench {
 
         let mut report = Report {
             quick: self.quick,
-            started: crate::git::rfc3339_utc(unix_now()),
+            started: crate::git::now_rfc3339_utc(),
             machine: machine(sh),
             ..Report::default()
         };
@@ -243,12 +243,6 @@ fn snapshot_self(work: &Path) -> anyhow::Result<std::path::PathBuf> {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// Which machine, engine and toolchain took the figures.

@@ -107,7 +107,7 @@ impl flags::Ci {
                     step.name,
                     cache::Entry {
                         key,
-                        at: now_utc(),
+                        at: crate::git::now_rfc3339_utc(),
                         measured: outcome.check.measured.clone(),
                         image_id: outcome.image_id.clone(),
                     },
@@ -208,14 +208,6 @@ fn not_run(
         )),
         _ => None,
     }
-}
-
-/// The time now, RFC 3339 in UTC, to say when a kept verdict passed.
-fn now_utc() -> String {
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(0));
-    crate::git::rfc3339_utc(epoch)
 }
 
 /// The image a check runs on: the one its build step built in this run,

@@ -83,6 +83,18 @@ fn public_url(url: &str) -> Option<String> {
     (host.contains('.') && !path.starts_with('/')).then(|| format!("https://{host}/{path}"))
 }
 
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// The time now, as an RFC 3339 UTC timestamp in whole seconds.
+pub fn now_rfc3339_utc() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// Formats seconds since the Unix epoch as an RFC 3339 UTC timestamp.
 pub fn rfc3339_utc(epoch: i64) -> String {
     let since = std::time::Duration::from_secs(epoch.unsigned_abs());

@@ -34,7 +34,7 @@ use crate::flags;
 use crate::git::{self, Revision};
 use crate::hadolint;
 use crate::last_build::ImageReport;
-use crate::metadata::{Metadata, Runtime};
+use crate::metadata::{self, Metadata, Runtime};
 use crate::output;
 use crate::tools::{self, Builder};
 use conformance::Expectations;
@@ -81,7 +81,8 @@ impl flags::Image {
     /// and writes the build context.
     fn plan(&self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Plan> {
         let root = sh.current_dir();
-        let lint = lint(sh, &context::dockerfile_on_disk(&root, metadata)?);
+        let dockerfile = context::Dockerfile::read(&root, metadata)?;
+        let lint = lint(sh, &dockerfile.path);
         let docker = Docker::connect(sh)?;
         let builder = tools::require_buildkit(sh)?;
         let facts = BuilderFacts::read(sh, &builder)?;
@@ -100,7 +101,7 @@ impl flags::Image {
         };
         let epoch = source_date_epoch(&revision)?;
         let created = git::rfc3339_utc(epoch);
-        let mut bases = self.bases(sh, &docker, &root, metadata)?;
+        let mut bases = self.bases(sh, &docker, &root, metadata, &dockerfile.text)?;
         if self.runtime(metadata) == Runtime::Minimal {
             // The Dockerfile's stage of that name, not an image.
             "minimal".clone_into(&mut bases.runtime);
@@ -108,28 +109,26 @@ impl flags::Image {
         let work = root.join("target/xtask");
         sh.create_dir(&work)
             .with_context(|| format!("cannot create {}", work.display()))?;
-        let prepared = context::prepare(sh, &root, metadata, &work.join("image"))?;
+        let prepared = context::prepare(sh, &root, metadata, &dockerfile, &work.join("image"))?;
         let source = prepared
             .repository
             .or_else(|| git::remote_url(sh))
             .unwrap_or_default();
-        let mut build_args = self.build_args(metadata, &revision, (&created, &source), &bases);
-        build_args.push(("CRATES_DIGEST".to_owned(), prepared.crates_digest));
-        if self.optimize && !bundled::defines_size_profile(&root) {
+        let defines_size_profile = metadata::root_manifest_has(&root, &["profile", "size"]);
+        if self.optimize && !defines_size_profile {
             eprintln!(
                 "image: {} defines no [profile.size]; building with the built-in one (opt-level \"z\", fat LTO, one codegen unit, panic = \"abort\", stripped)",
                 root.join("Cargo.toml").display()
             );
-            // The table's own build-env wins over the built-in profile.
-            let mut env: std::collections::BTreeMap<String, String> =
-                bundled::size_profile_env().into_iter().collect();
-            env.extend(metadata.build_env.clone());
-            for (name, value) in &mut build_args {
-                if name == "BUILD_ENV" {
-                    *value = shell_assignments(&env);
-                }
-            }
         }
+        let mut build_args = self.build_args(
+            metadata,
+            &revision,
+            (&created, &source),
+            &bases,
+            defines_size_profile,
+        );
+        build_args.push(("CRATES_DIGEST".to_owned(), prepared.crates_digest));
         let request = BuildRequest {
             context: ".".into(),
             dockerfile: prepared.dockerfile,
@@ -327,6 +326,22 @@ impl flags::Image {
         extras
     }
 
+    /// cargo's environment in the build: the table's `build-env`, and for
+    /// `--optimize` where the root manifest defines no `size` profile, the
+    /// built-in one (the table's own variables win).
+    fn build_env(
+        &self,
+        metadata: &Metadata,
+        defines_size_profile: bool,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut env = std::collections::BTreeMap::new();
+        if self.optimize && !defines_size_profile {
+            env.extend(bundled::size_profile_env());
+        }
+        env.extend(metadata.build_env.clone());
+        env
+    }
+
     /// `--optimize` builds with the workspace's size-tuned profile.
     pub(crate) fn profile(&self) -> &'static str {
         if self.optimize { "size" } else { "release" }
@@ -339,6 +354,7 @@ impl flags::Image {
         docker: &Docker,
         root: &Path,
         metadata: &Metadata,
+        dockerfile: &str,
     ) -> anyhow::Result<Bases> {
         if self.offline {
             let stand_ins =
@@ -350,10 +366,9 @@ impl flags::Image {
                 prepare_secs: Some(stand_ins.prepare_secs),
             });
         }
-        let dockerfile = context::dockerfile_text(root, metadata)?;
         Ok(Bases {
-            builder: arg_default(&dockerfile, "BUILDER_IMAGE").unwrap_or_default(),
-            runtime: arg_default(&dockerfile, "RUNTIME_IMAGE").unwrap_or_default(),
+            builder: arg_default(dockerfile, "BUILDER_IMAGE").unwrap_or_default(),
+            runtime: arg_default(dockerfile, "RUNTIME_IMAGE").unwrap_or_default(),
             vendor: None,
             prepare_secs: None,
         })
@@ -361,13 +376,15 @@ impl flags::Image {
 
     /// The Dockerfile's build arguments: what to build, profile, UPX packing, OCI labels, and for
     /// offline builds the stand-in images.
-    /// `labels` are the creation time and the source's URL.
+    /// `labels` are the creation time and the source's URL;
+    /// `defines_size_profile`, whether the root manifest has `[profile.size]`.
     pub(crate) fn build_args(
         &self,
         metadata: &Metadata,
         revision: &Revision,
         (created, source): (&str, &str),
         bases: &Bases,
+        defines_size_profile: bool,
     ) -> Vec<(String, String)> {
         let mut args = vec![
             ("PACKAGE", metadata.package.clone()),
@@ -381,7 +398,10 @@ impl flags::Image {
             ),
             ("MINIMAL_EXTRAS", metadata.runtime_extras.join(" ")),
             ("BUILDER_PACKAGES", metadata.builder_packages.join(" ")),
-            ("BUILD_ENV", shell_assignments(&metadata.build_env)),
+            (
+                "BUILD_ENV",
+                shell_assignments(&self.build_env(metadata, defines_size_profile)),
+            ),
             (
                 "RUNTIME_FILES",
                 metadata
@@ -608,6 +628,7 @@ mod tests {
             &revision,
             ("1970-01-01T00:00:00Z", "https://example.com/api"),
             &bases(),
+            true,
         )
     }
 

@@ -20,7 +20,7 @@ use xshell::Shell;
 use crate::cargo_metadata::CargoMetadata;
 use crate::checks::{Check, Verdict};
 use crate::flags;
-use crate::metadata::TABLE_FILE;
+use crate::metadata::{self, TABLE_FILE};
 
 /// The thin crate's `main`: this repository's own, which is the same.
 const MAIN_RS: &str = include_str!("../assets/xtask-main.rs");
@@ -78,7 +78,7 @@ impl flags::Init {
             place(&root, "xtask/Cargo.toml", &xtask_manifest(&tooling))?,
             place(&root, "xtask/src/main.rs", MAIN_RS)?,
             merge_alias(&root)?,
-            if has_table_in_manifest(&root) {
+            if metadata::root_manifest_has(&root, &["workspace", "metadata", "xtask"]) {
                 Written {
                     path: TABLE_FILE.into(),
                     outcome: Outcome::LeftAlone,
@@ -345,21 +345,6 @@ fn place(root: &Path, relative: &str, text: &str) -> anyhow::Result<Written> {
         note,
         lines,
     })
-}
-
-/// Whether the root manifest holds a table already, which `xtask.toml`
-/// would take precedence over.
-fn has_table_in_manifest(root: &Path) -> bool {
-    std::fs::read_to_string(root.join("Cargo.toml"))
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|manifest| {
-            manifest
-                .get("workspace")
-                .and_then(|w| w.get("metadata"))
-                .and_then(|m| m.get("xtask"))
-                .is_some()
-        })
 }
 
 /// The `xtask` alias, added to `.cargo/config.toml` beside what is there.

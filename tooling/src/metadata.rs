@@ -379,6 +379,21 @@ impl Metadata {
     }
 }
 
+/// Whether the root manifest under `root` holds the table at `keys`
+/// (`["profile", "size"]`); `false` when it cannot be read.
+pub fn root_manifest_has(root: &Path, keys: &[&str]) -> bool {
+    std::fs::read_to_string(root.join("Cargo.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|manifest| {
+            let mut value = Some(&toml::Value::Table(manifest));
+            for key in keys {
+                value = value.and_then(|v| v.get(key));
+            }
+            value.is_some()
+        })
+}
+
 /// The version images are tagged with: the root manifest's
 /// `[workspace.package]` version, or a single crate's `[package]` one.
 fn version(manifest: &str) -> anyhow::Result<String> {

@@ -190,7 +190,7 @@ impl flags::Scan {
         }
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
-        let dockerfile = crate::image::context::dockerfile_on_disk(&root, metadata)?;
+        let dockerfile = crate::image::context::Dockerfile::read(&root, metadata)?.path;
         let scan = Scan {
             sh,
             root: &root,
@@ -233,10 +233,7 @@ impl flags::Scan {
             results.record(Step::Hadolint, scan.hadolint());
         }
         let sarif_path = results.write_sarif(&out, &stem)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let today = git::rfc3339_utc(now);
+        let today = git::now_rfc3339_utc();
         let expired: Vec<&Ignore> = ignores.iter().filter(|i| i.expired(&today[..10])).collect();
         Ok(report::verdict(&report::Scanned {
             subject: subject.to_owned(),

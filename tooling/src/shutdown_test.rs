@@ -99,7 +99,7 @@ impl flags::ShutdownTest {
             image: &image_ref.reference,
             inspect: &image,
             hardening: &hardening,
-            tag: format!("st{}-{}", std::process::id(), unix_seconds()),
+            tag: format!("st{}-{}", std::process::id(), crate::git::unix_now()),
             checks: Vec::new(),
             figures: Figures::default(),
             blocked: None,
@@ -486,12 +486,6 @@ impl ShutdownSettings {
             delay: Duration::ZERO,
         }
     }
-}
-
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A progress line of this command's: [`crate::docker::container::progress`].

@@ -115,7 +115,8 @@ pub fn snapshot(
         std::fs::write(dir.join(".dockerignore"), ignore)?;
     }
     if variant.is_project() {
-        crate::image::context::prepare(sh, dir, metadata, &project_dir(dir))?;
+        let dockerfile = crate::image::context::Dockerfile::read(dir, metadata)?;
+        crate::image::context::prepare(sh, dir, metadata, &dockerfile, &project_dir(dir))?;
     }
     Ok(())
 }
@@ -158,8 +159,15 @@ pub fn request(
             check_reproducible: false,
         };
         let created = crate::git::rfc3339_utc(revision.commit_time);
-        // The bench measures build time; the source label changes nothing.
-        image.build_args(metadata, revision, (&created, ""), &bases.project)
+        let defines_size_profile = crate::metadata::root_manifest_has(dir, &["profile", "size"]);
+        image.build_args(
+            metadata,
+            revision,
+            // The bench measures build time; the source label changes nothing.
+            (&created, ""),
+            &bases.project,
+            defines_size_profile,
+        )
     } else {
         vec![
             ("BUILDER_IMAGE".to_owned(), bases.project.builder.clone()),

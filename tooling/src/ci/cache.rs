@@ -147,13 +147,14 @@ impl Inputs {
             return format!("sha1:{}", hasher.digest());
         }
         add(&self.toolchain);
-        match plan::reads(step.name) {
+        let reads = plan::reads(step.name);
+        match reads {
             Some(reads) => add(&self.digest_of(|path| reads.matches(path))),
             None => add(&self.digest_of(|_| true)),
         }
         let builds = matches!(&step.action, Action::Xtask { args, .. }
             if args.first().is_some_and(|a| a == "image" || a == "reproducible"));
-        if builds || plan::reads(step.name).is_some_and(|reads| reads.commit) {
+        if builds || reads.is_some_and(|reads| reads.commit) {
             add(&self.revision);
         }
         format!("sha1:{}", hasher.digest())

@@ -82,19 +82,6 @@ pub fn size_profile_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether the root manifest under `root` defines the `size` profile.
-pub fn defines_size_profile(root: &Path) -> bool {
-    std::fs::read_to_string(root.join("Cargo.toml"))
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|manifest| {
-            manifest
-                .get("profile")
-                .and_then(|profiles| profiles.get("size"))
-                .is_some()
-        })
-}
-
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)

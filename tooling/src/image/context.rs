@@ -101,6 +101,7 @@ pub fn prepare(
     sh: &Shell,
     root: &Path,
     metadata: &Metadata,
+    dockerfile: &Dockerfile,
     out: &Path,
 ) -> anyhow::Result<Prepared> {
     let package = metadata.package.as_str();
@@ -124,38 +125,52 @@ pub fn prepare(
     ignore.push_str(&manifest_paths(root, metadata)?);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     bundled::write(root)?;
-    let dockerfile = out.join("Dockerfile");
-    let text = dockerfile_text(root, metadata)?;
-    std::fs::write(&dockerfile, with_run_time_settings(&text, metadata)?)
-        .with_context(|| format!("cannot write {}", dockerfile.display()))?;
+    let written = out.join("Dockerfile");
+    std::fs::write(
+        &written,
+        with_run_time_settings(&dockerfile.text, metadata)?,
+    )
+    .with_context(|| format!("cannot write {}", written.display()))?;
     let ignore_path = out.join("Dockerfile.dockerignore");
     std::fs::write(&ignore_path, ignore)
         .with_context(|| format!("cannot write {}", ignore_path.display()))?;
     Ok(Prepared {
-        dockerfile,
+        dockerfile: written,
         repository,
         crates_digest,
     })
 }
 
-/// The Dockerfile the manifest's builds use, as a file the linters can
-/// read: the repository's own, or the built-in one written out under
-/// `target/xtask/built-in/`.
-pub fn dockerfile_on_disk(root: &Path, metadata: &Metadata) -> anyhow::Result<PathBuf> {
-    let text = dockerfile_text(root, metadata)?;
-    if let Some(own) = &metadata.dockerfile {
-        return Ok(root.join(own));
+/// The Dockerfile the manifest's builds use, read and held to [`CONTRACT`]
+/// once, for the linters, the base images' defaults and the build alike.
+pub struct Dockerfile {
+    pub text: String,
+    /// A file the linters can read: the repository's own, or the built-in
+    /// one written out under `target/xtask/built-in/`.
+    pub path: PathBuf,
+}
+
+impl Dockerfile {
+    pub fn read(root: &Path, metadata: &Metadata) -> anyhow::Result<Dockerfile> {
+        let text = dockerfile_text(root, metadata)?;
+        if let Some(own) = &metadata.dockerfile {
+            return Ok(Dockerfile {
+                text,
+                path: root.join(own),
+            });
+        }
+        let dir = root.join("target/xtask/built-in");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("Dockerfile");
+        std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Dockerfile { text, path })
     }
-    let dir = root.join("target/xtask/built-in");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("Dockerfile");
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
 }
 
 /// The built-in Dockerfile, or the repository's own that the manifest names,
 /// held to [`CONTRACT`]. A Dockerfile that is merely present is not read.
-pub fn dockerfile_text(root: &Path, metadata: &Metadata) -> anyhow::Result<String> {
+fn dockerfile_text(root: &Path, metadata: &Metadata) -> anyhow::Result<String> {
     let Some(own) = &metadata.dockerfile else {
         return Ok(BUILT_IN_DOCKERFILE.to_owned());
     };
@@ -634,7 +649,8 @@ mod tests {
         let scratch = crate::testing::scratch();
         let out = scratch.path().to_path_buf();
         let sh = Shell::new().unwrap();
-        let prepared = prepare(&sh, root, &metadata, &out).unwrap();
+        let dockerfile = Dockerfile::read(root, &metadata).unwrap();
+        let prepared = prepare(&sh, root, &metadata, &dockerfile, &out).unwrap();
         let dockerfile = prepared.dockerfile;
         let ignore = std::fs::read_to_string(out.join("Dockerfile.dockerignore")).unwrap();
         assert_eq!(dockerfile, out.join("Dockerfile"));

@@ -35,10 +35,7 @@ pub fn record(reference: &str) {
 fn try_record(reference: &str) -> anyhow::Result<()> {
     let path = record_path().context("neither XDG_CACHE_HOME nor HOME is set")?;
     let mut uses = last_uses();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    uses.insert(reference.to_owned(), now);
+    uses.insert(reference.to_owned(), crate::git::unix_now());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
