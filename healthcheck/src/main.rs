@@ -6,10 +6,9 @@
 //!
 //! Never exit 2: Docker reserves it.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const USAGE: &str = "\
 Usage: healthcheck
@@ -45,7 +44,8 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    let outcome = target(|name| std::env::var(name).ok()).and_then(|target| probe(&target));
+    let outcome = target(|name| std::env::var(name).ok())
+        .and_then(|target| healthcheck::probe(target.addr, &target.path, target.timeout));
     match outcome {
         Ok(said) => {
             println!("healthy: {said}");
@@ -87,67 +87,6 @@ fn target(var: impl Fn(&str) -> Option<String>) -> Result<Target, String> {
         path,
         timeout,
     })
-}
-
-/// `Ok(what answered)` for a 2xx, `Err(why not)` otherwise.
-fn probe(target: &Target) -> Result<String, String> {
-    let Target {
-        addr,
-        path,
-        timeout,
-    } = target;
-    let deadline = Instant::now() + *timeout;
-    let remaining = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())
-            .ok_or_else(|| format!("no answer from {addr} within {} ms", timeout.as_millis()))
-    };
-    let mut stream = TcpStream::connect_timeout(addr, remaining()?)
-        .map_err(|error| format!("cannot connect to {addr}: {error}"))?;
-    stream
-        .set_write_timeout(Some(remaining()?))
-        .and_then(|()| {
-            write!(
-                stream,
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: healthcheck\r\nConnection: close\r\n\r\n"
-            )
-        })
-        .map_err(|error| format!("cannot send GET {path} to {addr}: {error}"))?;
-
-    // Only the status line matters.
-    let mut head = Vec::with_capacity(128);
-    let mut buffer = [0; 128];
-    while !head.windows(2).any(|pair| pair == b"\r\n") && head.len() < 1024 {
-        stream
-            .set_read_timeout(Some(remaining()?))
-            .map_err(|error| format!("cannot read from {addr}: {error}"))?;
-        let read = stream
-            .read(&mut buffer)
-            .map_err(|error| match error.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                    format!("no answer from {addr} within {} ms", timeout.as_millis())
-                }
-                _ => format!("cannot read from {addr}: {error}"),
-            })?;
-        if read == 0 {
-            break;
-        }
-        head.extend_from_slice(&buffer[..read]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status_line = head.lines().next().unwrap_or_default();
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.split(' ').nth(1))
-        .and_then(|code| code.parse::<u16>().ok());
-    match status {
-        Some(code) if (200..300).contains(&code) => Ok(format!("GET {path} on {addr}: {code}")),
-        Some(code) => Err(format!("GET {path} on {addr}: status {code}")),
-        None => Err(format!(
-            "GET {path} on {addr} got no HTTP answer ({status_line:?})"
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ name (--db-pool-size overrides DB_POOL_SIZE).
   LOG_FORMAT           text or json, to stdout          (default text)
 
 --health-check asks the running server's GET /health over loopback and exits
-0 when it answers 200, 1 otherwise.",
+0 when it answers 2xx, 1 otherwise.",
         shutdown_timeout = secs(DEFAULT_SHUTDOWN_TIMEOUT),
         shutdown_delay = secs(DEFAULT_SHUTDOWN_DELAY),
         header_read_timeout = secs(DEFAULT_HEADER_READ_TIMEOUT),
@@ -787,5 +787,30 @@ mod tests {
             panic!("expected a health check, got {command:?}");
         };
         assert_eq!(addr.port(), 9090);
+    }
+
+    /// The settings' defaults are stated once, as constants; the usage text
+    /// and docs/server.md both show them from there.
+    /// `UPDATE_SERVER_USAGE=1 cargo test -p server docs_carry` writes the
+    /// docs' copy anew.
+    #[test]
+    fn the_docs_carry_the_usage() {
+        const BEGIN: &str = "<!-- server --help -->\n```text\n";
+        const END: &str = "```\n<!-- end of server --help -->";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/server.md");
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let start = docs.find(BEGIN).expect("docs/server.md marks the usage") + BEGIN.len();
+        let end = start + docs[start..].find(END).expect("the usage block ends");
+        let usage = format!("{}\n", usage());
+        if std::env::var_os("UPDATE_SERVER_USAGE").is_some() {
+            let updated = format!("{}{usage}{}", &docs[..start], &docs[end..]);
+            std::fs::write(&path, updated).unwrap();
+        } else {
+            assert!(
+                docs[start..end] == usage,
+                "docs/server.md shows an old `server --help`; \
+                 UPDATE_SERVER_USAGE=1 cargo test -p server docs_carry writes it anew"
+            );
+        }
     }
 }

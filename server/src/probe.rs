@@ -1,11 +1,10 @@
 //! `server --health-check`: asks a running server's `GET /health` over
-//! loopback, for a container HEALTHCHECK in an image that has no curl. Plain
-//! std networking, so the probe costs no extra dependency.
+//! loopback, for a container HEALTHCHECK in an image that has no curl,
+//! through the same std-only probe as the image's `healthcheck`.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Docker's own default probe timeout is 30 s; answering well within it
 /// keeps a hung server from stacking up probes.
@@ -14,9 +13,9 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// Prints one line saying why, and returns 0 when healthy, 1 otherwise.
 pub fn run(listen_addr: SocketAddr) -> ExitCode {
     let target = probe_target(listen_addr);
-    match probe(target, TIMEOUT) {
-        Ok(()) => {
-            println!("healthy: GET /health on {target} answered 200");
+    match healthcheck::probe(target, "/health", TIMEOUT) {
+        Ok(said) => {
+            println!("healthy: {said}");
             ExitCode::SUCCESS
         }
         Err(reason) => {
@@ -35,57 +34,6 @@ fn probe_target(listen_addr: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, listen_addr.port())
-}
-
-fn probe(target: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let remaining = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())
-            .ok_or_else(|| format!("no answer from {target} within {} ms", timeout.as_millis()))
-    };
-    let mut stream = TcpStream::connect_timeout(&target, remaining()?)
-        .map_err(|error| format!("cannot connect to {target}: {error}"))?;
-    stream
-        .set_write_timeout(Some(remaining()?))
-        .and_then(|()| {
-            write!(
-                stream,
-                "GET /health HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
-            )
-        })
-        .map_err(|error| format!("cannot send the request to {target}: {error}"))?;
-
-    // Only the status line matters.
-    let mut head = Vec::with_capacity(128);
-    let mut buffer = [0; 128];
-    while !head.windows(2).any(|pair| pair == b"\r\n") && head.len() < 1024 {
-        stream
-            .set_read_timeout(Some(remaining()?))
-            .map_err(|error| format!("cannot read from {target}: {error}"))?;
-        let read = stream
-            .read(&mut buffer)
-            .map_err(|error| match error.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                    format!("no answer from {target} within {} ms", timeout.as_millis())
-                }
-                _ => format!("cannot read from {target}: {error}"),
-            })?;
-        if read == 0 {
-            break;
-        }
-        head.extend_from_slice(&buffer[..read]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status_line = head.lines().next().unwrap_or_default();
-    match status_line.split(' ').nth(1) {
-        Some("200") => Ok(()),
-        Some(_) => Err(format!("GET /health on {target} answered {status_line:?}")),
-        None => Err(format!(
-            "GET /health on {target} got no HTTP answer ({status_line:?})"
-        )),
-    }
 }
 
 #[cfg(test)]

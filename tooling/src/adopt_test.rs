@@ -195,10 +195,10 @@ impl flags::AdoptTest {
         let sh = Shell::new()?;
         sh.change_dir(root);
         let table = &self.table;
-        crate::process::verdict(xshell::cmd!(
-            sh,
-            "{xtask} --manifest {table} --json {args...}"
-        ))
+        crate::process::verdict(
+            xshell::cmd!(sh, "{xtask} --manifest {table} --json {args...}"),
+            None,
+        )
     }
 }
 

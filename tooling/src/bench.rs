@@ -38,6 +38,11 @@ impl flags::Bench {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
         let selected = self.variants()?;
+        if self.write_docs && (self.quick || selected.len() < Variant::ALL.len()) {
+            anyhow::bail!(
+                "--write-docs needs a full run of every variant: leave out --quick and --only"
+            );
+        }
         let runs = if self.quick { 1 } else { self.runs.max(1) };
         let docker = Docker::connect(sh)?;
         let builder = tools::require_buildkit(sh)?;
@@ -111,6 +116,9 @@ impl flags::Bench {
 
         let markdown = write_report(&report, &work)?;
         checks.extend(variant_checks(&report));
+        if self.write_docs {
+            checks.push(write_docs(&root, &report));
+        }
         Ok(Verdict {
             text: format!(
                 "{markdown}\nwritten: target/xtask/bench/report.md, report.json, chart.svg\n\n"
@@ -231,6 +239,54 @@ fn write_report(report: &Report, work: &Path) -> anyhow::Result<String> {
     Ok(markdown)
 }
 
+/// Where docs/bench.md holds the bench's own tables.
+const DOCS_BEGIN: &str = "<!-- written by `cargo xtask bench --write-docs` -->\n";
+const DOCS_END: &str = "<!-- end of what `cargo xtask bench --write-docs` writes -->";
+
+/// Replaces the tables in docs/bench.md and its chart with this run's,
+/// when the run measured everything.
+fn write_docs(root: &Path, report: &Report) -> Check {
+    const WHAT: &str = "docs/bench.md and docs/bench-chart.svg hold this run's figures";
+    let gaps = report.gaps();
+    if !gaps.is_empty() {
+        return Check::judge("docs written", false, "not written", WHAT)
+            .because(format!("the run is incomplete: {}", gaps.join("; ")));
+    }
+    let docs = root.join("docs/bench.md");
+    let written = std::fs::read_to_string(&docs)
+        .with_context(|| format!("cannot read {}", docs.display()))
+        .and_then(|text| replace_between(&text, &report.docs_section()))
+        .and_then(|text| {
+            std::fs::write(&docs, text)
+                .with_context(|| format!("cannot write {}", docs.display()))?;
+            let chart = root.join("docs/bench-chart.svg");
+            std::fs::write(&chart, report.svg())
+                .with_context(|| format!("cannot write {}", chart.display()))
+        });
+    match written {
+        Ok(()) => Check::judge(
+            "docs written",
+            true,
+            "docs/bench.md, docs/bench-chart.svg",
+            WHAT,
+        ),
+        Err(error) => Check::broken("docs written", WHAT, &error),
+    }
+}
+
+/// `text` with what lies between the markers replaced by `section`.
+fn replace_between(text: &str, section: &str) -> anyhow::Result<String> {
+    let start = text
+        .find(DOCS_BEGIN)
+        .map(|at| at + DOCS_BEGIN.len())
+        .with_context(|| format!("docs/bench.md lacks the line {}", DOCS_BEGIN.trim_end()))?;
+    let end = start
+        + text[start..]
+            .find(DOCS_END)
+            .with_context(|| format!("docs/bench.md lacks the line {DOCS_END}"))?;
+    Ok(format!("{}{section}{}", &text[..start], &text[end..]))
+}
+
 /// A copy of this program for the `shutdown-test` runs: a rebuild of the
 /// xtask during a long bench replaces the file `current_exe` names.
 fn snapshot_self(work: &Path) -> anyhow::Result<std::path::PathBuf> {
@@ -274,5 +330,25 @@ fn machine(sh: &Shell) -> Machine {
         rustc: crate::process::read(xshell::cmd!(sh, "rustc -V"))
             .map(|v| v.trim().to_owned())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_docs_have_a_place_for_the_bench_tables() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench.md");
+        let text = std::fs::read_to_string(docs).unwrap();
+        let replaced = replace_between(&text, "NEW TABLES\n").unwrap();
+        assert!(replaced.contains(&format!("{DOCS_BEGIN}NEW TABLES\n{DOCS_END}")));
+        assert_eq!(replaced.matches(DOCS_BEGIN).count(), 1);
+    }
+
+    #[test]
+    fn docs_without_the_markers_are_an_error_that_names_them() {
+        let error = replace_between("# Bench\n", "x").unwrap_err().to_string();
+        assert!(error.contains("lacks the line <!-- written by"), "{error}");
     }
 }

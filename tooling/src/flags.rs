@@ -395,9 +395,13 @@ pub struct Bench {
     /// How many times `shutdown-test` runs on each image; the report gives medians.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub runs: usize,
-    /// Measure only this variant (repeatable): naive, chef-slim, project, project-optimized.
+    /// Measure only this variant (repeatable): naive, chef-slim, project, project-optimized, project-minimal.
     #[arg(long, value_name = "VARIANT")]
     pub only: Vec<String>,
+    /// Write this run's tables and chart into docs/bench.md and docs/bench-chart.svg,
+    /// dated and named by the command. Only a complete run of every variant does.
+    #[arg(long)]
+    pub write_docs: bool,
 }
 
 /// `--skip NAME` or `--skip NAME=REASON`.

@@ -689,16 +689,13 @@ mod tests {
         ]);
         let words = shell_assignments(&variables);
         // As the Dockerfile's RUN does, with the words as the build argument.
-        let printed = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"eval "export ${BUILD_ENV}"; printf '%s|%s' "$GREETING" "$SQLX_OFFLINE""#)
+        let sh = xshell::Shell::new().unwrap();
+        let script = r#"eval "export ${BUILD_ENV}"; printf '%s|%s' "$GREETING" "$SQLX_OFFLINE""#;
+        let printed = xshell::cmd!(sh, "sh -c {script}")
             .env("BUILD_ENV", &words)
-            .output()
+            .read()
             .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&printed.stdout),
-            "it's $HOME; `x`|true"
-        );
+        assert_eq!(printed, "it's $HOME; `x`|true");
     }
 
     #[test]

@@ -84,10 +84,13 @@ impl flags::InitTest {
         let xtask = std::env::current_exe().context("cannot find this program's path")?;
         let init = |sh: &Shell| -> anyhow::Result<Value> {
             let git = format!("file://{}", tooling.display());
-            process::verdict(cmd!(
-                sh,
-                "{xtask} --json init {service} {INIT_FLAGS...} --tooling-git {git}"
-            ))
+            process::verdict(
+                cmd!(
+                    sh,
+                    "{xtask} --json init {service} {INIT_FLAGS...} --tooling-git {git}"
+                ),
+                None,
+            )
         };
         let first = init(sh)?;
         checks.push(first_run(&first));
@@ -116,7 +119,10 @@ impl flags::InitTest {
         if self.offline {
             image_args.push("--offline");
         }
-        let image = process::verdict(adopter(cmd!(svc, "cargo xtask --json {image_args...}")))?;
+        let image = process::verdict(
+            adopter(cmd!(svc, "cargo xtask --json {image_args...}")),
+            None,
+        )?;
         checks.push(proof("image", &image));
         checks.push(Check::judge(
             "the repository's rustflags reached the image build",
@@ -125,7 +131,8 @@ impl flags::InitTest {
             "the image builds with .cargo/config.toml's rustflags",
         ));
         for command in ["shutdown-test", "sbom"] {
-            let verdict = process::verdict(adopter(cmd!(svc, "cargo xtask --json {command}")))?;
+            let verdict =
+                process::verdict(adopter(cmd!(svc, "cargo xtask --json {command}")), None)?;
             checks.push(proof(command, &verdict));
         }
 

@@ -35,7 +35,7 @@
 //!   hardening.rs       the production run settings: arguments, check, report
 //!   save.rs            `docker save` read in one pass: layers and files
 //!   oci_layout.rs      an OCI image layout archive: index, manifests, blobs
-//!   tar_stream.rs      a streaming tar reader
+//!   tar_stream.rs      tar entries (the tar crate's) as our headers
 //!   history.rs         `docker history`, matched to layers
 //! http.rs            a blocking HTTP/1.1 client for loopback, which every
 //!                    proof that talks to a container uses

@@ -14,7 +14,6 @@ mod traffic;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use crate::checks::{Check, Verdict};
 use crate::flags;
 use crate::metadata::Metadata;
 use crate::output::Table;
+use crate::process::{self, Background, Sink};
 use traffic::{Mix, Reads, Tally};
 
 /// The mixes the figures are kept for: many writers; mostly readers; more
@@ -202,27 +202,30 @@ fn verdict(server: &Path, duration: Duration, runs: &[Run]) -> Verdict {
     }
 }
 
-/// The server under load, killed if still running when dropped.
+/// The server under load (killed if still running when dropped).
 struct Server {
-    child: Child,
+    process: Background,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(binary: &Path, database_url: &str) -> anyhow::Result<Server> {
-        let mut child = Command::new(binary)
-            .env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("LOG_FORMAT", "json")
-            .env("DATABASE_URL", database_url)
-            .env("DB_POOL_SIZE", POOL_SIZE.to_string())
-            .env("BODY_LIMIT", BODY_LIMIT.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout from the server")?;
+        let sh = Shell::new()?;
+        let pool_size = POOL_SIZE.to_string();
+        let body_limit = BODY_LIMIT.to_string();
+        let mut process = process::start(
+            "start the server",
+            cmd!(sh, "{binary}")
+                .env_clear()
+                .env("LISTEN_ADDR", "127.0.0.1:0")
+                .env("LOG_FORMAT", "json")
+                .env("DATABASE_URL", database_url)
+                .env("DB_POOL_SIZE", pool_size)
+                .env("BODY_LIMIT", body_limit),
+            &Sink::Piped,
+            &Sink::Inherit,
+        )?;
+        let stdout = process.stdout().context("no stdout from the server")?;
         let (ready, ready_line) = mpsc::channel();
         // Reads every line, so that a server that logs never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -233,7 +236,7 @@ impl Server {
             }
         });
         let mut server = Server {
-            child,
+            process,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let line = ready_line
@@ -250,7 +253,7 @@ impl Server {
 
     /// `VmHWM`: the most resident memory the process has had.
     fn peak_rss_mb(&self) -> anyhow::Result<f64> {
-        let status = PathBuf::from(format!("/proc/{}/status", self.child.id()));
+        let status = PathBuf::from(format!("/proc/{}/status", self.process.id()));
         let text = std::fs::read_to_string(&status)
             .with_context(|| format!("cannot read {}", status.display()))?;
         let kib: f64 = text
@@ -262,24 +265,15 @@ impl Server {
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {
-        let pid = self.child.id().to_string();
+        let pid = self.process.id().to_string();
         let sh = Shell::new()?;
         crate::process::read(cmd!(sh, "kill -TERM {pid}"))?;
         crate::wait::until(STOP_WITHIN, Duration::from_millis(50), || {
-            Ok(match self.child.try_wait()? {
+            Ok(match self.process.try_status()? {
                 Some(_) => crate::wait::Poll::Ready(()),
                 None => crate::wait::Poll::Waiting("still running".to_owned()),
             })
         })
         .context("the server did not stop after SIGTERM")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

@@ -6,9 +6,7 @@ mod apt;
 mod engine;
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -356,25 +354,10 @@ fn start_detached(sh: &Shell, command: &[OsString], log_path: &Path) -> anyhow::
     if let Some(dir) = log_path.parent() {
         sh.create_dir(dir)?;
     }
-    let log =
-        File::create(log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let status = Command::new("setsid")
-        .arg("--fork")
-        .args(command)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .context("cannot run setsid (util-linux)")?;
-    if !status.success() {
-        let program = command
-            .first()
-            .map(|p| p.to_string_lossy())
-            .unwrap_or_default();
-        anyhow::bail!("starting {program} failed: {status}");
-    }
-    Ok(())
+    // From `/`, so that the daemon holds no directory of ours open.
+    let _root = sh.push_dir("/");
+    process::run_logged(cmd!(sh, "setsid --fork {command...}"), log_path)
+        .context("cannot start it in a session of its own (setsid, from util-linux)")
 }
 
 /// Waits until the engine answers; `hint` says where to look when it does not.

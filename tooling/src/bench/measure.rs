@@ -3,7 +3,6 @@
 //! and for this project's builds, the binary's sizes and UPX's cost.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -120,20 +119,11 @@ pub fn runs(xtask: &Path, id: &str, runs: usize, log: &Path) -> anyhow::Result<R
     let mut passed = true;
     let mut failed_checks = Vec::new();
     for run in 1..=runs {
-        let stderr = std::fs::File::create(log.with_extension(format!("{run}.log")))?;
-        let output = Command::new(xtask)
-            .args(["--json", "shutdown-test", "--image", id])
-            .stdin(Stdio::null())
-            .stderr(stderr)
-            .output()
-            .with_context(|| format!("cannot run {} shutdown-test", xtask.display()))?;
-        let verdict: serde_json::Value =
-            serde_json::from_slice(&output.stdout).with_context(|| {
-                format!(
-                    "shutdown-test of {id} printed no verdict; see {}",
-                    log.display()
-                )
-            })?;
+        let sh = Shell::new()?;
+        let verdict = crate::process::verdict(
+            xshell::cmd!(sh, "{xtask} --json shutdown-test --image {id}"),
+            Some(&log.with_extension(format!("{run}.log"))),
+        )?;
         let figures = &verdict["figures"];
         ready.extend(
             figures["start_to_ready_ms"]

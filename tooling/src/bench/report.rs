@@ -124,19 +124,46 @@ impl Report {
     }
 
     pub fn markdown(&self) -> String {
-        let m = &self.machine;
         let mut out = format!(
-            "# cargo xtask bench{}\n\n{}, {} CPUs, {:.1} GiB, kernel {}; docker engine {}, buildx {}; {}. Started {}.\n\n",
+            "# cargo xtask bench{}\n\n{}. Started {}.\n\n",
             if self.quick { " --quick" } else { "" },
-            m.os,
-            m.cpus,
-            m.memory_gib,
-            m.kernel,
-            m.engine,
-            m.builder,
-            m.rustc,
+            self.machine_line(),
             self.started
         );
+        out.push_str(&self.tables());
+        let gaps = self.gaps();
+        if !gaps.is_empty() {
+            let _ = writeln!(out, "\nMissing: {}.", gaps.join("; "));
+        }
+        out.push_str("\nWhat each variant is:\n\n");
+        for v in &self.variants {
+            let _ = writeln!(out, "- **{}**: {}", v.name, v.description);
+        }
+        out
+    }
+
+    /// What docs/bench.md shows of a complete run: its tables, dated and
+    /// named by the command that wrote them.
+    pub fn docs_section(&self) -> String {
+        format!(
+            "Measured by `cargo xtask bench --write-docs`, started {}, on {}.\n\n{}",
+            self.started,
+            self.machine_line(),
+            self.tables()
+        )
+    }
+
+    fn machine_line(&self) -> String {
+        let m = &self.machine;
+        format!(
+            "{}, {} CPUs, {:.1} GiB, kernel {}; docker engine {}, buildx {}; {}",
+            m.os, m.cpus, m.memory_gib, m.kernel, m.engine, m.builder, m.rustc
+        )
+    }
+
+    /// The variants' figures, their ratios to `project`, and the binary's.
+    fn tables(&self) -> String {
+        let mut out = String::new();
         out.push_str(
             "| variant | cold build | one-line server change | no change | change outside the server | unpacked | on the wire | layers | start to ready | start to healthy | stop idle | stop under load | shutdown-test |\n\
              |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -185,14 +212,6 @@ impl Report {
         }
         out.push_str(&self.ratios_markdown());
         out.push_str(&self.binary_markdown());
-        let gaps = self.gaps();
-        if !gaps.is_empty() {
-            let _ = writeln!(out, "\nMissing: {}.", gaps.join("; "));
-        }
-        out.push_str("\nWhat each variant is:\n\n");
-        for v in &self.variants {
-            let _ = writeln!(out, "- **{}**: {}", v.name, v.description);
-        }
         out
     }
 

@@ -1,4 +1,4 @@
-//! The four builds the benchmark compares, each made from its own copy of
+//! The builds the benchmark compares, each made from its own copy of
 //! the work tree, so that the edits it times never touch the real one.
 
 use std::path::{Path, PathBuf};
@@ -30,14 +30,17 @@ pub enum Variant {
     Project,
     /// This project's `cargo xtask image --optimize`.
     ProjectOptimized,
+    /// This project's `cargo xtask image --runtime minimal`.
+    ProjectMinimal,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Naive,
         Variant::ChefSlim,
         Variant::Project,
         Variant::ProjectOptimized,
+        Variant::ProjectMinimal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Variant {
             Variant::ChefSlim => "chef-slim",
             Variant::Project => "project",
             Variant::ProjectOptimized => "project-optimized",
+            Variant::ProjectMinimal => "project-minimal",
         }
     }
 
@@ -55,11 +59,17 @@ impl Variant {
             Variant::ChefSlim => "cargo-chef per its README, Debian 13 slim",
             Variant::Project => "cargo xtask image (distroless-style cc, chef, cache mounts)",
             Variant::ProjectOptimized => "cargo xtask image --optimize (size profile, UPX)",
+            Variant::ProjectMinimal => {
+                "cargo xtask image --runtime minimal (the binaries' ELF closure, no distroless base)"
+            }
         }
     }
 
     fn is_project(self) -> bool {
-        matches!(self, Variant::Project | Variant::ProjectOptimized)
+        matches!(
+            self,
+            Variant::Project | Variant::ProjectOptimized | Variant::ProjectMinimal
+        )
     }
 
     /// The file a one-line change to the server's code goes into.
@@ -106,7 +116,7 @@ pub fn snapshot(
     let (dockerfile, ignore) = match variant {
         Variant::Naive => (Some(NAIVE_DOCKERFILE), Some(ALTERNATIVE_DOCKERIGNORE)),
         Variant::ChefSlim => (Some(CHEF_SLIM_DOCKERFILE), Some(ALTERNATIVE_DOCKERIGNORE)),
-        Variant::Project | Variant::ProjectOptimized => (None, None),
+        Variant::Project | Variant::ProjectOptimized | Variant::ProjectMinimal => (None, None),
     };
     if let Some(dockerfile) = dockerfile {
         std::fs::write(dir.join("Dockerfile"), dockerfile)?;
@@ -147,6 +157,7 @@ pub fn request(
     work: &Path,
 ) -> BuildRequest {
     let build_args = if variant.is_project() {
+        let minimal = variant == Variant::ProjectMinimal;
         let image = flags::Image {
             tags: vec![],
             optimize: variant == Variant::ProjectOptimized,
@@ -155,9 +166,14 @@ pub fn request(
             cache_from: vec![],
             cache_to: vec![],
             offline: true,
-            runtime: None,
+            runtime: minimal.then_some(crate::metadata::Runtime::Minimal),
             check_reproducible: false,
         };
+        let mut project = bases.project.clone();
+        if minimal {
+            // The Dockerfile's stage of that name, as `image` sets it.
+            "minimal".clone_into(&mut project.runtime);
+        }
         let created = crate::git::rfc3339_utc(revision.commit_time);
         let defines_size_profile = crate::metadata::root_manifest_has(dir, &["profile", "size"]);
         image.build_args(
@@ -165,7 +181,7 @@ pub fn request(
             revision,
             // The bench measures build time; the source label changes nothing.
             (&created, ""),
-            &bases.project,
+            &project,
             defines_size_profile,
         )
     } else {

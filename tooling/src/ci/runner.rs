@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
+use xshell::{Cmd, Shell};
+
 use super::plan::{Action, Step};
 use crate::checks::Check;
 use crate::output;
+use crate::process::{self, Background, Sink};
 
 /// How often a quiet step reports that it is still running.
 const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -87,21 +90,18 @@ impl Runner {
         }
     }
 
-    fn command(&self, step: &Step, image: Option<&str>) -> Command {
+    fn command<'a>(&self, sh: &'a Shell, step: &Step, image: Option<&str>) -> Cmd<'a> {
         match &step.action {
             Action::Cargo(args) => {
                 let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let mut command = Command::new(cargo);
-                command.args(args);
-                command
+                sh.cmd(cargo).args(args)
             }
             Action::Xtask { args, .. } => {
-                let mut command = Command::new(&self.xtask);
-                command.arg("--json").args(args);
-                if let Some(image) = image {
-                    command.args(["--image", image]);
+                let command = sh.cmd(&self.xtask).arg("--json").args(args);
+                match image {
+                    Some(image) => command.args(["--image", image]),
+                    None => command,
                 }
-                command
             }
         }
     }
@@ -118,8 +118,9 @@ impl Runner {
         let log = File::create(log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
-        let mut command = self.command(step, image);
-        let shown = shown(&command);
+        let sh = Shell::new()?;
+        let command = self.command(&sh, step, image);
+        let shown = shown(&command.to_string());
         eprintln!(
             "ci: {position} {}: {shown} (log: {})",
             step.name,
@@ -127,15 +128,15 @@ impl Runner {
         );
         writeln!(lock(&log), "$ {shown}")?;
         let started = Instant::now();
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot run {shown}"))?;
+        let mut child = process::start(
+            &format!("run {}", step.name),
+            command,
+            &Sink::Piped,
+            &Sink::Piped,
+        )?;
         let keeps_stdout = matches!(step.action, Action::Xtask { .. });
-        let stdout = child.stdout.take().context("no stdout")?;
-        let stderr = child.stderr.take().context("no stderr")?;
+        let stdout = child.stdout().context("no stdout")?;
+        let stderr = child.stderr().context("no stderr")?;
         let stdout = if keeps_stdout {
             Collected::Text(collect(stdout))
         } else {
@@ -162,19 +163,18 @@ impl Runner {
     /// it past the step timeout (`status` is then `None`).
     fn wait(
         &self,
-        child: &mut Child,
+        child: &mut Background,
         name: &str,
         started: Instant,
     ) -> anyhow::Result<Option<ExitStatus>> {
         let mut next_heartbeat = HEARTBEAT;
         loop {
-            if let Some(status) = child.try_wait().context("cannot wait for the step")? {
+            if let Some(status) = child.try_status()? {
                 return Ok(Some(status));
             }
             let elapsed = started.elapsed();
             if elapsed > self.step_timeout {
-                let _ = child.kill();
-                let _ = child.wait();
+                child.kill();
                 return Ok(None);
             }
             if !self.verbose && elapsed >= next_heartbeat {
@@ -220,19 +220,19 @@ fn copy_lines(
     })
 }
 
-fn shown(command: &Command) -> String {
-    let program = Path::new(command.get_program())
+/// The command line with its program's directory left out, and this very
+/// program called as its users call it.
+fn shown(command: &str) -> String {
+    let (program, args) = command.split_once(' ').unwrap_or((command, ""));
+    let program = Path::new(program)
         .file_name()
         .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
     let program = if program == "xtask" {
-        "cargo xtask".to_owned()
+        "cargo xtask"
     } else {
-        program
+        &program
     };
-    std::iter::once(program)
-        .chain(command.get_args().map(|a| a.to_string_lossy().into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    format!("{program} {args}").trim_end().to_owned()
 }
 
 fn judge(step: &Step, finished: &Finished, log: &Path) -> Outcome {

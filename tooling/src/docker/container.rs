@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use xshell::Shell;
 
 use super::Docker;
 use super::hardening::{Hardening, TMPFS_OPTIONS};
+use crate::process::{self, Background, Sink};
 use crate::wait::{self, Poll};
 
 /// Marks every container and volume a command creates; the value names the
@@ -256,13 +256,15 @@ impl Scope {
         &self,
         container: &Container,
         grace: Duration,
-    ) -> anyhow::Result<duct::Handle> {
-        duct::cmd(self.docker.program(), stop_args(container, grace))
-            .stdout_null()
-            .stderr_capture()
-            .unchecked()
-            .start()
-            .with_context(|| format!("cannot run docker stop {}", container.name))
+    ) -> anyhow::Result<Background> {
+        let sh = Shell::new()?;
+        process::start(
+            &format!("stop {}", container.name),
+            sh.cmd(self.docker.program())
+                .args(stop_args(container, grace)),
+            &Sink::Null,
+            &Sink::Piped,
+        )
     }
 
     /// Waits for the container to exit, up to `bound`.
@@ -288,10 +290,12 @@ impl Scope {
     /// each entry's path with its kind, size and content digest.
     pub fn contents(&self, container: &Container, dir: &str) -> anyhow::Result<Contents> {
         let source = format!("{}:{dir}/.", container.name);
-        let reader = duct::cmd(self.docker.program(), ["cp", source.as_str(), "-"])
-            .stderr_capture()
-            .reader()
-            .with_context(|| format!("cannot run docker cp {source}"))?;
+        let sh = Shell::new()?;
+        let reader = process::stream(
+            &format!("copy {dir} out of {}", container.name),
+            sh.cmd(self.docker.program())
+                .args(["cp", source.as_str(), "-"]),
+        )?;
         Contents::read(reader).with_context(|| format!("cannot read {dir} in {}", container.name))
     }
 
@@ -499,28 +503,6 @@ fn stop_args(container: &Container, grace: Duration) -> [String; 4] {
     ]
 }
 
-/// Waits for a background `docker stop`, up to `bound`.
-pub fn wait_for_stop(handle: &duct::Handle, bound: Duration) -> anyhow::Result<()> {
-    let waited = wait::until(bound, Duration::from_millis(5), || {
-        Ok(
-            match handle.try_wait().context("cannot wait for docker stop")? {
-                Some(output) => Poll::Ready(output.clone()),
-                None => Poll::Waiting("docker stop still running".to_owned()),
-            },
-        )
-    });
-    let output = waited.inspect_err(|_| {
-        let _ = handle.kill();
-    })?;
-    if !output.status.success() {
-        bail!(
-            "docker stop: {}",
-            crate::process::last_line(&String::from_utf8_lossy(&output.stderr))
-        );
-    }
-    Ok(())
-}
-
 /// A directory's entries: path, then kind, size and content digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Contents(pub std::collections::BTreeMap<String, String>);
@@ -528,11 +510,13 @@ pub struct Contents(pub std::collections::BTreeMap<String, String>);
 impl Contents {
     /// Reads the tar stream `docker cp <container>:<dir>/. -` writes.
     pub fn read(reader: impl std::io::Read) -> anyhow::Result<Contents> {
-        use super::tar_stream::{Kind, TarStream};
+        use super::tar_stream::{self, Header, Kind};
         use std::io::Read as _;
-        let mut tar = TarStream::new(reader);
+        let mut archive = tar::Archive::new(reader);
         let mut entries = std::collections::BTreeMap::new();
-        while let Some(header) = tar.next_header()? {
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let header = Header::read(&mut entry)?;
             let path = header.path.trim_start_matches("./").trim_end_matches('/');
             if path.is_empty() || path == "." {
                 continue;
@@ -540,7 +524,7 @@ impl Contents {
             let what = match &header.kind {
                 Kind::File => {
                     let mut content = Vec::new();
-                    tar.content().read_to_end(&mut content)?;
+                    tar_stream::content(&mut entry).read_to_end(&mut content)?;
                     format!(
                         "file {} bytes {}",
                         header.size,
@@ -854,13 +838,17 @@ fn remove_volumes(program: &Path, names: &[String]) {
 /// Cleanup must not fail the run or print noise: what it cannot remove the
 /// next run's sweep removes.
 fn quietly<const N: usize>(program: &Path, verb: [&str; N], names: &[String]) {
-    let _ = Command::new(program)
-        .args(verb)
-        .args(names)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if let Ok(sh) = Shell::new() {
+        let _ = sh
+            .cmd(program)
+            .args(verb)
+            .args(names)
+            .quiet()
+            .ignore_status()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
+    }
 }
 
 fn install_interrupt_handler() {
@@ -893,16 +881,9 @@ fn remove_owned_by_this_process() {
     };
     let filter = format!("label={OWNER_LABEL}={}", std::process::id());
     let list = |args: &[&str]| -> Vec<String> {
-        Command::new(&program)
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            })
+        Shell::new()
+            .and_then(|sh| sh.cmd(&program).args(args).quiet().ignore_stderr().read())
+            .map(|listed| listed.lines().map(str::to_owned).collect())
             .unwrap_or_default()
     };
     remove_containers(

@@ -167,16 +167,17 @@ impl Docker {
             .output(sh, ["create", "--entrypoint", "/", reference])
             .with_context(|| format!("cannot create a container from {reference}"))?;
         let container = container.trim();
-        let listing = duct::cmd!(&self.client, "export", container)
-            .pipe(duct::cmd!("tar", "-t"))
-            .stderr_null()
-            .read();
+        let listing = process::stream(
+            &format!("export a container of {reference}"),
+            sh.cmd(&self.client).args(["export", container]),
+        )
+        .and_then(|export| export_paths(export).context("cannot read the export"));
         // `--volumes`: the image declares a VOLUME, whose anonymous volume
         // would otherwise outlive the container.
         let removed = self.output(sh, ["rm", "--volumes", container]);
         let listing = listing.with_context(|| format!("cannot list the files of {reference}"))?;
         removed?;
-        Ok(parse_tar_listing(&listing))
+        Ok(listing)
     }
 }
 
@@ -187,9 +188,18 @@ fn is_missing_image(error: &str) -> bool {
 
 /// `tar -t` prints `./etc/passwd` or `etc/passwd`, directories with a
 /// trailing slash; this gives `etc/passwd` and `etc`.
-pub fn parse_tar_listing(listing: &str) -> Vec<String> {
-    listing
-        .lines()
+fn export_paths(export: impl std::io::Read) -> anyhow::Result<Vec<String>> {
+    let mut paths = Vec::new();
+    for entry in tar::Archive::new(export).entries()? {
+        let entry = entry?;
+        paths.push(entry.path()?.to_string_lossy().into_owned());
+    }
+    Ok(normalized_paths(paths.iter().map(String::as_str)))
+}
+
+/// Archive paths as the image holds them: no `./`, no trailing `/`.
+pub fn normalized_paths<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
+    paths
         .map(|line| line.trim_start_matches("./").trim_end_matches('/'))
         .filter(|path| !path.is_empty() && *path != ".")
         .map(str::to_owned)
@@ -392,7 +402,7 @@ mod tests {
     fn tar_listings_become_plain_paths() {
         let listing = "./\n./bin\n./etc/\n./etc/passwd\nusr/bin/\n";
         assert_eq!(
-            parse_tar_listing(listing),
+            normalized_paths(listing.lines()),
             ["bin", "etc", "etc/passwd", "usr/bin"]
         );
     }

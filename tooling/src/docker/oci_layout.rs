@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 
-use super::tar_stream::{Header, Kind, TarStream};
+use super::tar_stream::{self, Header, Kind};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -159,16 +159,16 @@ impl OciLayout {
             } else {
                 Box::new(bytes)
             };
-        let mut tar = TarStream::new(reader);
+        let unreadable = || format!("layer {} is not a readable tar", layer.digest);
+        let mut archive = tar::Archive::new(reader);
         let mut entries = Vec::new();
-        while let Some(header) = tar
-            .next_header()
-            .with_context(|| format!("layer {} is not a readable tar", layer.digest))?
-        {
+        for entry in archive.entries().with_context(unreadable)? {
+            let mut entry = entry.with_context(unreadable)?;
+            let header = Header::read(&mut entry).with_context(unreadable)?;
             let mut hasher = sha1_smol::Sha1::new();
             if header.kind == Kind::File {
                 let mut content = Vec::new();
-                tar.content().read_to_end(&mut content)?;
+                tar_stream::content(&mut entry).read_to_end(&mut content)?;
                 hasher.update(&content);
             }
             entries.push(LayerEntry {
@@ -182,14 +182,16 @@ impl OciLayout {
 
 /// Every regular file of the archive, by path (`./` removed).
 fn read_entries(reader: impl Read) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
-    let mut tar = TarStream::new(reader);
+    let mut archive = tar::Archive::new(reader);
     let mut files = BTreeMap::new();
-    while let Some(header) = tar.next_header()? {
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let header = Header::read(&mut entry)?;
         if header.kind != Kind::File {
             continue;
         }
         let mut content = Vec::new();
-        tar.content().read_to_end(&mut content)?;
+        tar_stream::content(&mut entry).read_to_end(&mut content)?;
         let path = header.path.trim_start_matches("./").to_owned();
         files.insert(path, content);
     }

@@ -16,7 +16,7 @@ use flate2::write::GzEncoder;
 use serde::Deserialize;
 
 use super::Docker;
-use super::tar_stream::{Kind, TarStream};
+use super::tar_stream::{self, Header, Kind};
 
 /// Archive entries that are not layers (manifests, configs) are kept in
 /// memory up to this size.
@@ -26,10 +26,11 @@ impl Docker {
     /// Streams `docker save` through the reader: the archive is never
     /// written out.
     pub fn save(&self, reference: &str) -> anyhow::Result<SavedImage> {
-        let reader = duct::cmd(self.program(), ["save", reference])
-            .stderr_null()
-            .reader()
-            .context("cannot run docker save")?;
+        let sh = xshell::Shell::new()?;
+        let reader = crate::process::stream(
+            &format!("save {reference}"),
+            sh.cmd(self.program()).args(["save", reference]),
+        )?;
         SavedImage::read(BufReader::with_capacity(1 << 20, reader))
             .with_context(|| format!("cannot read the layers of {reference}"))
     }
@@ -81,12 +82,15 @@ impl SavedImage {
     pub fn read(reader: impl Read) -> anyhow::Result<SavedImage> {
         let mut blobs: HashMap<String, Blob> = HashMap::new();
         let mut aliases: HashMap<String, String> = HashMap::new();
-        let mut tar = TarStream::new(reader);
-        while let Some(header) = tar.next_header().context("cannot read the saved image")? {
+        let unreadable = "cannot read the saved image";
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().context(unreadable)? {
+            let mut entry = entry.context(unreadable)?;
+            let header = Header::read(&mut entry).context(unreadable)?;
             let path = normalize(&header.path);
             match header.kind {
                 Kind::File if header.size > 0 => {
-                    let blob = read_blob(&mut tar, header.size)
+                    let blob = read_blob(tar_stream::content(&mut entry), header.size)
                         .with_context(|| format!("cannot read {path} in the saved image"))?;
                     blobs.insert(path, blob);
                 }
@@ -129,8 +133,7 @@ enum LayerEntry {
     Other,
 }
 
-fn read_blob<R: Read>(tar: &mut TarStream<R>, size: u64) -> anyhow::Result<Blob> {
-    let mut content = tar.content();
+fn read_blob(mut content: impl Read, size: u64) -> anyhow::Result<Blob> {
     let mut head = Vec::with_capacity(512);
     (&mut content).take(512).read_to_end(&mut head)?;
     let is_gzip = head.starts_with(&[0x1f, 0x8b]);
@@ -176,9 +179,12 @@ fn read_blob<R: Read>(tar: &mut TarStream<R>, size: u64) -> anyhow::Result<Blob>
 }
 
 fn scan_layer(reader: impl Read) -> anyhow::Result<Vec<(String, LayerEntry)>> {
-    let mut tar = TarStream::new(reader);
+    let mut archive = tar::Archive::new(reader);
     let mut entries = Vec::new();
-    while let Some(header) = tar.next_header().context("cannot read a layer")? {
+    for entry in archive.entries().context("cannot read a layer")? {
+        let header = entry
+            .and_then(|mut entry| Header::read(&mut entry))
+            .context("cannot read a layer")?;
         let entry = match header.kind {
             Kind::File => LayerEntry::File(header.size),
             Kind::Directory => LayerEntry::Directory,

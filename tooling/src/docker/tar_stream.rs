@@ -1,10 +1,11 @@
-//! A forward-only tar reader: enough of ustar, GNU and PAX to walk the
-//! archives `docker save` writes and the layer tars inside them, one pass,
-//! without holding an entry in memory.
+//! Tar entries as the image code sees them. The `tar` crate walks the
+//! archive in one pass, GNU long names and PAX records folded in; this turns
+//! an entry into our [`Header`], and makes an archive that ends mid-entry an
+//! error where the crate's reader would stop short.
 
 use std::io::{self, Read};
 
-const BLOCK: u64 = 512;
+use tar::EntryType;
 
 /// What an entry is, as far as sizing an image cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,297 +32,78 @@ pub struct Header {
     pub mtime: String,
 }
 
-/// Reads headers in order; the content of the current entry is read through
-/// [`TarStream::content`] or skipped by the next call to [`TarStream::next_header`].
-pub struct TarStream<R> {
-    inner: R,
-    /// Content bytes of the current entry not yet read.
-    remaining: u64,
-    /// Padding after the current entry's content up to the next block.
-    padding: u64,
-    finished: bool,
-}
-
-impl<R: Read> TarStream<R> {
-    pub fn new(inner: R) -> Self {
-        TarStream {
-            inner,
-            remaining: 0,
-            padding: 0,
-            finished: false,
-        }
-    }
-
-    /// The next entry's header, or `None` at the end of the archive.
-    ///
-    /// GNU long names and PAX extended headers are folded into the entry they
-    /// describe, so callers only see real entries.
-    pub fn next_header(&mut self) -> io::Result<Option<Header>> {
-        let mut long_path: Option<String> = None;
-        let mut long_link: Option<String> = None;
-        let mut pax_size: Option<u64> = None;
-        let mut pax_mtime: Option<String> = None;
-        loop {
-            self.skip_rest()?;
-            if self.finished {
-                return Ok(None);
-            }
-            let mut block = [0u8; 512];
-            if !read_block_or_eof(&mut self.inner, &mut block)? || block.iter().all(|&b| b == 0) {
-                // Two zero blocks end an archive; one is enough to know, and
-                // some writers stop without them.
-                self.finished = true;
-                return Ok(None);
-            }
-            let mut raw = parse_raw_header(&block)?;
-            self.remaining = raw.size;
-            self.padding = padding_for(raw.size);
-            match raw.typeflag {
-                b'L' => long_path = Some(self.read_text_content()?),
-                b'K' => long_link = Some(self.read_text_content()?),
-                b'x' => {
-                    let pax = parse_pax(&self.read_content_to_vec()?);
-                    long_path = pax.path.or(long_path);
-                    long_link = pax.linkpath.or(long_link);
-                    pax_size = pax.size.or(pax_size);
-                    pax_mtime = pax.mtime.or(pax_mtime);
-                }
-                b'g' => {
-                    self.read_content_to_vec()?;
-                }
-                _ => {
-                    if let Some(size) = pax_size {
-                        raw.size = size;
-                        self.remaining = size;
-                        self.padding = padding_for(size);
-                    }
-                    if let Some(mtime) = pax_mtime {
-                        raw.mtime = mtime;
-                    }
-                    return Ok(Some(raw.into_header(long_path, long_link)));
-                }
-            }
-        }
-    }
-
-    /// The current entry's content.
-    pub fn content(&mut self) -> Content<'_, R> {
-        Content { stream: self }
-    }
-
-    fn read_content_to_vec(&mut self) -> io::Result<Vec<u8>> {
-        let mut content = Vec::new();
-        self.content().read_to_end(&mut content)?;
-        Ok(content)
-    }
-
-    fn read_text_content(&mut self) -> io::Result<String> {
-        let content = self.read_content_to_vec()?;
-        let text = content.split(|&b| b == 0).next().unwrap_or_default();
-        Ok(String::from_utf8_lossy(text).into_owned())
-    }
-
-    fn skip_rest(&mut self) -> io::Result<()> {
-        let skip = self.remaining + self.padding;
-        if skip > 0 {
-            let copied = io::copy(&mut (&mut self.inner).take(skip), &mut io::sink())?;
-            if copied < skip {
-                return Err(truncated());
-            }
-        }
-        self.remaining = 0;
-        self.padding = 0;
-        Ok(())
-    }
-}
-
-/// Reads the content of the entry whose header was returned last.
-pub struct Content<'a, R> {
-    stream: &'a mut TarStream<R>,
-}
-
-impl<R: Read> Read for Content<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let remaining = self.stream.remaining;
-        if remaining == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        let want = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
-        let read = self.stream.inner.read(&mut buf[..want])?;
-        if read == 0 {
-            return Err(truncated());
-        }
-        self.stream.remaining -= read as u64;
-        Ok(read)
-    }
-}
-
-struct RawHeader {
-    name: String,
-    link: String,
-    size: u64,
-    typeflag: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: String,
-}
-
-impl RawHeader {
-    fn into_header(self, long_path: Option<String>, long_link: Option<String>) -> Header {
-        let link = long_link.unwrap_or(self.link);
-        let kind = match self.typeflag {
-            b'0' | 0 | b'7' => Kind::File,
-            b'5' => Kind::Directory,
-            b'2' => Kind::Symlink(link),
-            b'1' => Kind::HardLink(link),
+impl Header {
+    /// The crate has applied GNU long names and PAX `path`, `linkpath`,
+    /// `size`, `uid` and `gid` already; PAX `mtime` is ours to read.
+    pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Header> {
+        let pax_mtime = entry.pax_extensions()?.and_then(|mut records| {
+            records
+                .find_map(|record| record.ok().filter(|r| r.key_bytes() == b"mtime"))
+                .map(|record| String::from_utf8_lossy(record.value_bytes()).into_owned())
+        });
+        let link = || -> io::Result<String> {
+            Ok(entry
+                .link_name()?
+                .map(|link| link.to_string_lossy().into_owned())
+                .unwrap_or_default())
+        };
+        let header = entry.header();
+        let kind = match header.entry_type() {
+            EntryType::Regular | EntryType::Continuous => Kind::File,
+            EntryType::Directory => Kind::Directory,
+            EntryType::Symlink => Kind::Symlink(link()?),
+            EntryType::Link => Kind::HardLink(link()?),
             _ => Kind::Other,
         };
-        Header {
-            path: long_path.unwrap_or(self.name),
+        Ok(Header {
+            path: entry.path()?.to_string_lossy().into_owned(),
             kind,
-            size: self.size,
-            mode: self.mode,
-            uid: self.uid,
-            gid: self.gid,
-            mtime: self.mtime,
-        }
-    }
-}
-
-fn parse_raw_header(block: &[u8; 512]) -> io::Result<RawHeader> {
-    let stored: u64 = block[148..156]
-        .iter()
-        .filter(|&&b| b != 0 && b != b' ')
-        .fold(0, |sum, &b| sum * 8 + u64::from(b.wrapping_sub(b'0')));
-    let computed: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
+            size: entry.size(),
+            mode: header.mode()? & 0o7777,
+            uid: header.uid()?,
+            gid: header.gid()?,
+            mtime: match pax_mtime {
+                Some(mtime) => mtime,
+                None => header.mtime()?.to_string(),
+            },
         })
-        .sum();
-    if stored != computed {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a tar archive (header checksum mismatch)",
-        ));
     }
-    let mut name = c_string(&block[0..100]);
-    let is_ustar = &block[257..262] == b"ustar";
-    if is_ustar {
-        let prefix = c_string(&block[345..500]);
-        if !prefix.is_empty() {
-            name = format!("{prefix}/{name}");
+}
+
+/// The entry's content. Where the archive is cut mid-entry, the crate's
+/// reader ends early and errs only at the next entry; this one errs there.
+pub fn content<'e, 'a, R: Read>(
+    entry: &'e mut tar::Entry<'a, R>,
+) -> Content<&'e mut tar::Entry<'a, R>> {
+    let remaining = entry.size();
+    Content { entry, remaining }
+}
+
+/// See [`content`].
+pub struct Content<E> {
+    entry: E,
+    remaining: u64,
+}
+
+impl<E: Read> Read for Content<E> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.entry.read(buf)?;
+        if read == 0 && self.remaining > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "tar archive ends mid-entry",
+            ));
         }
+        self.remaining = self.remaining.saturating_sub(read as u64);
+        Ok(read)
     }
-    Ok(RawHeader {
-        name,
-        link: c_string(&block[157..257]),
-        size: parse_number(&block[124..136])?,
-        typeflag: block[156],
-        // Only the permission bits: 12 bits fit in any mode field.
-        mode: u32::try_from(parse_number(&block[100..108])? & 0o7777).unwrap_or_default(),
-        uid: parse_number(&block[108..116])?,
-        gid: parse_number(&block[116..124])?,
-        mtime: parse_number(&block[136..148])?.to_string(),
-    })
-}
-
-fn c_string(field: &[u8]) -> String {
-    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    String::from_utf8_lossy(&field[..end]).into_owned()
-}
-
-/// Octal, or GNU base-256 for sizes past 8 GiB.
-fn parse_number(field: &[u8]) -> io::Result<u64> {
-    if field[0] & 0x80 != 0 {
-        return Ok(field[1..]
-            .iter()
-            .fold(u64::from(field[0] & 0x7f), |n, &b| (n << 8) | u64::from(b)));
-    }
-    let text = c_string(field);
-    let text = text.trim_matches(|c: char| c == ' ' || c == '\0');
-    if text.is_empty() {
-        return Ok(0);
-    }
-    u64::from_str_radix(text, 8).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad number in tar header: {text:?}"),
-        )
-    })
-}
-
-#[derive(Default)]
-struct Pax {
-    path: Option<String>,
-    linkpath: Option<String>,
-    size: Option<u64>,
-    mtime: Option<String>,
-}
-
-/// PAX records are `"<len> <key>=<value>\n"`, the length counting the whole record.
-fn parse_pax(records: &[u8]) -> Pax {
-    let mut pax = Pax::default();
-    let mut rest = records;
-    while let Some(space) = rest.iter().position(|&b| b == b' ') {
-        let Some(len) = std::str::from_utf8(&rest[..space])
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-        else {
-            break;
-        };
-        if len <= space || len > rest.len() {
-            break;
-        }
-        let record = &rest[space + 1..len];
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(eq) = record.iter().position(|&b| b == b'=') {
-            let value = String::from_utf8_lossy(&record[eq + 1..]).into_owned();
-            match &record[..eq] {
-                b"path" => pax.path = Some(value),
-                b"linkpath" => pax.linkpath = Some(value),
-                b"size" => pax.size = value.parse().ok(),
-                b"mtime" => pax.mtime = Some(value),
-                _ => {}
-            }
-        }
-        rest = &rest[len..];
-    }
-    pax
-}
-
-fn padding_for(size: u64) -> u64 {
-    (BLOCK - size % BLOCK) % BLOCK
-}
-
-/// Fills `block`; `false` on a clean end of input before the first byte.
-fn read_block_or_eof(reader: &mut impl Read, block: &mut [u8; 512]) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < block.len() {
-        match reader.read(&mut block[filled..]) {
-            Ok(0) if filled == 0 => return Ok(false),
-            Ok(0) => return Err(truncated()),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
-fn truncated() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "tar archive ends mid-entry")
 }
 
 /// Builds small archives for tests of this module and of its users.
 #[cfg(test)]
 pub mod testing {
+    use tar::{Builder, EntryType, Header};
+
     /// One entry for [`archive`].
     pub enum Entry<'a> {
         File(&'a str, &'a [u8]),
@@ -336,72 +118,58 @@ pub mod testing {
     }
 
     pub fn archive(entries: &[Entry<'_>]) -> Vec<u8> {
-        let mut out = Vec::new();
+        use EntryType::{Directory, Regular, Symlink};
+        let mut tar = Builder::new(Vec::new());
         for entry in entries {
             match entry {
-                Entry::File(path, content) => push(&mut out, path, b'0', "", content),
+                Entry::File(path, content) => append(&mut tar, Regular, path, "", content, 0),
                 Entry::FileAt(path, content, mtime) => {
-                    push_at(&mut out, path, b'0', "", content, *mtime);
+                    append(&mut tar, Regular, path, "", content, *mtime);
                 }
-                Entry::Dir(path) => push(&mut out, path, b'5', "", b""),
-                Entry::Symlink(path, target) => push(&mut out, path, b'2', target, b""),
+                Entry::Dir(path) => append(&mut tar, Directory, path, "", b"", 0),
+                Entry::Symlink(path, target) => append(&mut tar, Symlink, path, target, b"", 0),
                 Entry::PaxFile(path, content) => {
-                    let record = pax_record("path", path);
-                    push(&mut out, "PaxHeaders/x", b'x', "", record.as_bytes());
-                    push(&mut out, "short-name", b'0', "", content);
+                    tar.append_pax_extensions([("path", path.as_bytes())])
+                        .unwrap();
+                    append(&mut tar, Regular, "short-name", "", content, 0);
                 }
                 Entry::GnuLongFile(path, content) => {
-                    let mut name = path.as_bytes().to_vec();
-                    name.push(0);
-                    push(&mut out, "././@LongLink", b'L', "", &name);
-                    push(&mut out, "truncated-name", b'0', "", content);
+                    // Too long for a GNU header: the builder writes the
+                    // `././@LongLink` entry, then a truncated name.
+                    let mut header = Header::new_gnu();
+                    fill(&mut header, Regular, content.len(), 0);
+                    tar.append_data(&mut header, path, *content).unwrap();
                 }
             }
         }
-        out.extend_from_slice(&[0u8; 1024]);
-        out
+        tar.into_inner().unwrap()
     }
 
-    fn pax_record(key: &str, value: &str) -> String {
-        let body = format!(" {key}={value}\n");
-        let mut len = body.len() + 1;
-        while format!("{len}{body}").len() != len {
-            len += 1;
-        }
-        format!("{len}{body}")
-    }
-
-    fn push(out: &mut Vec<u8>, path: &str, typeflag: u8, link: &str, content: &[u8]) {
-        push_at(out, path, typeflag, link, content, 0);
-    }
-
-    fn push_at(
-        out: &mut Vec<u8>,
+    /// Names as given, where `Header::set_path` would drop a leading `./`.
+    fn append(
+        tar: &mut Builder<Vec<u8>>,
+        kind: EntryType,
         path: &str,
-        typeflag: u8,
         link: &str,
         content: &[u8],
         mtime: u64,
     ) {
-        let mut header = [0u8; 512];
-        let name = path.as_bytes();
-        header[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
-        header[100..107].copy_from_slice(b"0000644");
-        header[108..115].copy_from_slice(b"0000000");
-        header[116..123].copy_from_slice(b"0000000");
-        header[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
-        header[136..147].copy_from_slice(format!("{mtime:011o}").as_bytes());
-        header[156] = typeflag;
-        header[157..157 + link.len()].copy_from_slice(link.as_bytes());
-        header[257..263].copy_from_slice(b"ustar\0");
-        header[263..265].copy_from_slice(b"00");
-        header[148..156].fill(b' ');
-        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
-        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(content);
-        let pad = (512 - content.len() % 512) % 512;
-        out.extend(std::iter::repeat_n(0u8, pad));
+        let mut header = Header::new_ustar();
+        fill(&mut header, kind, content.len(), mtime);
+        let old = header.as_old_mut();
+        old.name[..path.len()].copy_from_slice(path.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_cksum();
+        tar.append(&header, content).unwrap();
+    }
+
+    fn fill(header: &mut Header, kind: EntryType, size: usize, mtime: u64) {
+        header.set_entry_type(kind);
+        header.set_size(size as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
     }
 }
 
@@ -410,15 +178,17 @@ mod tests {
     use super::testing::{Entry, archive};
     use super::*;
 
-    fn walk(bytes: &[u8]) -> Vec<(Header, Vec<u8>)> {
-        let mut tar = TarStream::new(bytes);
+    fn walk(bytes: &[u8]) -> io::Result<Vec<(Header, Vec<u8>)>> {
+        let mut archive = tar::Archive::new(bytes);
         let mut out = Vec::new();
-        while let Some(header) = tar.next_header().unwrap() {
-            let mut content = Vec::new();
-            tar.content().read_to_end(&mut content).unwrap();
-            out.push((header, content));
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let header = Header::read(&mut entry)?;
+            let mut bytes = Vec::new();
+            content(&mut entry).read_to_end(&mut bytes)?;
+            out.push((header, bytes));
         }
-        out
+        Ok(out)
     }
 
     #[test]
@@ -428,9 +198,10 @@ mod tests {
             Entry::File("usr/hello", b"hello world"),
             Entry::Symlink("usr/link", "hello"),
         ]);
-        let entries = walk(&bytes);
+        let entries = walk(&bytes).unwrap();
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[0].0.kind, Kind::Directory);
+        assert_eq!(entries[0].0.path, "usr/");
         assert_eq!(entries[1].0.path, "usr/hello");
         assert_eq!(entries[1].0.size, 11);
         assert_eq!(entries[1].1, b"hello world");
@@ -438,20 +209,9 @@ mod tests {
     }
 
     #[test]
-    fn unread_content_is_skipped_by_the_next_header() {
-        let big = vec![7u8; 1300];
-        let bytes = archive(&[Entry::File("a", &big), Entry::File("b", b"x")]);
-        let mut tar = TarStream::new(bytes.as_slice());
-        tar.next_header().unwrap();
-        let mut two = [0u8; 2];
-        tar.content().read_exact(&mut two).unwrap();
-        assert_eq!(tar.next_header().unwrap().unwrap().path, "b");
-    }
-
-    #[test]
     fn pax_paths_replace_the_short_name() {
         let long = format!("{}/binary", "d".repeat(120));
-        let entries = walk(&archive(&[Entry::PaxFile(&long, b"abc")]));
+        let entries = walk(&archive(&[Entry::PaxFile(&long, b"abc")])).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0.path, long);
         assert_eq!(entries[0].1, b"abc");
@@ -460,7 +220,10 @@ mod tests {
     #[test]
     fn gnu_long_names_replace_the_short_name() {
         let long = format!("{}/binary", "g".repeat(150));
-        let entries = walk(&archive(&[Entry::GnuLongFile(&long, b"abcd")]));
+        let bytes = archive(&[Entry::GnuLongFile(&long, b"abcd")]);
+        assert_eq!(&bytes[..13], b"././@LongLink");
+        let entries = walk(&bytes).unwrap();
+        assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0.path, long);
         assert_eq!(entries[0].0.size, 4);
     }
@@ -468,15 +231,18 @@ mod tests {
     #[test]
     fn a_truncated_archive_is_an_error_not_a_short_read() {
         let bytes = archive(&[Entry::File("a", &[1u8; 2000])]);
-        let mut tar = TarStream::new(&bytes[..1024]);
-        tar.next_header().unwrap();
-        let error = tar.content().read_to_end(&mut Vec::new()).unwrap_err();
+        let mut archive = tar::Archive::new(&bytes[..1024]);
+        let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+        let error = content(&mut entry)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(walk(&bytes[..1024]).is_err());
     }
 
     #[test]
     fn headers_carry_mode_owner_and_time() {
-        let entries = walk(&archive(&[Entry::FileAt("a", b"x", 1_700_000_000)]));
+        let entries = walk(&archive(&[Entry::FileAt("a", b"x", 1_700_000_000)])).unwrap();
         let header = &entries[0].0;
         assert_eq!(header.mode, 0o644);
         assert_eq!((header.uid, header.gid), (0, 0));
@@ -484,21 +250,26 @@ mod tests {
     }
 
     #[test]
-    fn text_that_is_not_a_tar_is_rejected() {
-        let mut garbage = b"{\"not\":\"a tar\"}".to_vec();
-        garbage.resize(512, b' ');
-        let error = TarStream::new(garbage.as_slice())
-            .next_header()
-            .unwrap_err();
-        assert!(error.to_string().contains("not a tar"), "{error}");
+    fn a_pax_mtime_is_kept_as_written() {
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.append_pax_extensions([("mtime", &b"1700000000.25"[..])])
+            .unwrap();
+        tar.get_mut()
+            .extend(archive(&[Entry::FileAt("a", b"x", 1_700_000_000)]));
+        let entries = walk(&tar.into_inner().unwrap()).unwrap();
+        assert_eq!(entries[0].0.mtime, "1700000000.25");
     }
 
     #[test]
-    fn base_256_sizes_are_read() {
-        let mut field = [0u8; 12];
-        field[0] = 0x80;
-        field[11] = 0x01;
-        field[10] = 0x02;
-        assert_eq!(parse_number(&field).unwrap(), 0x0201);
+    fn text_that_is_not_a_tar_is_rejected() {
+        let mut garbage = b"{\"not\":\"a tar\"}".to_vec();
+        assert!(walk(&garbage).is_err(), "shorter than a header");
+        garbage.resize(512, b' ');
+        let error = walk(&garbage).unwrap_err();
+        assert!(error.to_string().contains("cksum"), "{error}");
+        let mut corrupted = archive(&[Entry::File("a", b"x")]);
+        corrupted[0] = b'b';
+        let error = walk(&corrupted).unwrap_err();
+        assert!(error.to_string().contains("checksum mismatch"), "{error}");
     }
 }

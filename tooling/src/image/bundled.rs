@@ -16,9 +16,19 @@ pub const DIR: &str = "target/xtask/image/tools";
 /// The probe's and rootfs's sources, as this crate was built with them.
 /// `assets/` links to the repository's own files, and cargo packages a
 /// link's content, so the crate carries them by path, git or registry.
-const SOURCES: [(&str, &str); 2] = [
-    ("healthcheck", include_str!("../../assets/healthcheck.rs")),
-    ("rootfs", include_str!("../../assets/rootfs.rs")),
+/// Each tool's files, its library (when it has one) first.
+const SOURCES: [(&str, &[(&str, &str)]); 2] = [
+    (
+        "healthcheck",
+        &[
+            ("lib.rs", include_str!("../../assets/healthcheck-lib.rs")),
+            ("main.rs", include_str!("../../assets/healthcheck.rs")),
+        ],
+    ),
+    (
+        "rootfs",
+        &[("main.rs", include_str!("../../assets/rootfs.rs"))],
+    ),
 ];
 
 /// The profile `image --optimize` builds with, for the tools and for a
@@ -53,13 +63,18 @@ pub fn write(root: &Path) -> anyhow::Result<()> {
         let _ = writeln!(workspace, "{key} = {value}");
     }
     write_file(&dir.join("Cargo.toml"), &workspace)?;
-    for (name, source) in SOURCES {
-        let manifest = format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
-             [[bin]]\nname = \"{name}\"\npath = \"main.rs\"\n"
+    for (name, files) in SOURCES {
+        let mut manifest = format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n"
         );
+        if files.iter().any(|(file, _)| *file == "lib.rs") {
+            manifest.push_str("[lib]\npath = \"lib.rs\"\n\n");
+        }
+        let _ = writeln!(manifest, "[[bin]]\nname = \"{name}\"\npath = \"main.rs\"");
         write_file(&dir.join(name).join("Cargo.toml"), &manifest)?;
-        write_file(&dir.join(name).join("main.rs"), source)?;
+        for &(file, source) in files {
+            write_file(&dir.join(name).join(file), source)?;
+        }
     }
     Ok(())
 }
@@ -126,6 +141,7 @@ mod tests {
         for asset in [
             "assets/Dockerfile",
             "assets/healthcheck.rs",
+            "assets/healthcheck-lib.rs",
             "assets/rootfs.rs",
             "assets/xtask-main.rs",
         ] {

@@ -1,6 +1,6 @@
 //! A throwaway registry on loopback: Debian's `docker-registry` (the CNCF
 //! distribution registry), its storage in a directory of its own, stopped
-//! when dropped.
+//! when dropped (with its process).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use xshell::{Shell, cmd};
+
 use crate::http::Client;
+use crate::process::{self, Background, Sink};
 use crate::wait::{self, Poll};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Registry {
     pub addr: SocketAddr,
-    process: duct::Handle,
+    process: Background,
 }
 
 impl Registry {
@@ -30,22 +33,18 @@ impl Registry {
         std::fs::write(&config, config_yaml(addr, &dir.join("storage")))
             .with_context(|| format!("cannot write {}", config.display()))?;
         let log = dir.join("registry.log");
-        let process = duct::cmd!(program, "serve", &config)
-            .stdin_null()
-            .stderr_to_stdout()
-            .stdout_path(&log)
-            .unchecked()
-            .start()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let registry = Registry { addr, process };
+        let sh = Shell::new()?;
+        let process = process::start(
+            "start the registry",
+            cmd!(sh, "{program} serve {config}"),
+            &Sink::File(log.clone()),
+            &Sink::File(log.clone()),
+        )?;
+        let mut registry = Registry { addr, process };
         let client = Client::new(addr, Duration::from_secs(2));
         wait::until(START_TIMEOUT, Duration::from_millis(200), || {
-            if let Ok(Some(output)) = registry.process.try_wait() {
-                anyhow::bail!(
-                    "the registry exited ({}); see {}",
-                    output.status,
-                    log.display()
-                );
+            if let Ok(Some(status)) = registry.process.try_status() {
+                anyhow::bail!("the registry exited ({status}); see {}", log.display());
             }
             Ok(match client.get("/v2/") {
                 Ok(response) if response.status == 200 => Poll::Ready(()),
@@ -82,12 +81,6 @@ impl Registry {
             .flatten()
             .filter_map(|tag| tag.as_str().map(str::to_owned))
             .collect())
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::traffic::{self, Acknowledged, Load, Plan};
 use super::{EXIT_KILLED, LOAD_LEAD, STOP_MARGIN, Test, human, not_applicable, progress};
 use crate::checks::Check;
-use crate::docker::container::{self, Container, State};
+use crate::docker::container::{Container, State};
 use crate::output;
 
 impl Test<'_> {
@@ -54,8 +54,7 @@ impl Test<'_> {
         let stop = self.scope.stop_in_background(container, grace);
         let signalled = Instant::now();
         load.signal_sent();
-        let stop = stop
-            .and_then(|handle| container::wait_for_stop(&handle, grace + Duration::from_secs(15)));
+        let stop = stop.and_then(|mut stop| stop.succeed_within(grace + Duration::from_secs(15)));
         let latency = signalled.elapsed();
         let seen = load.finish();
         stop?;

@@ -1,0 +1,1 @@
+../../healthcheck/src/lib.rs
