@@ -98,12 +98,6 @@ fn readiness_follows_postgres_availability() {
     assert_eq!(created.status, 201, "{}", created.text());
 }
 
-fn metric(server: &common::Server, name: &str) -> Option<u64> {
-    let text = http::get(server.addr(), "/metrics").text();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// A query cut off by an administrator (57P01, as `pg_terminate_backend`
 /// and a fast shutdown send) is the database being unavailable: 503, not
 /// 500. Meanwhile `/metrics` shows the request waiting for the pool.
@@ -117,7 +111,10 @@ fn an_administrator_shutdown_mid_query_is_503_and_the_pool_shows_its_waiter() {
         .env("DATABASE_URL", &postgres.url())
         .env("DB_POOL_SIZE", "1")
         .start();
-    assert_eq!(metric(&server, "db_pool_max_connections"), Some(1));
+    assert_eq!(
+        http::metric(server.addr(), "db_pool_max_connections"),
+        Some(1)
+    );
 
     // Holds a lock on the notes, so that the server's query waits inside
     // PostgreSQL, holding the pool's only connection.
@@ -149,8 +146,8 @@ fn an_administrator_shutdown_mid_query_is_503_and_the_pool_shows_its_waiter() {
     );
     let waiting = std::thread::spawn(move || http::get(addr, "/api/v1/notes/2"));
     assert!(
-        eventually(Duration::from_secs(4), || metric(
-            &server,
+        eventually(Duration::from_secs(4), || http::metric(
+            server.addr(),
             "db_pool_waiting"
         ) == Some(1)),
         "the waiting request is not on /metrics\n{}",

@@ -2,11 +2,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Launch, Server, TempDir, eventually, expect_exit, http, send_signal};
+use common::http::{self, Arrival};
+use common::{Launch, Server, TempDir, eventually, expect_exit, send_signal};
 
 const NOTE: &[u8] = br#"{"title": "in flight", "body": "sent in two halves, around a SIGTERM"}"#;
 
@@ -14,20 +15,10 @@ const NOTE: &[u8] = br#"{"title": "in flight", "body": "sent in two halves, arou
 /// counts the request as in flight. Returns the connection and the rest.
 fn start_upload(server: &Server) -> (TcpStream, &'static [u8]) {
     let (first, rest) = NOTE.split_at(NOTE.len() / 2);
-    let mut upload = http::connect(server.addr());
-    let head = http::head(
-        "POST",
-        "/api/v1/notes",
-        &[("Content-Type", "application/json")],
-        NOTE.len(),
-    );
-    upload.write_all(head.as_bytes()).unwrap();
-    upload.write_all(first).unwrap();
+    let upload = http::start_json_upload(server.addr(), "/api/v1/notes", NOTE.len(), first);
     // The metrics request itself is in flight too, hence 2.
     let counted = eventually(Duration::from_secs(5), || {
-        http::get(server.addr(), "/metrics")
-            .text()
-            .contains("\nhttp_requests_in_flight 2\n")
+        http::metric(server.addr(), "http_requests_in_flight") == Some(2)
     });
     assert!(
         counted,
@@ -50,10 +41,6 @@ fn expect_clean_stop(server: &mut Server) {
     );
 }
 
-fn refuses_connections(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
-}
-
 #[test]
 fn sigterm_during_an_upload_lets_it_finish_then_exits_0() {
     let dir = TempDir::new("shutdown-upload");
@@ -65,11 +52,11 @@ fn sigterm_during_an_upload_lets_it_finish_then_exits_0() {
     let draining = server.wait_for_log("shutting down", Duration::from_secs(5));
     assert_eq!(draining.expect("a shutdown log line")["in_flight"], 1);
     assert!(
-        eventually(Duration::from_secs(2), || refuses_connections(addr)),
+        eventually(Duration::from_secs(2), || http::refuses_connections(addr)),
         "new connections are still accepted while draining"
     );
 
-    upload.write_all(rest).unwrap();
+    http::send(&mut upload, rest);
     let response = http::read_response(&mut upload).expect("a response to the upload");
     assert_eq!(response.status, 201, "{}", response.text());
     let note = response.json();
@@ -88,8 +75,8 @@ fn a_connection_mid_head_is_closed_at_once_while_uploads_finish() {
     let (mut upload, rest) = start_upload(&server);
     // A head one line short: not a request yet, so nothing to wait for.
     let mut half = http::connect(server.addr());
-    let head = http::head("GET", "/ready", &[], 0);
-    half.write_all(&head.as_bytes()[..head.len() - 2]).unwrap();
+    let head = http::head("GET", "/ready", &[]);
+    http::send(&mut half, &head.as_bytes()[..head.len() - 2]);
     // The server must hold the half-sent head's connection when the signal
     // comes, or the test proves nothing: its count of open connections
     // includes the upload, the half head and the request that asks.
@@ -106,12 +93,12 @@ fn a_connection_mid_head_is_closed_at_once_while_uploads_finish() {
             .is_some()
     );
     assert_eq!(
-        half.read(&mut [0; 64]).unwrap_or(0),
-        0,
+        http::wait_for_arrival(&mut half, http::IO_TIMEOUT),
+        Arrival::Closed,
         "the half-sent head was answered instead of closed"
     );
 
-    upload.write_all(rest).unwrap();
+    http::send(&mut upload, rest);
     let response = http::read_response(&mut upload).expect("a response to the upload");
     assert_eq!(response.status, 201, "{}", response.text());
     expect_clean_stop(&mut server);
@@ -124,7 +111,7 @@ fn a_half_sent_head_alone_does_not_hold_the_shutdown() {
         .env("SHUTDOWN_TIMEOUT", "30s")
         .start();
     let mut half = http::connect(server.addr());
-    half.write_all(b"GET /health HTTP/1.1\r\nHost: te").unwrap();
+    http::send(&mut half, b"GET /health HTTP/1.1\r\nHost: te");
     // Held by the server (it and the request that asks), or nothing is proved.
     assert!(
         eventually(Duration::from_secs(2), || open_connections(server.addr())
@@ -140,9 +127,7 @@ fn an_idle_keep_alive_connection_does_not_delay_shutdown() {
     let dir = TempDir::new("shutdown-keepalive");
     let mut server = Launch::new(dir.path()).start();
     let mut idle = http::connect(server.addr());
-    idle.write_all(http::head("GET", "/health", &[], 0).as_bytes())
-        .unwrap();
-    let response = http::read_response(&mut idle).unwrap();
+    let response = http::get_on(&mut idle, "/health");
     assert_eq!(response.status, 200);
     assert_ne!(response.header("connection"), Some("close"));
 
@@ -153,7 +138,10 @@ fn an_idle_keep_alive_connection_does_not_delay_shutdown() {
     assert_eq!(status.code(), Some(0), "{}", server.output());
     assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
     // The server closed the idle connection rather than leaving it open.
-    assert_eq!(idle.read(&mut [0; 16]).unwrap_or(0), 0);
+    assert_eq!(
+        http::wait_for_arrival(&mut idle, http::IO_TIMEOUT),
+        Arrival::Closed
+    );
 }
 
 #[test]
@@ -278,10 +266,5 @@ fn sigterm_stops_the_server_when_it_runs_as_pid_1() {
 
 /// The server's own count of the client connections it holds open.
 fn open_connections(addr: SocketAddr) -> u64 {
-    http::get(addr, "/metrics")
-        .text()
-        .lines()
-        .find_map(|line| line.strip_prefix("http_connections_open "))
-        .and_then(|count| count.trim().parse().ok())
-        .unwrap_or(0)
+    http::metric(addr, "http_connections_open").unwrap_or(0)
 }

@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::{Launch, Server, TempDir, eventually, expect_exit, http};
 
 const DELAYING: &str = "not ready, still serving";
 const DRAINING: &str = "draining in-flight requests";
-
-fn refuses_connections(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
-}
 
 /// The log messages in the order the server wrote them.
 fn messages(server: &Server) -> Vec<String> {
@@ -68,7 +62,7 @@ fn during_the_delay_new_connections_are_served_and_readiness_is_503() {
 
     // Then the drain as without a delay: the listener closes, exit 0.
     assert!(
-        eventually(Duration::from_secs(15), || refuses_connections(addr)),
+        eventually(Duration::from_secs(15), || http::refuses_connections(addr)),
         "still accepting connections long after the delay"
     );
     let status = expect_exit(&mut server, Duration::from_secs(15));
@@ -94,19 +88,9 @@ fn the_timeout_still_ends_a_shutdown_that_has_a_delay() {
         .env("SHUTDOWN_TIMEOUT", "2s")
         .start();
     // An upload that never completes holds the drain until the deadline.
-    let mut stalled = http::connect(server.addr());
-    let head = http::head(
-        "POST",
-        "/api/v1/notes",
-        &[("Content-Type", "application/json")],
-        100,
-    );
-    stalled.write_all(head.as_bytes()).unwrap();
-    stalled.write_all(b"{\"title\":").unwrap();
+    let _stalled = http::start_json_upload(server.addr(), "/api/v1/notes", 100, b"{\"title\":");
     assert!(eventually(Duration::from_secs(5), || {
-        http::get(server.addr(), "/metrics")
-            .text()
-            .contains("\nhttp_requests_in_flight 2\n")
+        http::metric(server.addr(), "http_requests_in_flight") == Some(2)
     }));
 
     server.signal("TERM");

@@ -424,6 +424,33 @@ mod tests {
         assert_eq!(json["checks"][0]["actual"], "--skip vuln");
     }
 
+    /// One check of each kind, with fixed times: the table people read and
+    /// the `--json` form machines read, as insta snapshots.
+    #[test]
+    fn a_verdict_renders_as_a_table_and_as_json() {
+        let error = anyhow::anyhow!("connection refused").context("cannot reach the server");
+        let verdict = Verdict {
+            text: "image server:1 (sha256:0123456789ab), 3 layers\n".to_owned(),
+            headline: "412 ms to ready".to_owned(),
+            ..verdict(vec![
+                Check::judge("start to ready", true, "412 ms", "< 5 s")
+                    .timed(Duration::from_millis(412)),
+                Check::judge("exit after drain", false, "exit 137", "exit 0")
+                    .because("exit 137 (killed by docker after 20 s)")
+                    .timed(Duration::from_millis(20_140)),
+                Check::broken("read back", "the note, whole", &error).timed(Duration::from_secs(2)),
+                Check::skipped("vulnerabilities", "no HIGH or CRITICAL", "--skip vuln"),
+                Check::cached("image builds", "builds", "2026-12-04T03:00:00Z", "33.9 MB"),
+            ])
+            .with_details(serde_json::json!({"image": "server:1", "layers": 3}))
+        };
+        insta::assert_snapshot!("verdict_table", verdict.render());
+        insta::assert_snapshot!(
+            "verdict_json",
+            serde_json::to_string_pretty(&verdict.to_json()).unwrap()
+        );
+    }
+
     #[test]
     fn the_json_carries_the_details_beside_the_checks() {
         let verdict = verdict(vec![Check::judge("a", false, "2", "1")])

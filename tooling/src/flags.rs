@@ -127,6 +127,11 @@ pub enum Command {
     /// with a throwaway key pair, and prove that verification passes with
     /// the key and fails with another.
     PublishTest(PublishTest),
+    /// Make the offline stand-ins that are missing or out of date (what
+    /// `--offline` builds on, from Debian packages and Cargo.lock) and name
+    /// them: ahead of an offline build, or for a test that needs a real
+    /// Debian image.
+    StandIns(StandIns),
     /// Remove the offline stand-ins (`xtask-offline/*`: builders, runtimes,
     /// vendored crates, service images) least recently used first, until
     /// the rest fit the budget. They are never removed otherwise: every
@@ -675,6 +680,25 @@ pub struct InitTest {
     /// Build the adopted repository's image from local stand-ins (no registry).
     #[arg(long)]
     pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StandIns {
+    /// Only this stand-in (repeatable). Default: the three an offline build uses.
+    #[arg(long, value_enum, value_name = "STAND_IN")]
+    pub only: Vec<StandIn>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StandIn {
+    /// The distroless-style runtime base (Debian 13 packages, no service).
+    Runtime,
+    /// The builder: Debian 13, a C toolchain, the pinned Rust toolchain, cargo-chef.
+    Builder,
+    /// The crates of Cargo.lock, vendored.
+    Vendor,
+    /// A Debian 13 slim runtime, what the bench's alternatives run on.
+    Slim,
 }
 
 #[derive(Debug, Args)]

@@ -20,9 +20,10 @@
 //!   backing/           postgres, redis (their images, from Debian packages)
 //! git.rs             the commit being built
 //! cargo_metadata.rs  `cargo metadata`'s answer: packages, targets, licenses
-//! testing.rs         tests only: the scanners' offline data, a real image,
-//!                    one lock for trivy
-//! stand_ins.rs       what `--offline` builds on, made from Debian packages:
+//! testing.rs         unit tests only: the scanners' offline data, one lock
+//!                    for trivy, scratch directories
+//! stand_ins.rs       what `--offline` builds on, made from Debian packages
+//!                    (and `stand-ins`, which makes and names them):
 //!                    builder, runtime, vendored crates, service images
 //!   stand_ins/usage.rs  when each was last used, for `prune`
 //! last_build.rs      target/xtask/image.json, and choosing the image to work on
@@ -162,6 +163,7 @@ fn run(root: &Path) -> anyhow::Result<bool> {
         flags::Command::Setup(setup) => setup.run(&sh)?,
         flags::Command::Init(init) => init.run(&sh)?,
         flags::Command::InitTest(args) => args.run(&sh)?,
+        flags::Command::StandIns(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Prune(args) => args.run(&sh)?,
         flags::Command::Image(image) => image.run(&sh, &metadata()?)?,
         flags::Command::Reproducible(args) => args.image().run(&sh, &metadata()?)?,

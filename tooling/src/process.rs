@@ -1,14 +1,14 @@
 //! Running external programs, the one way the xtask does: every command is
-//! an xshell `Cmd`, run here quietly for its output, visibly with its
-//! progress on stderr (stdout stays free for a command's result), in the
-//! background ([`Background`]) or as a stream of its output ([`Stream`]).
+//! an xshell `Cmd`, run here quietly for its output or visibly with its
+//! progress on stderr (stdout stays free for a command's result); through
+//! duct in the background ([`Background`]) or as a stream of its output
+//! ([`Stream`]).
 //! A failure is one line that names the program and quotes the end of its
 //! error output.
 
-use std::io::{self, Read};
+use std::io::{self, PipeReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -136,75 +136,106 @@ pub enum Sink {
     File(PathBuf),
 }
 
-impl Sink {
-    fn stdio(&self) -> anyhow::Result<Stdio> {
-        Ok(match self {
-            Sink::Null => Stdio::null(),
-            Sink::Inherit => Stdio::inherit(),
-            Sink::Piped => Stdio::piped(),
-            Sink::File(path) => std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?
-                .into(),
-        })
-    }
-}
-
-/// A program running alongside this one, with no input; killed if it still
-/// runs when dropped, so that a failed check leaves nothing behind.
+/// A program running alongside this one (through duct), with no input;
+/// killed if it still runs when dropped, so that a failed check leaves
+/// nothing behind.
 pub struct Background {
     /// What running it attempts, for errors: "could not <what>".
     what: String,
     shown: String,
-    child: Child,
+    handle: duct::Handle,
+    stdout: Option<PipeReader>,
+    stderr: Option<PipeReader>,
     status: Option<ExitStatus>,
+}
+
+/// The duct expression of an xshell command: program, arguments, working
+/// directory and variables. `env_clear` does not carry over (std does not
+/// report it): start a program in an empty environment with `env -i`.
+fn expression(cmd: Cmd<'_>) -> (duct::Expression, String) {
+    let shown = brief(&cmd.to_string());
+    let command = Command::from(cmd);
+    let mut expression = duct::cmd(command.get_program(), command.get_args())
+        .stdin_null()
+        .unchecked();
+    if let Some(dir) = command.get_current_dir() {
+        expression = expression.dir(dir);
+    }
+    for (name, value) in command.get_envs() {
+        expression = match value {
+            Some(value) => expression.env(name, value),
+            None => expression.env_remove(name),
+        };
+    }
+    (expression, shown)
 }
 
 /// Starts `cmd` in the background; `what` says what it attempts.
 pub fn start(what: &str, cmd: Cmd<'_>, stdout: &Sink, stderr: &Sink) -> anyhow::Result<Background> {
-    let shown = brief(&cmd.to_string());
-    let (stdout, stderr) = match (stdout, stderr) {
-        // One log for both, in the order they were written.
-        (Sink::File(out), Sink::File(err)) if out == err => {
-            let file = std::fs::File::create(out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
-            (Stdio::from(file.try_clone()?), Stdio::from(file))
+    let (mut expression, shown) = expression(cmd);
+    let mut stdout_pipe = None;
+    let mut stderr_pipe = None;
+    let pipe = || std::io::pipe().context("cannot make a pipe");
+    expression = match stdout {
+        Sink::Null => expression.stdout_null(),
+        Sink::Inherit => expression,
+        Sink::Piped => {
+            let (reader, writer) = pipe()?;
+            stdout_pipe = Some(reader);
+            expression.stdout_file(writer)
         }
-        _ => (stdout.stdio()?, stderr.stdio()?),
+        Sink::File(path) => expression.stdout_path(path),
     };
-    let mut command = Command::from(cmd);
-    command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
-    let child = command
-        .spawn()
+    expression = match (stdout, stderr) {
+        // One log for both, in the order they were written.
+        (Sink::File(out), Sink::File(err)) if out == err => expression.stderr_to_stdout(),
+        (_, Sink::Null) => expression.stderr_null(),
+        (_, Sink::Inherit) => expression,
+        (_, Sink::Piped) => {
+            let (reader, writer) = pipe()?;
+            stderr_pipe = Some(reader);
+            expression.stderr_file(writer)
+        }
+        (_, Sink::File(path)) => expression.stderr_path(path),
+    };
+    let handle = expression
+        .start()
         .with_context(|| format!("could not {what}: cannot run `{shown}`"))?;
+    // The pipes' write ends live in the expression: dropped here, so that a
+    // reader sees the end of the output when the program exits.
+    drop(expression);
     Ok(Background {
         what: what.to_owned(),
         shown,
-        child,
+        handle,
+        stdout: stdout_pipe,
+        stderr: stderr_pipe,
         status: None,
     })
 }
 
 impl Background {
     /// Its output, when started with [`Sink::Piped`]; once.
-    pub fn stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
+    pub fn stdout(&mut self) -> Option<PipeReader> {
+        self.stdout.take()
     }
 
-    pub fn stderr(&mut self) -> Option<ChildStderr> {
-        self.child.stderr.take()
+    pub fn stderr(&mut self) -> Option<PipeReader> {
+        self.stderr.take()
     }
 
     pub fn id(&self) -> u32 {
-        self.child.id()
+        self.handle.pids().first().copied().unwrap_or_default()
     }
 
     /// Its exit status once it has exited.
     pub fn try_status(&mut self) -> anyhow::Result<Option<ExitStatus>> {
         if self.status.is_none() {
             self.status = self
-                .child
+                .handle
                 .try_wait()
-                .with_context(|| format!("could not {}: cannot wait for it", self.what))?;
+                .with_context(|| format!("could not {}: cannot wait for it", self.what))?
+                .map(|output| output.status);
         }
         Ok(self.status)
     }
@@ -244,24 +275,14 @@ impl Background {
         if let Some(mut stderr) = self.stderr() {
             let _ = stderr.read_to_string(&mut errors);
         }
-        anyhow::bail!("{}", self.failure(status, &errors))
+        anyhow::bail!("{}", failure(&self.what, &self.shown, status, &errors))
     }
 
     pub fn kill(&mut self) {
         if self.status.is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
+            let _ = self.handle.kill();
+            self.status = self.handle.wait().ok().map(|output| output.status);
         }
-    }
-
-    fn failure(&self, status: ExitStatus, errors: &str) -> String {
-        format!(
-            "could not {}: `{}` {}: {}",
-            self.what,
-            self.shown,
-            exited(status),
-            last_line(errors)
-        )
     }
 }
 
@@ -271,56 +292,54 @@ impl Drop for Background {
     }
 }
 
-/// "exited 1", or the signal that ended it.
-fn exited(status: ExitStatus) -> String {
+/// "could not <what>: `<program …>` exited N: <last line of its errors>".
+fn failure(what: &str, shown: &str, status: ExitStatus, errors: &str) -> String {
     use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
+    let ended = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited {code}"),
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => status.to_string(),
-    }
+    };
+    format!("could not {what}: `{shown}` {ended}: {}", last_line(errors))
 }
 
-/// A program's stdout as a reader, for output too large to hold (an image's
-/// archive). Reaching the end checks its exit status: a failed program is a
-/// read error, never a short stream. Dropped early, the program is killed.
+/// A program's stdout as a reader (through duct), for output too large to
+/// hold (an image's archive). Reaching the end checks its exit status: a
+/// failed program is a read error, never a short stream. Dropped early, the
+/// program is killed.
 pub struct Stream {
-    process: Background,
-    stdout: ChildStdout,
-    /// Drained alongside, so a chatty program never blocks on it.
-    stderr: Option<JoinHandle<String>>,
+    what: String,
+    shown: String,
+    reader: duct::ReaderHandle,
 }
 
 pub fn stream(what: &str, cmd: Cmd<'_>) -> anyhow::Result<Stream> {
-    let mut process = start(what, cmd, &Sink::Piped, &Sink::Piped)?;
-    let stdout = process.stdout().context("no stdout")?;
-    let stderr = process.stderr().map(|mut stderr| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        })
-    });
+    let (expression, shown) = expression(cmd);
+    let reader = expression
+        .stderr_capture()
+        .reader()
+        .with_context(|| format!("could not {what}: cannot run `{shown}`"))?;
     Ok(Stream {
-        process,
-        stdout,
-        stderr,
+        what: what.to_owned(),
+        shown,
+        reader,
     })
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.stdout.read(buf)?;
-        if read == 0 && !buf.is_empty() && self.process.status.is_none() {
-            let status = self.process.child.wait()?;
-            self.process.status = Some(status);
-            if !status.success() {
-                let errors = self
-                    .stderr
-                    .take()
-                    .and_then(|handle| handle.join().ok())
-                    .unwrap_or_default();
-                return Err(io::Error::other(self.process.failure(status, &errors)));
+        let read = self.reader.read(buf)?;
+        if read == 0 && !buf.is_empty() {
+            // At the end of its output, the reader has waited for it.
+            if let Some(output) = self.reader.try_wait()?
+                && !output.status.success()
+            {
+                return Err(io::Error::other(failure(
+                    &self.what,
+                    &self.shown,
+                    output.status,
+                    &String::from_utf8_lossy(&output.stderr),
+                )));
             }
         }
         Ok(read)
@@ -414,5 +433,35 @@ mod tests {
         assert!(proc_entry.exists());
         drop(sleeper);
         assert!(!proc_entry.exists(), "killed and reaped on drop");
+    }
+
+    #[test]
+    fn piped_output_ends_when_the_program_exits() {
+        let sh = xshell::Shell::new().unwrap();
+        let script = "echo out; echo err >&2";
+        let mut program = start(
+            "say two things",
+            xshell::cmd!(sh, "sh -c {script}"),
+            &Sink::Piped,
+            &Sink::Piped,
+        )
+        .unwrap();
+        let (mut stdout, mut stderr) = (program.stdout().unwrap(), program.stderr().unwrap());
+        let (sender, received) = std::sync::mpsc::channel();
+        // Bounded: a write end left open here would block these reads forever.
+        std::thread::spawn(move || {
+            let (mut out, mut err) = (String::new(), String::new());
+            stdout.read_to_string(&mut out).unwrap();
+            stderr.read_to_string(&mut err).unwrap();
+            let _ = sender.send((out, err));
+        });
+        let (out, err) = received.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+        assert!(
+            program
+                .wait_within(Duration::from_secs(10))
+                .unwrap()
+                .success()
+        );
     }
 }

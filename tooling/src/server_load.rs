@@ -211,17 +211,17 @@ struct Server {
 impl Server {
     fn start(binary: &Path, database_url: &str) -> anyhow::Result<Server> {
         let sh = Shell::new()?;
-        let pool_size = POOL_SIZE.to_string();
-        let body_limit = BODY_LIMIT.to_string();
+        // Only these settings: `env -i` leaves out whatever this shell has.
+        let settings = [
+            "LISTEN_ADDR=127.0.0.1:0".to_owned(),
+            "LOG_FORMAT=json".to_owned(),
+            format!("DATABASE_URL={database_url}"),
+            format!("DB_POOL_SIZE={POOL_SIZE}"),
+            format!("BODY_LIMIT={BODY_LIMIT}"),
+        ];
         let mut process = process::start(
             "start the server",
-            cmd!(sh, "{binary}")
-                .env_clear()
-                .env("LISTEN_ADDR", "127.0.0.1:0")
-                .env("LOG_FORMAT", "json")
-                .env("DATABASE_URL", database_url)
-                .env("DB_POOL_SIZE", pool_size)
-                .env("BODY_LIMIT", body_limit),
+            cmd!(sh, "env -i {settings...} {binary}"),
             &Sink::Piped,
             &Sink::Inherit,
         )?;

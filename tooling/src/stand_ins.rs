@@ -26,7 +26,10 @@ use std::time::Instant;
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
+use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
+use crate::flags::{self, StandIn};
+use crate::metadata::Metadata;
 use crate::process;
 use crate::tools::{self, Tool};
 
@@ -111,9 +114,53 @@ pub fn slim_base(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<Str
     })
 }
 
+impl flags::StandIns {
+    pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
+        let root = sh.current_dir();
+        let docker = Docker::connect(sh)?;
+        let work = root.join("target/xtask/offline");
+        sh.create_dir(&work)
+            .with_context(|| format!("cannot create {}", work.display()))?;
+        let chosen = if self.only.is_empty() {
+            vec![StandIn::Runtime, StandIn::Builder, StandIn::Vendor]
+        } else {
+            self.only
+        };
+        let mut checks = Vec::new();
+        let mut made = serde_json::Map::new();
+        for stand_in in chosen {
+            let (name, proves) = match stand_in {
+                StandIn::Runtime => ("runtime", "the runtime base is in the engine"),
+                StandIn::Builder => ("builder", "the builder base is in the engine"),
+                StandIn::Vendor => ("vendor", "Cargo.lock's crates are in the engine"),
+                StandIn::Slim => ("slim", "the slim base is in the engine"),
+            };
+            let started = Instant::now();
+            let reference = match stand_in {
+                StandIn::Runtime => runtime(sh, &docker, &root),
+                StandIn::Builder => {
+                    builder_base(sh, &docker, &work, REPOSITORY, &metadata.builder_packages)
+                }
+                StandIn::Vendor => vendor_image(sh, &docker, &root, &work, REPOSITORY),
+                StandIn::Slim => slim_base(sh, &docker, &root),
+            };
+            checks.push(match reference {
+                Ok(reference) => {
+                    made.insert(name.to_owned(), reference.clone().into());
+                    Check::judge(name, true, reference, proves).timed(started.elapsed())
+                }
+                Err(error) => Check::broken(name, proves, &error),
+            });
+        }
+        Ok(Verdict {
+            checks,
+            ..Verdict::new("stand-ins", REPOSITORY).with_details(made)
+        })
+    }
+}
+
 /// The distroless-style runtime base alone: a real Debian 13 image with no
 /// service in it, which scanners' tests can read without building one.
-#[cfg(test)]
 pub fn runtime(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<String> {
     let work = root.join("target/xtask/offline");
     sh.create_dir(&work)

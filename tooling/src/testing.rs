@@ -1,6 +1,7 @@
-//! What tests share: the team's offline scanner data, a real image to
-//! describe and scan, and a lock for the tests that run trivy (they share
-//! its cache and the scan's output folder).
+//! What unit tests share: the team's offline scanner data, a lock for the
+//! tests that run trivy (they share its cache and the scan's output
+//! folder), and scratch directories. The tests of a real image are the
+//! xtask's (xtask/tests/).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -43,17 +44,6 @@ pub fn trivy_lock() -> MutexGuard<'static, ()> {
     TRIVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The offline runtime base: a real Debian 13 image, made here from
-/// packages when missing, so a test needs no earlier build.
-pub fn real_image(sh: &xshell::Shell, root: &Path) -> crate::last_build::ImageRef {
-    let docker = crate::docker::Docker::connect(sh).unwrap();
-    let reference = crate::stand_ins::runtime(sh, &docker, root).unwrap();
-    crate::last_build::ImageRef {
-        name: reference.clone(),
-        reference,
-    }
 }
 
 /// A directory of the test's own, removed when dropped, on failure too.

@@ -306,8 +306,10 @@ pub fn oversized_uploads_are_refused_before_their_body_is_read(addr: SocketAddr)
             ("Content-Length", huge),
         ];
         headers.extend(expect.map(|value| ("Expect", value)));
-        let head = http::head("GET", "/api/v1/notes", &headers, 0).replacen("GET", "POST", 1);
-        stream.write_all(head.as_bytes()).unwrap();
+        http::send(
+            &mut stream,
+            http::head("POST", "/api/v1/notes", &headers).as_bytes(),
+        );
         let response = http::read_response(&mut stream)
             .unwrap_or_else(|error| panic!("{case}: no answer before the body: {error}"));
         assert_json_error(&response, 413, case);
@@ -315,23 +317,21 @@ pub fn oversized_uploads_are_refused_before_their_body_is_read(addr: SocketAddr)
 
     let mut stream = http::connect(addr);
     let head = http::head(
-        "GET",
+        "POST",
         "/api/v1/notes",
         &[
             ("Content-Type", "application/json"),
             ("Transfer-Encoding", "chunked"),
         ],
-        0,
-    )
-    .replacen("GET", "POST", 1);
-    stream.write_all(head.as_bytes()).unwrap();
-    let chunk = "x".repeat(BODY_LIMIT);
+    );
+    http::send(&mut stream, head.as_bytes());
+    let chunk = http::chunk("x".repeat(BODY_LIMIT).as_bytes());
     // Twice the limit; the server may answer and stop reading before the
     // end, so write errors are expected and ignored.
     for _ in 0..2 {
-        let _ = stream.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+        let _ = stream.write_all(&chunk);
     }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    let _ = stream.write_all(http::LAST_CHUNK);
     let response =
         http::read_response(&mut stream).expect("an answer to a chunked body over the limit");
     assert_json_error(&response, 413, "chunked body over the limit");

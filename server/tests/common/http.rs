@@ -1,13 +1,19 @@
-//! A minimal HTTP/1.1 client over std's `TcpStream`: enough to send exactly
-//! the bytes a test needs (half a body, a keep-alive connection) and read
-//! one response.
+//! The one HTTP/1.1 client of these tests, over std's `TcpStream`: whole
+//! requests for the usual case, and the building blocks (raw bytes, a head
+//! written as given, a body left half-sent, a read that tells a close from
+//! silence) for tests of what the server does with misbehaving clients.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// Bounds every connect, read and write, so a stuck server fails a test
+/// instead of hanging it.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The end of a `Transfer-Encoding: chunked` body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[derive(Debug)]
 pub struct Response {
@@ -34,24 +40,95 @@ impl Response {
     }
 }
 
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to the server");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
+/// A connection with [`IO_TIMEOUT`] on every operation, for callers that
+/// expect the server may refuse it.
+pub fn try_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
 }
 
-/// The request head, with `Host` and, when there is a body, `Content-Length`.
-pub fn head(method: &str, path: &str, headers: &[(&str, &str)], body_len: usize) -> String {
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    try_connect(addr).expect("connect to the server")
+}
+
+/// True when a connection attempt fails within 200 ms: the server has
+/// closed its listener.
+pub fn refuses_connections(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
+}
+
+/// A request head with `Host` and exactly `headers`: no `Content-Length` is
+/// added, so a test can declare any length, or none.
+pub fn head(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
     for (name, value) in headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    if body_len > 0 || method == "POST" {
-        let _ = write!(head, "Content-Length: {body_len}\r\n");
-    }
     head.push_str("\r\n");
     head
+}
+
+/// One chunk of a `Transfer-Encoding: chunked` body.
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    chunk
+}
+
+/// Writes raw bytes: a whole request, or on purpose only part of one.
+pub fn send(stream: &mut TcpStream, bytes: &[u8]) {
+    stream
+        .write_all(bytes)
+        .unwrap_or_else(|error| panic!("send to the server: {error}"));
+}
+
+/// Writes a request, with `Content-Length` when there is a body (always
+/// for `POST`, which the server requires).
+fn write_request(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let length = body.len().to_string();
+    let mut headers = headers.to_vec();
+    if !body.is_empty() || method == "POST" {
+        headers.push(("Content-Length", &length));
+    }
+    stream.write_all(head(method, path, &headers).as_bytes())?;
+    stream.write_all(body)
+}
+
+/// Starts a JSON `POST` that declares `declared_length` body bytes but sends
+/// only `sent`, so the server holds the request in flight until the rest
+/// comes (or its timeout passes).
+pub fn start_json_upload(
+    addr: SocketAddr,
+    path: &str,
+    declared_length: usize,
+    sent: &[u8],
+) -> TcpStream {
+    let mut stream = connect(addr);
+    let length = declared_length.to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", length.as_str()),
+    ];
+    send(&mut stream, head("POST", path, &headers).as_bytes());
+    send(&mut stream, sent);
+    stream
+}
+
+/// A `GET` on a connection that stays open: for keep-alive, and for a
+/// server that takes no new connection.
+pub fn get_on(stream: &mut TcpStream, path: &str) -> Response {
+    write_request(stream, "GET", path, &[], b"")
+        .and_then(|()| read_response(stream))
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"))
 }
 
 /// One request on a fresh connection, closed afterwards.
@@ -76,11 +153,8 @@ pub fn try_request(
 ) -> std::io::Result<Response> {
     let mut headers = headers.to_vec();
     headers.push(("Connection", "close"));
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    stream.write_all(head(method, path, &headers, body.len()).as_bytes())?;
-    stream.write_all(body)?;
+    let mut stream = try_connect(addr)?;
+    write_request(&mut stream, method, path, &headers, body)?;
     read_response(&mut stream)
 }
 
@@ -102,12 +176,24 @@ pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> Response {
     )
 }
 
+/// The value of the `/metrics` sample named exactly `name` (labels
+/// included), read on a fresh connection.
+pub fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    get(addr, "/metrics").text().lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Reads one response, leaving the connection usable for the next one.
 pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     if reader.read_line(&mut status_line)? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
+        return Err(ErrorKind::UnexpectedEof.into());
     }
     let status = status_line
         .split(' ')
@@ -154,4 +240,36 @@ pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
         reader.read_to_end(&mut response.body)?;
     }
     Ok(response)
+}
+
+/// What one read on a connection saw: how a test tells a connection the
+/// server closed from one it holds without answering.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The server sent something.
+    Bytes,
+    /// End of stream or a reset: the server closed the connection.
+    Closed,
+    /// Nothing within the wait: the connection is held, unanswered.
+    Silence,
+    Failed(ErrorKind),
+}
+
+/// Waits up to `within` for the server to send or close, then restores
+/// [`IO_TIMEOUT`] for the reads that follow.
+pub fn wait_for_arrival(stream: &mut TcpStream, within: Duration) -> Arrival {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let read = stream.read(&mut [0; 256]);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    match read {
+        Ok(0) => Arrival::Closed,
+        Ok(_) => Arrival::Bytes,
+        Err(error) => match error.kind() {
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+                Arrival::Closed
+            }
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Arrival::Silence,
+            other => Arrival::Failed(other),
+        },
+    }
 }

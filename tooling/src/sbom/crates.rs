@@ -26,6 +26,9 @@ pub struct Crate {
     pub license_as_written: Option<String>,
     /// The SHA-256 of the `.crate` file, from Cargo.lock (registry crates only).
     pub checksum: Option<String>,
+    /// A crate of the repository itself or of a git checkout, which
+    /// Cargo.lock gives no checksum for (its entry has no registry source).
+    pub local: bool,
     /// Indices into [`CrateGraph::crates`] of the crates this one uses.
     pub dependencies: Vec<usize>,
 }
@@ -53,11 +56,15 @@ pub fn read(sh: &Shell, root: &Path, package: &str, target: &str) -> anyhow::Res
     let lock = std::fs::read_to_string(&lock_path)
         .with_context(|| format!("cannot read {}", lock_path.display()))?;
     let mut graph = parse_tree(&tree)?;
-    let checksums = checksums(&lock).context("Cargo.lock is not a lock file cargo wrote")?;
+    let locked = locked(&lock).context("Cargo.lock is not a lock file cargo wrote")?;
     for krate in &mut graph.crates {
-        krate.checksum = checksums
-            .get(&(krate.name.clone(), krate.version.clone()))
-            .cloned();
+        let entry = locked.get(&(krate.name.clone(), krate.version.clone()));
+        krate.checksum = entry.and_then(|p| p.checksum.clone());
+        krate.local = entry.is_some_and(|p| {
+            !p.source.as_deref().is_some_and(|source| {
+                source.starts_with("registry+") || source.starts_with("sparse+")
+            })
+        });
     }
     Ok(graph)
 }
@@ -136,6 +143,7 @@ pub fn parse_tree(text: &str) -> anyhow::Result<CrateGraph> {
             license,
             license_as_written,
             checksum: None,
+            local: false,
             dependencies: Vec::new(),
         })
         .collect();
@@ -221,16 +229,18 @@ struct Lock {
 struct LockedPackage {
     name: String,
     version: String,
+    /// `registry+…` or `sparse+…` for a registry's, `git+…`; none for a path.
+    source: Option<String>,
     checksum: Option<String>,
 }
 
-/// `(name, version) → checksum` for every package Cargo.lock has a checksum for.
-pub fn checksums(lock: &str) -> anyhow::Result<HashMap<(String, String), String>> {
+/// Cargo.lock's packages by `(name, version)`.
+fn locked(lock: &str) -> anyhow::Result<HashMap<(String, String), LockedPackage>> {
     let lock: Lock = toml::from_str(lock)?;
     Ok(lock
         .package
         .into_iter()
-        .filter_map(|p| Some(((p.name, p.version), p.checksum?)))
+        .map(|p| ((p.name.clone(), p.version.clone()), p))
         .collect())
 }
 
@@ -310,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_checksums_from_the_lock_file() {
+    fn reads_checksums_and_sources_from_the_lock_file() {
         let lock = r#"
 version = 4
 
@@ -324,13 +334,15 @@ checksum = "abc123"
 name = "server"
 version = "0.1.0"
 "#;
-        let sums = checksums(lock).unwrap();
+        let locked = locked(lock).unwrap();
+        let bytes = &locked[&("bytes".into(), "1.12.2".into())];
+        assert_eq!(bytes.checksum.as_deref(), Some("abc123"));
+        assert!(bytes.source.as_deref().unwrap().starts_with("registry+"));
+        let server = &locked[&("server".into(), "0.1.0".into())];
         assert_eq!(
-            sums.get(&("bytes".into(), "1.12.2".into()))
-                .map(String::as_str),
-            Some("abc123")
+            (server.checksum.as_ref(), server.source.as_ref()),
+            (None, None)
         );
-        assert_eq!(sums.len(), 1);
     }
 
     #[test]
@@ -349,6 +361,7 @@ version = "0.1.0"
             graph.crates.iter().partition(|c| c.name == "healthcheck");
         assert_eq!(members.len(), 1, "the probe the server shares");
         assert_eq!(members[0].checksum, None, "a path crate has no checksum");
+        assert!(members[0].local && registry.iter().all(|c| !c.local));
         assert!(
             registry
                 .iter()

@@ -5,11 +5,6 @@
 
 use serde_json::{Value, json};
 
-/// The schema the log is validated against in tests: OASIS' SARIF 2.1.0
-/// (errata 01) schema, as published with the standard.
-#[cfg(test)]
-pub const SCHEMA: &str = include_str!("sarif-schema-2.1.0.json");
-
 /// `(step, a tool's SARIF log)` → one log with every run.
 pub fn merge(subject: &str, logs: &[(&str, &Value)]) -> anyhow::Result<Value> {
     let mut runs = Vec::new();
