@@ -294,7 +294,6 @@ mod tests {
         let markdown = summary::markdown(&verdict);
         assert!(markdown.contains("cached"), "{markdown}");
     }
-    use crate::tools::{self, Tool};
 
     /// This repository's workflow, and the one `init` writes into an
     /// adopter's: both are held to the same rules.
@@ -318,34 +317,6 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_workflows_are_valid_for_github() {
-        let sh = Shell::new().unwrap();
-        let checker = match tools::require(&sh, Tool::CheckJsonschema) {
-            Ok(found) => found.path,
-            Err(error) => panic!("{error:#}"),
-        };
-        for path in workflow_paths() {
-            let output = xshell::cmd!(
-                sh,
-                "{checker} --builtin-schema vendor.github-workflows {path}"
-            )
-            .quiet()
-            .ignore_status()
-            .output()
-            .unwrap();
-            assert!(
-                output.status.success(),
-                "{}: {}{}",
-                path.display(),
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-
-    /// The workflow runs what a laptop runs: its checks are `cargo xtask`
-    /// commands, and only the machine's set-up is written out by hand.
     #[test]
     fn the_workflows_run_the_pipeline_through_cargo_xtask() {
         for text in workflows() {

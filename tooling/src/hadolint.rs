@@ -95,14 +95,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_workspace_dockerfile_has_no_warning() {
-        let sh = Shell::new().unwrap();
-        let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile");
-        let check = check(&sh, &dockerfile);
-        assert!(!check.failed(), "{check:?}");
-    }
-
-    #[test]
     fn warnings_fail_and_style_notes_do_not() {
         let findings = parse(
             r#"[{"code":"DL3007","column":1,"file":"Dockerfile","level":"warning","line":3,"message":"Using latest"},

@@ -22,6 +22,7 @@
 //! cargo_metadata.rs  `cargo metadata`'s answer: packages, targets, licenses
 //! testing.rs         unit tests only: the scanners' offline data, one lock
 //!                    for trivy, scratch directories
+//!   testing/shared_data.rs  where that data is (xtask/tests/ include it too)
 //! stand_ins.rs       what `--offline` builds on, made from Debian packages
 //!                    (and `stand-ins`, which makes and names them):
 //!                    builder, runtime, vendored crates, service images

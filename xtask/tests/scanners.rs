@@ -8,12 +8,16 @@
 //! naming it. Only the shared data has an opt-out
 //! (`XTASK_ALLOW_MISSING_DATA=1`), and its skip is printed.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde_json::Value;
+
+// The same lookup as the unit tests'.
+#[path = "../../tooling/src/testing/shared_data.rs"]
+mod shared_data;
+use shared_data::shared_data;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
@@ -60,33 +64,6 @@ fn runtime_image() -> &'static str {
         );
         verdict["runtime"].as_str().unwrap().to_owned()
     })
-}
-
-/// The scanners' offline databases: `$XTASK_SHARED_DATA`, else a
-/// `shared/data` folder above the checkout. Missing, the test fails unless
-/// `XTASK_ALLOW_MISSING_DATA=1`, and then it says it skipped.
-fn shared_data(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("XTASK_SHARED_DATA")
-        .map(PathBuf::from)
-        .or_else(|| {
-            root()
-                .ancestors()
-                .skip(1)
-                .map(|dir| dir.join("shared/data"))
-                .find(|dir| dir.join("trivy-db").is_dir())
-        });
-    if found.is_none() {
-        let message = format!(
-            "{test}: no shared/data (trivy-db, advisory-db.bundle) above the checkout; set XTASK_SHARED_DATA"
-        );
-        assert!(
-            std::env::var_os("XTASK_ALLOW_MISSING_DATA").is_some(),
-            "{message} (or XTASK_ALLOW_MISSING_DATA=1 to skip)"
-        );
-        // Straight to stderr: the harness hides a passing test's output.
-        let _ = writeln!(std::io::stderr(), "SKIPPED {message}");
-    }
-    found
 }
 
 /// `scan` of the runtime base with one of the test databases, the image's

@@ -229,23 +229,6 @@ pub fn dir(work: &Path, variant: Variant) -> PathBuf {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_alternatives_pass_hadolint_as_written() {
-        let sh = Shell::new().unwrap();
-        for (name, text) in [
-            ("naive", NAIVE_DOCKERFILE),
-            ("chef-slim", CHEF_SLIM_DOCKERFILE),
-        ] {
-            let scratch = crate::testing::scratch();
-            let dir = scratch.path().to_path_buf();
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("Dockerfile");
-            std::fs::write(&path, text).unwrap();
-            let check = crate::hadolint::check(&sh, &path);
-            assert!(!check.failed(), "{name}: {check:?}");
-        }
-    }
-
     /// The alternatives are written for this workspace's server; they run it
     /// as the project's image does, from the manifest table's values.
     #[test]
