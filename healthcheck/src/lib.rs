@@ -73,15 +73,22 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// A one-shot server on loopback that answers with `status_line`.
+    /// A one-shot server on loopback that answers with `status_line`. It
+    /// reads the whole request head first and the client's close last, so
+    /// that closing never resets the connection under the probe's read.
     fn answering(status_line: &'static str) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0; 512];
-            let _ = stream.read(&mut request);
+            let mut head = Vec::new();
+            let mut byte = [0; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
             let _ = write!(stream, "{status_line}\r\nContent-Length: 0\r\n\r\n");
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = stream.read_to_end(&mut Vec::new());
         });
         addr
     }

@@ -18,8 +18,6 @@ pub fn trivy_lock() -> MutexGuard<'static, ()> {
 }
 
 /// A directory of the test's own, removed when dropped, on failure too.
-pub fn scratch() -> xshell::TempDir {
-    xshell::Shell::new()
-        .and_then(|sh| sh.create_temp_dir())
-        .expect("a temporary directory")
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
 }

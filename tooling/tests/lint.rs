@@ -74,8 +74,8 @@ fn the_dockerfiles_have_no_warning() {
 
 #[test]
 fn hadolint_fails_a_dockerfile_with_a_warning() {
-    let dir = Scratch::new("hadolint");
-    let dockerfile = dir.0.join("Dockerfile");
+    let dir = tempfile::tempdir().unwrap();
+    let dockerfile = dir.path().join("Dockerfile");
     std::fs::write(&dockerfile, "FROM debian:latest\nRUN echo hi\n").unwrap();
     let output = hadolint(&dockerfile);
     assert!(!output.status.success(), "{}", said(&output));
@@ -102,8 +102,8 @@ fn the_workflows_are_valid_for_github() {
 
 #[test]
 fn check_jsonschema_fails_a_workflow_github_would_refuse() {
-    let dir = Scratch::new("workflow");
-    let workflow = dir.0.join("broken.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("broken.yml");
     std::fs::write(
         &workflow,
         "on: push\njobs:\n  build:\n    steps:\n      - run: true\n",
@@ -111,21 +111,4 @@ fn check_jsonschema_fails_a_workflow_github_would_refuse() {
     .unwrap();
     let output = check_jsonschema(&workflow);
     assert!(!output.status.success(), "{}", said(&output));
-}
-
-/// A directory of this test's own, removed when dropped, on failure too.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("lint-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -8,7 +8,7 @@
 //! naming it. Only the shared data has an opt-out
 //! (`XTASK_ALLOW_MISSING_DATA=1`), and its skip is printed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -180,9 +180,9 @@ fn an_ignore_holds_until_it_expires() {
         return;
     };
     let _scanner = one_scan_at_a_time();
-    let dir = Scratch::new();
+    let dir = tempfile::tempdir().unwrap();
     let ignore = |name: &str, date: &str| {
-        let path = dir.0.join(name);
+        let path = dir.path().join(name);
         std::fs::write(
             &path,
             format!(
@@ -301,21 +301,4 @@ fn a_real_images_sbom_validates_agrees_with_syft_and_trivy_and_is_reproducible()
     let reread = |key: &str| std::fs::read_to_string(again[key].as_str().unwrap()).unwrap();
     assert_eq!(spdx, reread("spdx"));
     assert_eq!(cyclonedx, reread("cyclonedx"));
-}
-
-/// A directory of this run's own, removed when dropped, on failure too.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("xtask-scanners-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
