@@ -182,7 +182,7 @@ impl flags::AdoptTest {
             args.extend(["--only".to_owned(), step.to_owned()]);
         }
         for skip in &self.skip {
-            if let Some(skip) = skip.strip_prefix(crate::ci::SCAN_STEP_PREFIX) {
+            if let Some(skip) = skip.strip_prefix(crate::flags::SCAN_STEP_PREFIX) {
                 args.extend(["--skip".to_owned(), skip.to_owned()]);
             }
         }

@@ -21,11 +21,11 @@ use std::path::Path;
 use anyhow::Context;
 use xshell::Shell;
 
+use crate::build_context::Bases;
 use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
 use crate::flags;
 use crate::git::Revision;
-use crate::image::Bases;
 use crate::metadata::{self, Metadata};
 use crate::tools::{self, Tool};
 use report::{Machine, Report, VariantReport};

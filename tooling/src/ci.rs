@@ -27,7 +27,6 @@ use crate::docker::Docker;
 use crate::flags;
 use crate::git::Revision;
 use crate::metadata::Metadata;
-pub use plan::SCAN_STEP_PREFIX;
 use plan::{Action, Selection};
 use runner::Runner;
 
@@ -142,7 +141,7 @@ impl flags::Ci {
     fn skips(&self) -> anyhow::Result<Vec<(String, String)>> {
         let mut skips = Vec::new();
         for text in &self.skip {
-            match text.strip_prefix(plan::SCAN_STEP_PREFIX) {
+            match text.strip_prefix(flags::SCAN_STEP_PREFIX) {
                 Some(scan_step) => {
                     let (name, _) = flags::skip(scan_step).map_err(anyhow::Error::msg)?;
                     crate::scan::Step::named(&name)?;

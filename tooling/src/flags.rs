@@ -409,6 +409,10 @@ pub struct Bench {
     pub write_docs: bool,
 }
 
+/// The prefix of a `--skip` of `ci` (or `adopt-test`) that reaches into
+/// scan's own steps: `--skip scan.vuln=REASON`.
+pub const SCAN_STEP_PREFIX: &str = "scan.";
+
 /// `--skip NAME` or `--skip NAME=REASON`.
 pub fn skip(text: &str) -> Result<(String, String), String> {
     let (name, reason) = match text.split_once('=') {

@@ -13,9 +13,7 @@
 //! OCI archives, their digests compared, and what differs named
 //! (`reproducible.rs`, `layout_diff.rs`).
 
-mod bundled;
 mod conformance;
-pub mod context;
 mod layout_diff;
 pub(crate) mod reproducible;
 mod stop_signal;
@@ -27,6 +25,7 @@ use std::time::Instant;
 use anyhow::Context;
 use xshell::Shell;
 
+use crate::build_context::{self, Bases, bundled};
 use crate::checks::{Check, Verdict};
 use crate::docker::Docker;
 use crate::docker::build::{self, BuildRequest, BuilderFacts, Output};
@@ -68,7 +67,7 @@ impl Plan {
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         if self.check_reproducible {
-            reproducible::choose_engine(sh)?;
+            build::choose_engine(sh)?;
         }
         let plan = self.plan(sh, metadata)?;
         if self.check_reproducible {
@@ -81,7 +80,7 @@ impl flags::Image {
     /// and writes the build context.
     fn plan(&self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Plan> {
         let root = sh.current_dir();
-        let dockerfile = context::Dockerfile::read(&root, metadata)?;
+        let dockerfile = build_context::Dockerfile::read(&root, metadata)?;
         let lint = lint(sh, &dockerfile.path);
         let docker = Docker::connect(sh)?;
         let builder = tools::require_buildkit(sh)?;
@@ -109,7 +108,8 @@ impl flags::Image {
         let work = root.join("target/xtask");
         sh.create_dir(&work)
             .with_context(|| format!("cannot create {}", work.display()))?;
-        let prepared = context::prepare(sh, &root, metadata, &dockerfile, &work.join("image"))?;
+        let prepared =
+            build_context::prepare(sh, &root, metadata, &dockerfile, &work.join("image"))?;
         let source = prepared
             .repository
             .or_else(|| git::remote_url(sh))
@@ -168,7 +168,7 @@ impl flags::Image {
         metadata: &Metadata,
         dest: &Path,
     ) -> anyhow::Result<std::path::PathBuf> {
-        reproducible::choose_engine(sh)?;
+        build::choose_engine(sh)?;
         let plan = self.plan(sh, metadata)?;
         if let Some(dir) = dest.parent() {
             sh.create_dir(dir)
@@ -282,16 +282,6 @@ fn lint(sh: &Shell, dockerfile: &Path) -> Check {
         );
     }
     lint
-}
-
-/// The base images of one build.
-#[derive(Debug, Clone)]
-pub struct Bases {
-    pub builder: String,
-    pub runtime: String,
-    pub vendor: Option<String>,
-    /// Time spent making offline stand-ins; `None` for online builds.
-    pub prepare_secs: Option<f64>,
 }
 
 impl flags::Image {
@@ -447,7 +437,7 @@ fn shell_assignments(variables: &std::collections::BTreeMap<String, String>) -> 
 /// The stand-ins are this host's architecture; its variants
 /// (`linux/amd64/v2`) run on it too. `platform` may list several.
 fn check_offline_platform(platform: Option<&str>) -> anyhow::Result<()> {
-    let host = host_platform();
+    let host = crate::docker::host_platform();
     for platform in platform.into_iter().flat_map(|list| list.split(',')) {
         let platform = platform.trim();
         let native = platform == host
@@ -461,15 +451,6 @@ fn check_offline_platform(platform: Option<&str>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    format!("linux/{arch}")
 }
 
 /// The image's creation time: `SOURCE_DATE_EPOCH` when set, as reproducible
@@ -701,12 +682,12 @@ mod tests {
     #[test]
     fn offline_builds_refuse_a_foreign_platform() {
         assert!(check_offline_platform(None).is_ok());
-        assert!(check_offline_platform(Some(&host_platform())).is_ok());
+        assert!(check_offline_platform(Some(&crate::docker::host_platform())).is_ok());
         let error = check_offline_platform(Some("linux/s390x")).unwrap_err();
         assert!(error.to_string().contains("linux/s390x"), "{error}");
-        let variants = format!("{0},{0}/v2", host_platform());
+        let variants = format!("{0},{0}/v2", crate::docker::host_platform());
         assert!(check_offline_platform(Some(&variants)).is_ok());
-        let mixed = format!("{},linux/s390x", host_platform());
+        let mixed = format!("{},linux/s390x", crate::docker::host_platform());
         assert!(check_offline_platform(Some(&mixed)).is_err());
     }
 

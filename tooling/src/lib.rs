@@ -23,6 +23,10 @@
 //! testing.rs         unit tests only: the scanners' offline data, one lock
 //!                    for trivy, scratch directories
 //!   testing/shared_data.rs  where that data is (xtask/tests/ include it too)
+//! build_context.rs   what an image build is made of: the Dockerfile (built
+//!                    in, or the repository's own, held to its contract), the
+//!                    context, the base images (image, reproducible, bench)
+//!   build_context/bundled.rs  the probe's and rootfs's sources, written into it
 //! stand_ins.rs       what `--offline` builds on, made from Debian packages
 //!                    (and `stand-ins`, which makes and names them):
 //!                    builder, runtime, vendored crates, service images
@@ -30,6 +34,7 @@
 //! last_build.rs      target/xtask/image.json, and choosing the image to work on
 //! hadolint.rs        the Dockerfile linter, run and judged
 //! trivy.rs           the scanner: its caches, its database, one-line failures
+//! cosign.rs          the signer: its command lines and answers, a signature judged
 //! docker/            every docker invocation
 //!   mod.rs             the client, image inspect, import, files
 //!   build.rs           BuildKit builds
@@ -51,9 +56,6 @@
 //!   setup/apt.rs       packages from another Debian suite
 //!   setup/engine.rs    the reproducible engine (Debian 13's, beside the host's)
 //! image.rs           `image`: lint, build, conformance
-//!   image/context.rs   the build context and the Dockerfile (built in, or
-//!                      the repository's own, held to its contract)
-//!   image/bundled.rs   the probe's and rootfs's sources, written into it
 //!   image/stop_signal.rs  the stop check: run, ready, `docker stop`
 //!   image/conformance.rs  what the built image must be
 //!   image/reproducible.rs, layout_diff.rs  `reproducible`: two
@@ -82,8 +84,7 @@
 //!   bench/             variants (and their Dockerfiles), measure, report
 //! adopt_test.rs      `adopt-test`: the example service, adopted by its table
 //! publish.rs         `publish`: push, sign, attest the SBOM, verify
-//!   publish/           cosign (its command lines and answers),
-//!                      multi_platform (`--platform A,B`: one index)
+//!   publish/           multi_platform (`--platform A,B`: one index)
 //! publish_test.rs    `publish-test`: publish to a loopback registry, proved
 //!   publish_test/      registry (Debian's docker-registry, throwaway)
 //! server_load.rs     `server-load`: the release server under load on loopback
@@ -93,10 +94,12 @@
 mod adopt_test;
 mod backing;
 mod bench;
+mod build_context;
 mod cargo_metadata;
 mod checks;
 mod ci;
 mod compose_test;
+mod cosign;
 mod docker;
 mod flags;
 mod git;

@@ -64,7 +64,7 @@ pub struct Metadata {
     pub build_context: Vec<String>,
     /// The repository's own Dockerfile, relative to its root, used instead of
     /// the built-in one; it must keep the built-in one's contract
-    /// (`image::context::CONTRACT`). A Dockerfile the table does not name
+    /// (`build_context::CONTRACT`). A Dockerfile the table does not name
     /// is never read.
     #[serde(default)]
     pub dockerfile: Option<String>,

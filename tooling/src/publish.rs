@@ -15,14 +15,14 @@
 //! pushed with skopeo (`publish/multi_platform.rs`), and 3 signs the index
 //! and each platform's manifest.
 
-pub mod cosign;
-mod multi_platform;
+pub mod multi_platform;
 
 use anyhow::Context;
 use serde::Serialize;
 use xshell::Shell;
 
 use crate::checks::{Check, Verdict};
+use crate::cosign::{self, Cosign, Signer};
 use crate::docker::Docker;
 use crate::flags;
 use crate::last_build::{self, ImageReport};
@@ -30,7 +30,6 @@ use crate::metadata::Metadata;
 use crate::output;
 use crate::sbom;
 use crate::tools::{self, Tool};
-use cosign::{Cosign, Signer};
 
 const VERSION_LABEL: &str = "org.opencontainers.image.version";
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";
@@ -164,39 +163,11 @@ fn push(
     Ok(digests)
 }
 
-/// `cosign verify` of `subject` judged: a valid signature of `digest`.
-pub(crate) fn signature_check(
-    name: &str,
-    sh: &Shell,
-    cosign: &Cosign<'_>,
-    subject: &str,
-    digest: &str,
-) -> Check {
-    match cosign.verify(sh, subject) {
-        Ok(verified) => Check::judge(
-            name,
-            verified.iter().any(|d| d == digest),
-            verified
-                .iter()
-                .map(|d| output::digest(d))
-                .collect::<Vec<_>>()
-                .join(", "),
-            format!(
-                "a valid signature of {} for {subject}",
-                output::digest(digest)
-            ),
-        ),
-        Err(error) => {
-            Check::judge(name, false, "no", "a valid signature").because(format!("{error:#}"))
-        }
-    }
-}
-
 /// The signature and the SBOM attestation, verified against what the
 /// registry serves: both must name the digest pushed.
 fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<Check> {
     let digest = digest.to_owned();
-    let signature = signature_check("signature verified", sh, cosign, subject, &digest);
+    let signature = cosign::signature_check("signature verified", sh, cosign, subject, &digest);
     let attestation = match cosign.verify_attestation(sh, subject, "spdxjson") {
         Ok(statements) => {
             let matching = statements.iter().any(|statement| {

@@ -21,12 +21,12 @@ use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use crate::checks::{Check, Verdict};
+use crate::cosign::{self, Cosign, Signer};
 use crate::docker::Docker;
 use crate::flags;
 use crate::metadata::Metadata;
 use crate::output;
 use crate::process;
-use crate::publish::cosign::{Cosign, Signer};
 use crate::tools::{self, Tool};
 use registry::Registry;
 
@@ -146,7 +146,7 @@ fn prove(
         insecure: true,
         recursive: false,
     };
-    checks.push(crate::publish::signature_check(
+    checks.push(cosign::signature_check(
         "verified by tag",
         sh,
         &with_key,
@@ -187,9 +187,9 @@ fn multi_platform(
     signing: &Path,
 ) -> anyhow::Result<Vec<Check>> {
     const NAME: &str = "multi-platform index";
-    let platforms = format!("{0},{0}/v2", crate::image::host_platform());
+    let platforms = format!("{0},{0}/v2", crate::docker::host_platform());
     let expected = format!("one signed index of {platforms}");
-    if let Err(reason) = crate::image::reproducible::choose_engine(&sh.clone()) {
+    if let Err(reason) = crate::docker::build::choose_engine(&sh.clone()) {
         return Ok(vec![Check::skipped(NAME, expected, format!("{reason:#}"))]);
     }
     let verdict = flags::Publish {

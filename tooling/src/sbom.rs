@@ -144,7 +144,7 @@ pub fn make(
     let crates = crates::read(sh, root, &metadata.package, target)?;
     let head = Revision::read(sh)?;
     let built_from = inspect
-        .label(crate::image::context::CRATES_DIGEST_LABEL)
+        .label(crate::build_context::CRATES_DIGEST_LABEL)
         .filter(|digest| !digest.is_empty());
     let (revision, crates_mismatch) = match inspect.label(REVISION_LABEL) {
         Some(revision) => (
@@ -210,7 +210,7 @@ pub fn make(
 /// Cargo.lock and every member's manifest are as they were at the build,
 /// committed or not: the image's label records their digest.
 fn crates_changed_since_build(sh: &Shell, root: &Path, built_from: &str) -> Option<String> {
-    match crate::image::context::crates_digest(sh, root) {
+    match crate::build_context::crates_digest(sh, root) {
         Ok(now) if now == built_from => None,
         Ok(_) => Some(
             "Cargo.lock or a member's Cargo.toml changed since the image was built: build it again (`cargo xtask image`) to describe these crates".to_owned(),

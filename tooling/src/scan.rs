@@ -190,7 +190,7 @@ impl flags::Scan {
         }
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
-        let dockerfile = crate::image::context::Dockerfile::read(&root, metadata)?.path;
+        let dockerfile = crate::build_context::Dockerfile::read(&root, metadata)?.path;
         let scan = Scan {
             sh,
             root: &root,

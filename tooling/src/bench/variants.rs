@@ -7,10 +7,10 @@ use anyhow::Context;
 use serde::Serialize;
 use xshell::Shell;
 
+use crate::build_context::Bases;
 use crate::docker::build::BuildRequest;
 use crate::flags;
 use crate::git::Revision;
-use crate::image::Bases;
 use crate::metadata::Metadata;
 
 const NAIVE_DOCKERFILE: &str = include_str!("naive.Dockerfile");
@@ -125,8 +125,8 @@ pub fn snapshot(
         std::fs::write(dir.join(".dockerignore"), ignore)?;
     }
     if variant.is_project() {
-        let dockerfile = crate::image::context::Dockerfile::read(dir, metadata)?;
-        crate::image::context::prepare(sh, dir, metadata, &dockerfile, &project_dir(dir))?;
+        let dockerfile = crate::build_context::Dockerfile::read(dir, metadata)?;
+        crate::build_context::prepare(sh, dir, metadata, &dockerfile, &project_dir(dir))?;
     }
     Ok(())
 }

@@ -89,7 +89,7 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
         for skip in options
             .skip
             .iter()
-            .filter(|text| text.starts_with(SCAN_STEP_PREFIX))
+            .filter(|text| text.starts_with(flags::SCAN_STEP_PREFIX))
         {
             args.extend(["--skip".to_owned(), skip.clone()]);
         }
@@ -367,15 +367,12 @@ pub fn needs(step: &str) -> Option<&'static str> {
     }
 }
 
-/// The prefix of a `--skip` that reaches into scan's own steps.
-pub const SCAN_STEP_PREFIX: &str = "scan.";
-
 /// `--skip scan.vuln=REASON` becomes scan's `--skip vuln=REASON`.
 fn scan_skips(options: &flags::Ci) -> Vec<String> {
     options
         .skip
         .iter()
-        .filter_map(|text| text.strip_prefix(SCAN_STEP_PREFIX))
+        .filter_map(|text| text.strip_prefix(flags::SCAN_STEP_PREFIX))
         .map(str::to_owned)
         .collect()
 }

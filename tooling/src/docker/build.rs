@@ -277,6 +277,31 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// Where the engine at hand cannot build reproducibly and the one
+/// `setup --reproducible-engine` started answers, every docker command of
+/// this run goes to that one. A `DOCKER_HOST` the user set is kept.
+pub fn choose_engine(sh: &Shell) -> anyhow::Result<()> {
+    if std::env::var_os("DOCKER_HOST").is_some() {
+        return Ok(());
+    }
+    let Ok(builder) = crate::tools::buildkit(sh) else {
+        return Ok(());
+    };
+    let facts = BuilderFacts::read(sh, &builder)?;
+    let Err(reason) = facts.reproducible() else {
+        return Ok(());
+    };
+    if let Ok(version) = reproducible_engine(sh) {
+        eprintln!(
+            "image: engine {} cannot build reproducibly; building on engine {version} at {REPRODUCIBLE_ENGINE_HOST}",
+            facts.engine
+        );
+        sh.set_var("DOCKER_HOST", REPRODUCIBLE_ENGINE_HOST);
+        return Ok(());
+    }
+    anyhow::bail!(reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

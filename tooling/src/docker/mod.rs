@@ -206,6 +206,16 @@ pub fn normalized_paths<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String>
         .collect()
 }
 
+/// The engine's platform for this machine, as `docker build --platform` names it.
+pub(crate) fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
 /// What `docker image inspect` says about an image, as far as the xtask reads it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]

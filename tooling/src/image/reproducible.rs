@@ -14,10 +14,9 @@ use xshell::Shell;
 use super::Plan;
 use super::layout_diff::{self, Difference};
 use crate::checks::{Check, Verdict};
-use crate::docker::build::{self, BuildRequest, BuilderFacts, REPRODUCIBLE_ENGINE_HOST};
+use crate::docker::build::{self, BuildRequest};
 use crate::docker::oci_layout::OciLayout;
 use crate::output;
-use crate::tools;
 
 /// What the check found, in target/xtask/reproducible/report.json.
 #[derive(Debug, Serialize)]
@@ -40,31 +39,6 @@ struct Build {
     digest: String,
     layers: Vec<String>,
     seconds: f64,
-}
-
-/// Where the engine at hand cannot build reproducibly and the one
-/// `setup --reproducible-engine` started answers, every docker command of
-/// this run goes to that one. A `DOCKER_HOST` the user set is kept.
-pub(crate) fn choose_engine(sh: &Shell) -> anyhow::Result<()> {
-    if std::env::var_os("DOCKER_HOST").is_some() {
-        return Ok(());
-    }
-    let Ok(builder) = tools::buildkit(sh) else {
-        return Ok(());
-    };
-    let facts = BuilderFacts::read(sh, &builder)?;
-    let Err(reason) = facts.reproducible() else {
-        return Ok(());
-    };
-    if let Ok(version) = build::reproducible_engine(sh) {
-        eprintln!(
-            "image: engine {} cannot build reproducibly; building on engine {version} at {REPRODUCIBLE_ENGINE_HOST}",
-            facts.engine
-        );
-        sh.set_var("DOCKER_HOST", REPRODUCIBLE_ENGINE_HOST);
-        return Ok(());
-    }
-    anyhow::bail!(reason)
 }
 
 pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Verdict> {

@@ -41,7 +41,7 @@ pub fn checks(
         "ready, then exit 0 on `docker stop` within {}",
         human(GRACE)
     );
-    if let Some(platform) = platform.filter(|p| *p != super::host_platform()) {
+    if let Some(platform) = platform.filter(|p| *p != crate::docker::host_platform()) {
         return vec![Check::skipped(
             NAME,
             expected,

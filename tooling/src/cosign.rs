@@ -9,6 +9,8 @@ use anyhow::Context;
 use base64::Engine as _;
 use xshell::{Shell, cmd};
 
+use crate::checks::Check;
+use crate::output;
 use crate::process;
 
 /// How signatures are made and checked.
@@ -253,6 +255,34 @@ fn attested_statements(output: &str) -> anyhow::Result<Vec<Statement>> {
         anyhow::bail!("cosign verify-attestation printed no attestation");
     }
     Ok(statements)
+}
+
+/// `cosign verify` of `subject` judged: a valid signature of `digest`.
+pub(crate) fn signature_check(
+    name: &str,
+    sh: &Shell,
+    cosign: &Cosign<'_>,
+    subject: &str,
+    digest: &str,
+) -> Check {
+    match cosign.verify(sh, subject) {
+        Ok(verified) => Check::judge(
+            name,
+            verified.iter().any(|d| d == digest),
+            verified
+                .iter()
+                .map(|d| output::digest(d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!(
+                "a valid signature of {} for {subject}",
+                output::digest(digest)
+            ),
+        ),
+        Err(error) => {
+            Check::judge(name, false, "no", "a valid signature").because(format!("{error:#}"))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,19 +9,20 @@
 //! ignore file beside it: the built-in one, or the repository's own when the
 //! manifest names one (`dockerfile`), which must keep [`CONTRACT`].
 
+pub mod bundled;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use xshell::Shell;
 
-use super::bundled;
 use crate::cargo_metadata::{CargoMetadata, Package};
 use crate::metadata::Metadata;
 
 /// The Dockerfile every image is built with unless the manifest names the
 /// repository's own.
-pub const BUILT_IN_DOCKERFILE: &str = include_str!("../../assets/Dockerfile");
+pub const BUILT_IN_DOCKERFILE: &str = include_str!("../assets/Dockerfile");
 
 /// What a repository's own Dockerfile must declare, as the built-in one
 /// does: the build arguments `cargo xtask image` passes, and the stage that
@@ -420,6 +421,16 @@ fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut items: Vec<T> = items.collect();
     items.sort();
     items
+}
+
+/// The base images of one build.
+#[derive(Debug, Clone)]
+pub struct Bases {
+    pub builder: String,
+    pub runtime: String,
+    pub vendor: Option<String>,
+    /// Time spent making offline stand-ins; `None` for online builds.
+    pub prepare_secs: Option<f64>,
 }
 
 #[cfg(test)]
