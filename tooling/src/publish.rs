@@ -7,7 +7,7 @@
 //!    is refused, since its revision names no commit;
 //! 2. `docker push` of each tag; every tag must land on one digest;
 //! 3. `cosign sign` and `cosign attest --type spdxjson` by digest, never by
-//!    tag (`publish/cosign.rs`);
+//!    tag (`cosign.rs`);
 //! 4. `cosign verify` and `cosign verify-attestation`: the signature and the
 //!    statement must name the digest pushed.
 //!
