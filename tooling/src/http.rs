@@ -1,6 +1,7 @@
 //! A small blocking HTTP/1.1 client for talking to a container through a
 //! port published on the loopback interface. One connection per request
-//! (`Connection: close`), so a request's fate never depends on another's.
+//! (`Connection: close`), so a request's fate never depends on another's;
+//! for load, [`KeepAlive`] reuses one.
 //!
 //! Uploads announce `Expect: 100-continue` and wait for the server's
 //! `100 Continue` before sending the body. That answer is the proof that the
@@ -167,6 +168,46 @@ impl Client {
         };
         configure().map_err(|e| Failure::before_acceptance("configuring the socket", &e))?;
         Ok(stream)
+    }
+}
+
+/// One kept-alive connection, for load: whole requests one after another
+/// on the same socket, a new one after a failure or when the server says
+/// `Connection: close`.
+pub struct KeepAlive {
+    client: Client,
+    connection: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(client: Client) -> KeepAlive {
+        KeepAlive {
+            client,
+            connection: None,
+        }
+    }
+
+    /// Sends `request` (head and body, as written, without
+    /// `Connection: close`) and reads its final answer.
+    pub fn exchange(&mut self, request: &[u8]) -> Result<Response, Failure> {
+        let reader = match self.connection.take() {
+            Some(reader) => reader,
+            None => BufReader::new(self.client.connect()?),
+        };
+        let mut reader = reader;
+        reader
+            .get_mut()
+            .write_all(request)
+            .map_err(|e| Failure::before_acceptance("sending the request", &e))?;
+        let response = read_final(&mut reader, false)?;
+        let closes = response
+            .headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+        if !closes {
+            self.connection = Some(reader);
+        }
+        Ok(response)
     }
 }
 
@@ -521,5 +562,51 @@ mod tests {
             .unwrap_err();
         assert!(!failure.accepted);
         assert!(failure.reason.starts_with("connecting"), "{failure:?}");
+    }
+
+    #[test]
+    fn a_kept_alive_connection_serves_requests_until_the_server_closes_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Two answers on the first connection, the second saying it
+        // closes; one on the next.
+        let server = thread::spawn(move || {
+            let mut connections = 0;
+            for answers in [2, 1] {
+                let (stream, _) = listener.accept().unwrap();
+                connections += 1;
+                let mut reader = BufReader::new(stream);
+                for n in 1..=answers {
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap() > 0 && !line.ends_with("\r\n\r\n") {}
+                    let close = if n == answers {
+                        "Connection: close\r\n"
+                    } else {
+                        ""
+                    };
+                    write!(
+                        reader.get_mut(),
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{close}\r\nok"
+                    )
+                    .unwrap();
+                }
+            }
+            connections
+        });
+        let mut connection = KeepAlive::new(Client::new(addr, Duration::from_secs(10)));
+        for _ in 0..3 {
+            let response = connection
+                .exchange(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                .unwrap();
+            assert_eq!(
+                (response.status, response.body.as_slice()),
+                (200, &b"ok"[..])
+            );
+        }
+        assert_eq!(
+            server.join().unwrap(),
+            2,
+            "three requests on two connections"
+        );
     }
 }

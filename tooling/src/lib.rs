@@ -44,6 +44,8 @@
 //!   oci_layout.rs      an OCI image layout archive: index, manifests, blobs
 //!   tar_stream.rs      tar entries (the tar crate's) as our headers
 //!   history.rs         `docker history`, matched to layers
+//! traffic.rs         client threads on loopback, bounded in time and count:
+//!                    the drain's short stream, the rollout's load, server-load
 //! http.rs            a blocking HTTP/1.1 client for loopback, which every
 //!                    proof that talks to a container uses
 //! init.rs            `init`: adopt an existing repository (a thin xtask,
@@ -127,6 +129,7 @@ mod stand_ins;
 #[cfg(test)]
 mod testing;
 mod tools;
+mod traffic;
 mod trivy;
 mod wait;
 

@@ -26,7 +26,8 @@ pub fn read(cmd: Cmd<'_>) -> anyhow::Result<String> {
         .with_context(|| format!("cannot run `{shown}`"))?;
     if !output.status.success() {
         anyhow::bail!(
-            "`{shown}` failed: {}",
+            "`{shown}` {}: {}",
+            ended(output.status),
             last_line(&String::from_utf8_lossy(&output.stderr))
         );
     }
@@ -46,7 +47,7 @@ pub fn run(cmd: Cmd<'_>) -> anyhow::Result<()> {
         .status()
         .with_context(|| format!("cannot run `{shown}`"))?;
     if !status.success() {
-        anyhow::bail!("`{shown}` failed ({status})");
+        anyhow::bail!("`{shown}` {}; its output is above", ended(status));
     }
     Ok(())
 }
@@ -67,7 +68,7 @@ pub fn run_logged(cmd: Cmd<'_>, log: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot run `{shown}`"))?;
     if !status.success() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        anyhow::bail!("`{shown}` failed ({status}): {}", last_line(&text));
+        anyhow::bail!("`{shown}` {}: {}", ended(status), last_line(&text));
     }
     Ok(())
 }
@@ -176,16 +177,8 @@ pub fn start(what: &str, cmd: Cmd<'_>, stdout: &Sink, stderr: &Sink) -> anyhow::
     let mut stdout_pipe = None;
     let mut stderr_pipe = None;
     let pipe = || std::io::pipe().context("cannot make a pipe");
-    expression = match stdout {
-        Sink::Null => expression.stdout_null(),
-        Sink::Inherit => expression,
-        Sink::Piped => {
-            let (reader, writer) = pipe()?;
-            stdout_pipe = Some(reader);
-            expression.stdout_file(writer)
-        }
-        Sink::File(path) => expression.stdout_path(path),
-    };
+    // duct applies the outer redirection first: stderr's goes inside, so
+    // that "stderr to stdout" joins the stdout set around it.
     expression = match (stdout, stderr) {
         // One log for both, in the order they were written.
         (Sink::File(out), Sink::File(err)) if out == err => expression.stderr_to_stdout(),
@@ -197,6 +190,16 @@ pub fn start(what: &str, cmd: Cmd<'_>, stdout: &Sink, stderr: &Sink) -> anyhow::
             expression.stderr_file(writer)
         }
         (_, Sink::File(path)) => expression.stderr_path(path),
+    };
+    expression = match stdout {
+        Sink::Null => expression.stdout_null(),
+        Sink::Inherit => expression,
+        Sink::Piped => {
+            let (reader, writer) = pipe()?;
+            stdout_pipe = Some(reader);
+            expression.stdout_file(writer)
+        }
+        Sink::File(path) => expression.stdout_path(path),
     };
     let handle = expression
         .start()
@@ -294,13 +297,21 @@ impl Drop for Background {
 
 /// "could not <what>: `<program …>` exited N: <last line of its errors>".
 fn failure(what: &str, shown: &str, status: ExitStatus, errors: &str) -> String {
+    format!(
+        "could not {what}: `{shown}` {}: {}",
+        ended(status),
+        last_line(errors)
+    )
+}
+
+/// "exited 1", or the signal that ended it.
+fn ended(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
-    let ended = match (status.code(), status.signal()) {
+    match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited {code}"),
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => status.to_string(),
-    };
-    format!("could not {what}: `{shown}` {ended}: {}", last_line(errors))
+    }
 }
 
 /// A program's stdout as a reader (through duct), for output too large to
@@ -374,7 +385,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.starts_with("`ls /nonexistent/xtask` failed: ls: "),
+            error.starts_with("`ls /nonexistent/xtask` exited 2: ls: "),
             "{error}"
         );
         assert!(!error.contains('\n'), "{error}");
@@ -463,5 +474,23 @@ mod tests {
                 .unwrap()
                 .success()
         );
+    }
+
+    #[test]
+    fn one_log_for_both_outputs_takes_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("both.log");
+        let sh = xshell::Shell::new().unwrap();
+        let script = "echo to-stdout; echo to-stderr >&2";
+        let mut program = start(
+            "log both",
+            xshell::cmd!(sh, "sh -c {script}"),
+            &Sink::File(log.clone()),
+            &Sink::File(log.clone()),
+        )
+        .unwrap();
+        program.succeed_within(Duration::from_secs(10)).unwrap();
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(logged, "to-stdout\nto-stderr\n");
     }
 }

@@ -1,18 +1,16 @@
-//! Load through the load balancer while the replicas restart: a few clients,
-//! each sending one request at a time at a bounded rate, until told to stop
-//! or a bound on time or count passes. Every request that gets no `2xx` is
-//! a failure, counted by kind.
+//! Load through the load balancer while the replicas restart: a few clients
+//! ([`crate::traffic`]'s workers), each sending one GET at a time at a
+//! bounded rate. Every request that gets no `2xx` is a failure, counted by
+//! kind.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::http::{Client, Failure, Response};
+use crate::traffic::{Bounds, Workers, pause_for_rate};
 
 /// Examples of failures kept for the report.
 const EXAMPLES: usize = 5;
@@ -94,68 +92,39 @@ pub struct Shape {
     pub max_requests: usize,
 }
 
-/// Clients running in the background.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    tally: Arc<Mutex<Tally>>,
-    threads: Vec<JoinHandle<()>>,
-}
+/// Clients running in the background (stopped when dropped).
+pub struct Load(Workers<Result<Response, Failure>>);
 
 impl Load {
     pub fn start(addr: SocketAddr, path: &str, shape: Shape) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let pause = Duration::from_secs(1) / shape.rate.max(1);
-        let threads = (0..shape.clients)
-            .map(|_| {
-                let (stop, tally, path) = (stop.clone(), tally.clone(), path.to_owned());
-                std::thread::spawn(move || {
-                    let client = Client::new(addr, Duration::from_secs(10));
-                    let started = Instant::now();
-                    for _ in 0..shape.max_requests {
-                        if stop.load(Ordering::Relaxed) || started.elapsed() > shape.max_duration {
-                            break;
-                        }
-                        let sent = Instant::now();
-                        let outcome = client.get(&path);
-                        if let Ok(mut tally) = tally.lock() {
-                            tally.record(&outcome);
-                        }
-                        std::thread::sleep(pause.saturating_sub(sent.elapsed()));
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            tally,
-            threads,
-        }
-    }
-
-    /// What the clients have seen so far.
-    pub fn tally(&self) -> Tally {
-        self.tally.lock().map(|t| t.clone()).unwrap_or_default()
+        let bounds = Bounds {
+            workers: shape.clients,
+            max_duration: shape.max_duration,
+            max_requests: shape.max_requests.saturating_mul(shape.clients),
+        };
+        Load(Workers::start(bounds, |_| {
+            let client = Client::new(addr, Duration::from_secs(10));
+            let path = path.to_owned();
+            move || {
+                let sent = Instant::now();
+                let outcome = client.get(&path);
+                (outcome, pause_for_rate(shape.rate, sent.elapsed()))
+            }
+        }))
     }
 
     /// Stops the clients and returns what they saw.
-    pub fn finish(mut self) -> Tally {
-        self.stop_threads();
-        self.tally()
-    }
-
-    fn stop_threads(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
+    pub fn finish(self) -> Tally {
+        tally_of(self.0.finish())
     }
 }
 
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop_threads();
+fn tally_of(outcomes: Vec<Result<Response, Failure>>) -> Tally {
+    let mut tally = Tally::default();
+    for outcome in outcomes {
+        tally.record(&outcome);
     }
+    tally
 }
 
 #[cfg(test)]
@@ -212,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn each_client_stops_after_its_count() {
+    fn the_clients_stop_after_their_count() {
         // Nothing listens on port 1 of loopback: every request is refused.
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let shape = Shape {
@@ -221,17 +190,7 @@ mod tests {
             max_duration: Duration::from_secs(10),
             max_requests: 5,
         };
-        let load = Load::start(addr, "/", shape);
-        let waited = crate::wait::until(Duration::from_secs(10), Duration::from_millis(5), || {
-            let sent = load.tally().sent;
-            Ok(if sent >= 10 {
-                crate::wait::Poll::Ready(())
-            } else {
-                crate::wait::Poll::Waiting(format!("{sent} sent"))
-            })
-        });
-        let tally = load.finish();
-        waited.unwrap();
+        let tally = tally_of(Load::start(addr, "/", shape).0.join());
         assert_eq!(tally.sent, 10, "{tally:?}");
         assert_eq!(tally.failed_by_kind.get("refused"), Some(&10), "{tally:?}");
     }

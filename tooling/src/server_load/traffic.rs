@@ -1,10 +1,12 @@
-//! The clients of a load run: one thread each, one kept-alive connection
-//! each (a new one after any failure), bounded by a deadline and by a
-//! request count. Latencies and statuses are merged into one [`Tally`].
+//! The clients of a load run ([`crate::traffic`]'s workers): one kept-alive
+//! connection each (a new one after any failure), bounded by a deadline and
+//! by a request count. Latencies and statuses are merged into one [`Tally`].
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use crate::http::{Client, KeepAlive};
+use crate::traffic::{Bounds, Workers};
 
 /// No client sends more than this, whatever the duration.
 const MAX_REQUESTS_PER_CLIENT: usize = 1_000_000;
@@ -72,30 +74,34 @@ impl Tally {
         let index = (self.latencies_us.len() * percent / 100).min(self.latencies_us.len() - 1);
         self.latencies_us[index] as f64 / 1000.0
     }
-
-    fn merge(&mut self, other: Tally) {
-        self.latencies_us.extend(other.latencies_us);
-        self.non_2xx += other.non_2xx;
-        self.transport_errors += other.transport_errors;
-    }
 }
+
+/// What one request came to: its latency and status, or no answer.
+type Outcome = Option<(u64, u16)>;
 
 /// Runs `mix` against `addr` for `duration`; GETs ask for ids `1..=seeded`.
 pub fn drive(addr: SocketAddr, mix: Mix, duration: Duration, seeded: u64) -> Tally {
     let started = Instant::now();
-    let deadline = started + duration;
-    let clients: Vec<_> = (0..mix.clients)
-        .map(|index| {
-            std::thread::spawn(move || {
-                let mut client = Client::new(addr, index as u64 + 1);
-                client.run(mix, seeded, deadline)
-            })
-        })
-        .collect();
+    let bounds = Bounds {
+        workers: mix.clients,
+        max_duration: duration,
+        max_requests: MAX_REQUESTS_PER_CLIENT.saturating_mul(mix.clients),
+    };
+    let outcomes = Workers::start(bounds, |index| {
+        let mut client = LoadClient::new(addr, index as u64 + 1);
+        move || (client.one(mix, seeded), Duration::ZERO)
+    })
+    .join();
     let mut total = Tally::default();
-    for client in clients {
-        if let Ok(tally) = client.join() {
-            total.merge(tally);
+    for outcome in outcomes {
+        match outcome {
+            Some((latency_us, status)) => {
+                total.latencies_us.push(latency_us);
+                if !(200..300).contains(&status) {
+                    total.non_2xx += 1;
+                }
+            }
+            None => total.transport_errors += 1,
         }
     }
     total.elapsed = started.elapsed();
@@ -103,32 +109,32 @@ pub fn drive(addr: SocketAddr, mix: Mix, duration: Duration, seeded: u64) -> Tal
 }
 
 /// Writes `count` notes, one after the other; any answer but `201` fails.
-pub fn seed(addr: SocketAddr, count: u64, note_bytes: usize) -> std::io::Result<()> {
-    let mut client = Client::new(addr, 1);
+pub fn seed(addr: SocketAddr, count: u64, note_bytes: usize) -> anyhow::Result<()> {
+    let mut connection = KeepAlive::new(Client::new(addr, IO_TIMEOUT));
     let request = post_request(note_bytes);
     for _ in 0..count {
-        let status = client.exchange(&request)?;
+        let status = connection
+            .exchange(request.as_bytes())
+            .map_err(|failure| anyhow::anyhow!(failure.reason))?
+            .status;
         if status != 201 {
-            return Err(std::io::Error::other(format!(
-                "a seed note was answered {status}"
-            )));
+            anyhow::bail!("a seed note was answered {status}");
         }
     }
     Ok(())
 }
 
-struct Client {
-    addr: SocketAddr,
-    connection: Option<BufReader<TcpStream>>,
+/// One worker: a kept-alive connection and the choice of each request.
+struct LoadClient {
+    connection: KeepAlive,
     /// xorshift state: which requests are POSTs, which ids are read.
     random: u64,
 }
 
-impl Client {
-    fn new(addr: SocketAddr, seed: u64) -> Client {
-        Client {
-            addr,
-            connection: None,
+impl LoadClient {
+    fn new(addr: SocketAddr, seed: u64) -> LoadClient {
+        LoadClient {
+            connection: KeepAlive::new(Client::new(addr, IO_TIMEOUT)),
             random: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         }
     }
@@ -140,62 +146,24 @@ impl Client {
         self.random
     }
 
-    fn run(&mut self, mix: Mix, seeded: u64, deadline: Instant) -> Tally {
-        let post = post_request(mix.note_bytes);
-        let mut tally = Tally::default();
-        for _ in 0..MAX_REQUESTS_PER_CLIENT {
-            if Instant::now() >= deadline {
-                break;
-            }
-            let request = if self.next_random() % 100 < u64::from(mix.post_percent) {
-                post.clone()
-            } else {
-                match mix.read {
-                    Reads::Note => {
-                        let id = self.next_random() % seeded.max(1) + 1;
-                        format!("GET /api/v1/notes/{id} HTTP/1.1\r\nHost: load\r\n\r\n")
-                    }
-                    Reads::Page => {
-                        "GET /api/v1/notes?limit=100 HTTP/1.1\r\nHost: load\r\n\r\n".to_owned()
-                    }
+    fn one(&mut self, mix: Mix, seeded: u64) -> Outcome {
+        let request = if self.next_random() % 100 < u64::from(mix.post_percent) {
+            post_request(mix.note_bytes)
+        } else {
+            match mix.read {
+                Reads::Note => {
+                    let id = self.next_random() % seeded.max(1) + 1;
+                    format!("GET /api/v1/notes/{id} HTTP/1.1\r\nHost: load\r\n\r\n")
                 }
-            };
-            let sent = Instant::now();
-            if let Ok(status) = self.exchange(&request) {
-                tally
-                    .latencies_us
-                    .push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
-                if !(200..300).contains(&status) {
-                    tally.non_2xx += 1;
+                Reads::Page => {
+                    "GET /api/v1/notes?limit=100 HTTP/1.1\r\nHost: load\r\n\r\n".to_owned()
                 }
-            } else {
-                tally.transport_errors += 1;
-                self.connection = None;
             }
-        }
-        tally
-    }
-
-    /// Sends one request and reads its answer; returns the status.
-    fn exchange(&mut self, request: &str) -> std::io::Result<u16> {
-        if self.connection.is_none() {
-            let stream = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT)?;
-            stream.set_read_timeout(Some(IO_TIMEOUT))?;
-            stream.set_write_timeout(Some(IO_TIMEOUT))?;
-            stream.set_nodelay(true)?;
-            self.connection = Some(BufReader::new(stream));
-        }
-        let Some(reader) = self.connection.as_mut() else {
-            return Err(std::io::ErrorKind::NotConnected.into());
         };
-        reader.get_mut().write_all(request.as_bytes())?;
-        let (status, length, close) = read_head(reader)?;
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        if close {
-            self.connection = None;
-        }
-        Ok(status)
+        let sent = Instant::now();
+        let response = self.connection.exchange(request.as_bytes()).ok()?;
+        let latency_us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Some((latency_us, response.status))
     }
 }
 
@@ -205,39 +173,6 @@ fn post_request(note_bytes: usize) -> String {
         "POST /api/v1/notes HTTP/1.1\r\nHost: load\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// Status, `Content-Length` and whether the server will close.
-fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, usize, bool)> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let mut length = None;
-    let mut close = false;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let Some((name, value)) = header.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            length = value.trim().parse().ok();
-        } else if name.eq_ignore_ascii_case("connection") {
-            close = value.trim().eq_ignore_ascii_case("close");
-        }
-    }
-    let length = length.ok_or_else(|| std::io::Error::other("an answer without Content-Length"))?;
-    Ok((status, length, close))
 }
 
 #[cfg(test)]

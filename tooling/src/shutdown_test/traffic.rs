@@ -6,7 +6,7 @@
 //!
 //! Threads and blocking sockets: every loop is bounded in count and time.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::http::{Client, Failure, HeldRequest, Started};
 use crate::metadata::{Drain, DrainMethod};
+use crate::traffic::{Bounds, Workers};
 
 /// The rest of a slow upload's body goes out in this many pieces.
 const PIECES: usize = 5;
@@ -37,7 +38,8 @@ pub struct Plan {
     pub hold_after_signal: Duration,
     /// Over how long the rest of each body then goes out.
     pub trickle: Duration,
-    /// Bounds on the whole run.
+    /// Bounds on the whole run: the short requests, all workers together,
+    /// and its time.
     pub max_requests: usize,
     pub max_duration: Duration,
     pub probe_interval: Duration,
@@ -89,14 +91,11 @@ struct Shared {
     started: Instant,
     signal_at: OnceLock<Instant>,
     stop: AtomicBool,
-    requests: AtomicUsize,
 }
 
 impl Shared {
     fn out_of_bounds(&self, plan: &Plan) -> bool {
-        self.stop.load(Ordering::SeqCst)
-            || self.started.elapsed() > plan.max_duration
-            || self.requests.load(Ordering::SeqCst) >= plan.max_requests
+        self.stop.load(Ordering::SeqCst) || self.started.elapsed() > plan.max_duration
     }
 
     /// When the stop signal went out; `None` if the load ran out of bounds first.
@@ -117,7 +116,7 @@ impl Shared {
 pub struct Load {
     shared: Arc<Shared>,
     uploads: Vec<JoinHandle<Record>>,
-    shorts: Vec<JoinHandle<Vec<Record>>>,
+    shorts: Workers<Record>,
     /// None when readiness is not watched.
     prober: Option<JoinHandle<Vec<Probe>>>,
     held: Vec<JoinHandle<Option<Probe>>>,
@@ -146,7 +145,6 @@ impl Load {
             started: Instant::now(),
             signal_at: OnceLock::new(),
             stop: AtomicBool::new(false),
-            requests: AtomicUsize::new(0),
         });
         let (opened, opened_rx) = mpsc::channel::<()>();
         let uploads = (0..plan.slow_uploads)
@@ -172,21 +170,40 @@ impl Load {
                 break;
             }
         }
-        let shorts = (0..plan.short_workers)
-            .map(|worker| {
-                let (shared, plan) = (Arc::clone(&shared), plan.clone());
-                let tag = format!("{tag}-short-{worker}");
-                let drain = drain.clone();
-                // Staggered, so that the streams are not all between two
-                // requests at the same moment.
-                let stagger = plan.short_body_pause * u32::try_from(worker).unwrap_or(0)
-                    / u32::try_from(plan.short_workers).unwrap_or(1);
-                thread::spawn(move || {
+        let bounds = Bounds {
+            workers: plan.short_workers,
+            max_duration: plan.max_duration.saturating_sub(shared.started.elapsed()),
+            max_requests: plan.max_requests,
+        };
+        let shorts = Workers::start(bounds, |worker| {
+            let (shared, plan) = (Arc::clone(&shared), plan.clone());
+            let tag = format!("{tag}-short-{worker}");
+            let drain = drain.clone();
+            // Staggered, so that the streams are not all between two
+            // requests at the same moment.
+            let mut stagger = Some(
+                plan.short_body_pause * u32::try_from(worker).unwrap_or(0)
+                    / u32::try_from(plan.short_workers).unwrap_or(1),
+            );
+            let mut sent = 0;
+            move || {
+                if let Some(stagger) = stagger.take() {
                     thread::sleep(stagger);
-                    short_stream(client, &drain, &plan, &shared, &tag)
-                })
-            })
-            .collect();
+                }
+                let record =
+                    short_request(client, &drain, &plan, &shared, &format!("{tag}-{sent}"));
+                sent += 1;
+                // Not taken: the listener is gone, and knocking as fast as a
+                // working server answers would only inflate the count.
+                let not_taken = matches!(&record.result, Err(f) if !f.accepted);
+                let pause = if not_taken {
+                    plan.short_pause * 5
+                } else {
+                    plan.short_pause
+                };
+                (record, pause)
+            }
+        });
         let prober = ready_path.map(|path| {
             let (shared, plan) = (Arc::clone(&shared), plan.clone());
             let path = path.to_owned();
@@ -226,9 +243,7 @@ impl Load {
             .into_iter()
             .filter_map(|h| h.join().ok())
             .collect();
-        for short in self.shorts {
-            records.extend(short.join().unwrap_or_default());
-        }
+        records.extend(self.shorts.finish());
         let mut probes = self
             .prober
             .map(|p| p.join().unwrap_or_default())
@@ -263,7 +278,6 @@ fn slow_read(
     title: &str,
     opened: &mpsc::Sender<()>,
 ) -> Record {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
     let sent_at = shared.started.elapsed();
     // A GET has no interim answer to wait for: it is in flight once sent.
     let _ = opened.send(());
@@ -289,7 +303,6 @@ fn slow_upload(
     title: &str,
     opened: &mpsc::Sender<()>,
 ) -> Record {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
     // The body is padded to the planned size around a fixed tag.
     let padding = plan
         .upload_bytes
@@ -341,52 +354,37 @@ fn slow_upload(
     record(upload.finish().map(|r| answer(drain, &r)))
 }
 
-fn short_stream(
+/// One short request of the stream: a write whose body goes in two parts,
+/// or a read.
+fn short_request(
     client: Client,
     drain: &Drain,
     plan: &Plan,
     shared: &Shared,
-    tag: &str,
-) -> Vec<Record> {
-    let mut records = Vec::new();
-    for n in 0.. {
-        if shared.out_of_bounds(plan) {
-            break;
-        }
-        shared.requests.fetch_add(1, Ordering::SeqCst);
-        let title = format!("{tag}-{n}");
-        let body = "short".to_owned();
-        let sent_at = shared.started.elapsed();
-        let result = match drain.method {
-            DrainMethod::Post => post_in_two_parts(
-                client,
-                drain,
-                &drain.body(&title, &body),
-                plan.short_body_pause,
-            ),
-            DrainMethod::Get => client.get(&drain.path).map(|r| Answer {
-                status: r.status,
-                id: None,
-            }),
-        };
-        // Not taken: the listener is gone, and knocking as fast as a
-        // working server answers would only inflate the count.
-        let not_taken = matches!(&result, Err(f) if !f.accepted);
-        records.push(Record {
-            kind: Kind::Short,
-            title,
-            body,
-            sent_at,
-            ended_at: shared.started.elapsed(),
-            result,
-        });
-        thread::sleep(if not_taken {
-            plan.short_pause * 5
-        } else {
-            plan.short_pause
-        });
+    title: &str,
+) -> Record {
+    let body = "short".to_owned();
+    let sent_at = shared.started.elapsed();
+    let result = match drain.method {
+        DrainMethod::Post => post_in_two_parts(
+            client,
+            drain,
+            &drain.body(title, &body),
+            plan.short_body_pause,
+        ),
+        DrainMethod::Get => client.get(&drain.path).map(|r| Answer {
+            status: r.status,
+            id: None,
+        }),
+    };
+    Record {
+        kind: Kind::Short,
+        title: title.to_owned(),
+        body,
+        sent_at,
+        ended_at: shared.started.elapsed(),
+        result,
     }
-    records
 }
 
 fn post_in_two_parts(
