@@ -20,10 +20,10 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
 RUN --mount=type=bind,from=vendor,target=/.cargo \
-    cargo chef cook --release --recipe-path recipe.json
+    cargo chef cook --release --recipe-path recipe.json --package server --bin server
 COPY . .
 RUN --mount=type=bind,from=vendor,target=/.cargo \
-    cargo build --release --bin server
+    cargo build --release --package server --bin server
 
 FROM ${RUNTIME_IMAGE} AS runtime
 COPY --from=builder /app/target/release/server /usr/local/bin/server

@@ -243,6 +243,9 @@ mod tests {
                 format!("EXPOSE {}", metadata.port),
                 format!("CMD [\"{binary}\", \"--health-check\"]"),
                 format!("ENTRYPOINT [\"{binary}\"]"),
+                // The service's package alone: another member of the
+                // workspace may need what the builder lacks.
+                format!("--package {}", metadata.package),
             ] {
                 assert!(text.contains(&line), "an alternative lacks {line}");
             }
