@@ -24,6 +24,11 @@ use crate::metadata::Metadata;
 /// repository's own.
 pub const BUILT_IN_DOCKERFILE: &str = include_str!("../assets/Dockerfile");
 
+/// How the built-in Dockerfile's build stage reports the service binary's
+/// size, `<prefix><bytes> bytes as built|stripped|packed with UPX`: the
+/// bench reads it from the build's log.
+pub const BINARY_SIZE_LINE: &str = "service binary: ";
+
 /// What a repository's own Dockerfile must declare, as the built-in one
 /// does: the build arguments `cargo xtask image` passes, and the stage that
 /// builds the bundled tools from their directory.
@@ -438,6 +443,16 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn the_built_in_dockerfile_reports_the_binarys_sizes_as_the_bench_reads_them() {
+        for stage in ["bytes as built", "bytes stripped", "bytes packed with UPX"] {
+            let line = format!(
+                "echo \"{BINARY_SIZE_LINE}$(wc -c </out/root/usr/local/bin/service) {stage}\""
+            );
+            assert!(BUILT_IN_DOCKERFILE.contains(&line), "no {line}");
+        }
+    }
 
     /// `cargo metadata`'s shape, cut to the fields read: `api` depends on
     /// the path crate `model` (which depends on `util`), and has a dev

@@ -174,7 +174,7 @@ pub struct BinarySizes {
 pub fn binary_sizes(build_log: &str) -> BinarySizes {
     let mut sizes = BinarySizes::default();
     for line in build_log.lines() {
-        let Some(rest) = line.split("server binary: ").nth(1) else {
+        let Some(rest) = line.split(crate::build_context::BINARY_SIZE_LINE).nth(1) else {
             continue;
         };
         let mut words = rest.split_whitespace();
@@ -310,11 +310,14 @@ mod tests {
 
     #[test]
     fn the_build_log_gives_the_binarys_sizes() {
-        let log = "#17 41.2 server binary: 3026120 bytes as built\n\
-                   #17 41.3 server binary: 3026112 bytes stripped\n\
-                   #17 66.0 server binary: 1414368 bytes packed with UPX\n";
+        let prefix = crate::build_context::BINARY_SIZE_LINE;
+        let log = format!(
+            "#17 41.2 {prefix}3026120 bytes as built\n\
+             #17 41.3 {prefix}3026112 bytes stripped\n\
+             #17 66.0 {prefix}1414368 bytes packed with UPX\n"
+        );
         assert_eq!(
-            binary_sizes(log),
+            binary_sizes(&log),
             BinarySizes {
                 as_built: Some(3_026_120),
                 stripped: Some(3_026_112),

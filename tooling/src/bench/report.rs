@@ -87,6 +87,24 @@ impl Report {
                 }
             }
         }
+        // The binary's sizes come from the build logs of these two.
+        let measured = |variant| self.variant(variant).is_some_and(|v| v.error.is_none());
+        for (variant, what, present) in [
+            (
+                Variant::Project,
+                "release binary's sizes",
+                self.release_binary.as_built.is_some() && self.release_binary.stripped.is_some(),
+            ),
+            (
+                Variant::ProjectOptimized,
+                "size binary's sizes",
+                self.size_binary.stripped.is_some() && self.size_binary.upx.is_some(),
+            ),
+        ] {
+            if measured(variant) && !present {
+                gaps.push(format!("{}: no {what} in its build log", variant.name()));
+            }
+        }
         gaps
     }
 
@@ -437,6 +455,16 @@ pub(crate) mod tests {
     #[test]
     fn a_complete_report_has_no_gaps() {
         assert_eq!(example().gaps(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_build_log_without_the_binarys_sizes_is_a_gap() {
+        let mut report = example();
+        report.release_binary = BinarySizes::default();
+        assert_eq!(
+            report.gaps(),
+            ["project: no release binary's sizes in its build log"]
+        );
     }
 
     #[test]
