@@ -242,6 +242,8 @@ pub fn upx_cost(
     dir: &Path,
     runs: usize,
 ) -> anyhow::Result<UpxCost> {
+    // Empty: `upx -d -o` refuses to overwrite what an earlier run left.
+    sh.remove_path(dir)?;
     std::fs::create_dir_all(dir)?;
     docker.copy_from_image(sh, image, binary_path, &dir.join("server.packed"))?;
     let mount = format!("{}:/b", dir.display());

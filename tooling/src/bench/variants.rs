@@ -137,13 +137,17 @@ fn project_dir(dir: &Path) -> PathBuf {
 }
 
 /// Appends a comment line to `file` in the snapshot: a one-line change.
+/// The line carries the time, so that no earlier run's build of the same
+/// change is in the engine's cache to be reused.
 pub fn touch(dir: &Path, file: &str, mark: &str) -> anyhow::Result<()> {
     let path = dir.join(file);
-    let mut text = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    text.push_str("// bench: ");
-    text.push_str(mark);
-    text.push('\n');
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let text = format!("{text}// bench: {mark} at {now}\n");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -259,7 +263,16 @@ mod tests {
         std::fs::create_dir_all(dir.join("server/src")).unwrap();
         std::fs::write(dir.join(Variant::SERVER_FILE), "fn main() {}\n").unwrap();
         touch(&dir, Variant::SERVER_FILE, "1").unwrap();
-        let text = std::fs::read_to_string(dir.join(Variant::SERVER_FILE)).unwrap();
-        assert_eq!(text, "fn main() {}\n// bench: 1\n");
+        let once = std::fs::read_to_string(dir.join(Variant::SERVER_FILE)).unwrap();
+        let added = once.strip_prefix("fn main() {}\n").unwrap();
+        assert!(
+            added.starts_with("// bench: 1 at ") && added.lines().count() == 1,
+            "{added}"
+        );
+        // Another run's change differs, so no cached build of it is reused.
+        std::fs::write(dir.join(Variant::SERVER_FILE), "fn main() {}\n").unwrap();
+        touch(&dir, Variant::SERVER_FILE, "1").unwrap();
+        let twice = std::fs::read_to_string(dir.join(Variant::SERVER_FILE)).unwrap();
+        assert_ne!(once, twice);
     }
 }
