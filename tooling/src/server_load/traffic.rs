@@ -88,7 +88,7 @@ pub fn drive(addr: SocketAddr, mix: Mix, duration: Duration, seeded: u64) -> Tal
         max_requests: MAX_REQUESTS_PER_CLIENT.saturating_mul(mix.clients),
     };
     let outcomes = Workers::start(bounds, |index| {
-        let mut client = LoadClient::new(addr, index as u64 + 1);
+        let mut client = LoadClient::new(addr, index as u64 + 1, mix.note_bytes);
         move || (client.one(mix, seeded), Duration::ZERO)
     })
     .join();
@@ -127,14 +127,17 @@ pub fn seed(addr: SocketAddr, count: u64, note_bytes: usize) -> anyhow::Result<(
 /// One worker: a kept-alive connection and the choice of each request.
 struct LoadClient {
     connection: KeepAlive,
+    /// The POST, written once: the load, not its client, should cost.
+    post: String,
     /// xorshift state: which requests are POSTs, which ids are read.
     random: u64,
 }
 
 impl LoadClient {
-    fn new(addr: SocketAddr, seed: u64) -> LoadClient {
+    fn new(addr: SocketAddr, seed: u64, note_bytes: usize) -> LoadClient {
         LoadClient {
             connection: KeepAlive::new(Client::new(addr, IO_TIMEOUT)),
+            post: post_request(note_bytes),
             random: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         }
     }
@@ -147,10 +150,10 @@ impl LoadClient {
     }
 
     fn one(&mut self, mix: Mix, seeded: u64) -> Outcome {
-        let request = if self.next_random() % 100 < u64::from(mix.post_percent) {
-            post_request(mix.note_bytes)
+        let read = if self.next_random() % 100 < u64::from(mix.post_percent) {
+            None
         } else {
-            match mix.read {
+            Some(match mix.read {
                 Reads::Note => {
                     let id = self.next_random() % seeded.max(1) + 1;
                     format!("GET /api/v1/notes/{id} HTTP/1.1\r\nHost: load\r\n\r\n")
@@ -158,8 +161,9 @@ impl LoadClient {
                 Reads::Page => {
                     "GET /api/v1/notes?limit=100 HTTP/1.1\r\nHost: load\r\n\r\n".to_owned()
                 }
-            }
+            })
         };
+        let request = read.as_deref().unwrap_or(&self.post);
         let sent = Instant::now();
         let response = self.connection.exchange(request.as_bytes()).ok()?;
         let latency_us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
