@@ -28,6 +28,7 @@ use crate::flags;
 use crate::git::Revision;
 use crate::metadata::{self, Metadata};
 use crate::tools::{self, Tool};
+use measure::DependencyChange;
 use report::{Machine, Report, VariantReport};
 use variants::{Variant, VariantBases};
 
@@ -64,8 +65,16 @@ impl flags::Bench {
             slim: crate::stand_ins::slim_base(sh, &docker, &root)?,
         };
 
+        let lock = root.join("Cargo.lock");
+        let dependency = DependencyChange::choose(
+            &std::fs::read_to_string(&lock)
+                .with_context(|| format!("cannot read {}", lock.display()))?,
+            &self.dependency,
+        )?;
+
         let mut report = Report {
             quick: self.quick,
+            dependency_change: Some(dependency.clone()),
             started: crate::git::now_rfc3339_utc(),
             machine: machine(sh),
             ..Report::default()
@@ -73,23 +82,28 @@ impl flags::Bench {
         let mut optimized_image = None;
         for variant in selected {
             let measured = measure_variant(
-                sh, &docker, &builder, variant, &bases, metadata, &revision, &work, &xtask, runs,
+                sh,
+                &docker,
+                &builder,
+                variant,
+                &bases,
+                metadata,
+                &revision,
+                &work,
+                &xtask,
+                runs,
+                &dependency,
             );
             let report_entry = match measured {
                 Ok((entry, id)) => {
                     if variant == Variant::ProjectOptimized {
-                        optimized_image = Some(id);
+                        optimized_image = id;
                     }
                     entry
                 }
                 Err(error) => VariantReport {
-                    variant,
-                    name: variant.name(),
-                    description: variant.describe(),
-                    builds: None,
-                    image: None,
-                    runs: None,
                     error: Some(format!("{error:#}")),
+                    ..VariantReport::new(variant)
                 },
             };
             report.variants.push(report_entry);
@@ -164,12 +178,35 @@ fn measure_variant(
     work: &Path,
     xtask: &Path,
     runs: usize,
-) -> anyhow::Result<(VariantReport, String)> {
+    dependency: &DependencyChange,
+) -> anyhow::Result<(VariantReport, Option<String>)> {
     let dir = variants::dir(work, variant);
     let logs = work.join("logs");
     variants::snapshot(sh, &sh.current_dir(), &dir, variant, metadata)?;
+    if variant == Variant::Host {
+        let (builds, crates_compiled) = measure::host_builds(
+            sh,
+            variant,
+            &metadata.package,
+            &metadata.binary,
+            &dir,
+            &logs,
+            dependency,
+        )?;
+        let report = VariantReport {
+            builds: Some(builds),
+            crates_compiled: Some(crates_compiled),
+            ..VariantReport::new(variant)
+        };
+        return Ok((report, None));
+    }
+    if variant == Variant::ChefSccache {
+        variants::add_sccache(sh, &work.join("tools"), &dir)?;
+    }
     let request = variants::request(variant, &dir, bases, metadata, revision, work);
-    let (builds, id) = measure::builds(sh, docker, builder, variant, request, &dir, &logs)?;
+    let (builds, crates_compiled, id) = measure::image_builds(
+        sh, docker, builder, variant, request, &dir, &logs, dependency,
+    )?;
     let image = measure::image(sh, docker, &id)?;
     eprintln!("bench: {}: shutdown-test ×{runs}", variant.name());
     // A failed start or stop keeps the build and size figures already taken.
@@ -184,15 +221,14 @@ fn measure_variant(
     };
     Ok((
         VariantReport {
-            variant,
-            name: variant.name(),
-            description: variant.describe(),
             builds: Some(builds),
+            crates_compiled: Some(crates_compiled),
             image: Some(image),
             runs,
             error,
+            ..VariantReport::new(variant)
         },
-        id,
+        Some(id),
     ))
 }
 
@@ -239,26 +275,31 @@ fn write_report(report: &Report, work: &Path) -> anyhow::Result<String> {
     Ok(markdown)
 }
 
-/// Where docs/bench.md holds the bench's own tables.
+/// Where docs/bench.md holds the bench's own tables, and docs/design.md
+/// the figures its decisions rest on.
 const DOCS_BEGIN: &str = "<!-- written by `cargo xtask bench --write-docs` -->\n";
 const DOCS_END: &str = "<!-- end of what `cargo xtask bench --write-docs` writes -->";
 
-/// Replaces the tables in docs/bench.md and its chart with this run's,
-/// when the run measured everything.
+/// Replaces the tables in docs/bench.md, its chart and the figures in
+/// docs/design.md with this run's, when the run measured everything.
 fn write_docs(root: &Path, report: &Report) -> Check {
-    const WHAT: &str = "docs/bench.md and docs/bench-chart.svg hold this run's figures";
+    const WHAT: &str =
+        "docs/bench.md, docs/bench-chart.svg and docs/design.md hold this run's figures";
     let gaps = report.gaps();
     if !gaps.is_empty() {
         return Check::judge("docs written", false, "not written", WHAT)
             .because(format!("the run is incomplete: {}", gaps.join("; ")));
     }
-    let docs = root.join("docs/bench.md");
-    let written = std::fs::read_to_string(&docs)
-        .with_context(|| format!("cannot read {}", docs.display()))
-        .and_then(|text| replace_between(&text, &report.docs_section()))
-        .and_then(|text| {
-            std::fs::write(&docs, text)
-                .with_context(|| format!("cannot write {}", docs.display()))?;
+    let replace = |name: &str, section: &str| -> anyhow::Result<()> {
+        let path = root.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = replace_between(&text, section).with_context(|| format!("in {name}"))?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    let written = replace("docs/bench.md", &report.docs_section())
+        .and_then(|()| replace("docs/design.md", &report.design_figures()))
+        .and_then(|()| {
             let chart = root.join("docs/bench-chart.svg");
             std::fs::write(&chart, report.svg())
                 .with_context(|| format!("cannot write {}", chart.display()))
@@ -267,7 +308,7 @@ fn write_docs(root: &Path, report: &Report) -> Check {
         Ok(()) => Check::judge(
             "docs written",
             true,
-            "docs/bench.md, docs/bench-chart.svg",
+            "docs/bench.md, docs/bench-chart.svg, docs/design.md",
             WHAT,
         ),
         Err(error) => Check::broken("docs written", WHAT, &error),
@@ -279,11 +320,11 @@ fn replace_between(text: &str, section: &str) -> anyhow::Result<String> {
     let start = text
         .find(DOCS_BEGIN)
         .map(|at| at + DOCS_BEGIN.len())
-        .with_context(|| format!("docs/bench.md lacks the line {}", DOCS_BEGIN.trim_end()))?;
+        .with_context(|| format!("no line {}", DOCS_BEGIN.trim_end()))?;
     let end = start
         + text[start..]
             .find(DOCS_END)
-            .with_context(|| format!("docs/bench.md lacks the line {DOCS_END}"))?;
+            .with_context(|| format!("no line {DOCS_END}"))?;
     Ok(format!("{}{section}{}", &text[..start], &text[end..]))
 }
 
@@ -338,17 +379,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_docs_have_a_place_for_the_bench_tables() {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench.md");
-        let text = std::fs::read_to_string(docs).unwrap();
-        let replaced = replace_between(&text, "NEW TABLES\n").unwrap();
-        assert!(replaced.contains(&format!("{DOCS_BEGIN}NEW TABLES\n{DOCS_END}")));
-        assert_eq!(replaced.matches(DOCS_BEGIN).count(), 1);
+    fn the_docs_have_a_place_for_the_bench_figures() {
+        for page in ["bench.md", "design.md"] {
+            let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../docs")
+                .join(page);
+            let text = std::fs::read_to_string(docs).unwrap();
+            let replaced = replace_between(&text, "NEW TABLES\n").unwrap();
+            assert!(
+                replaced.contains(&format!("{DOCS_BEGIN}NEW TABLES\n{DOCS_END}")),
+                "{page}"
+            );
+            assert_eq!(replaced.matches(DOCS_BEGIN).count(), 1, "{page}");
+        }
     }
 
     #[test]
     fn docs_without_the_markers_are_an_error_that_names_them() {
         let error = replace_between("# Bench\n", "x").unwrap_err().to_string();
-        assert!(error.contains("lacks the line <!-- written by"), "{error}");
+        assert!(error.contains("no line <!-- written by"), "{error}");
     }
 }

@@ -78,11 +78,12 @@ pub enum Command {
     /// Exits 1 when any step failed.
     Ci(Ci),
     /// Measure this project's image against the usual alternatives (a naive
-    /// multi-stage build, cargo-chef on Debian slim), all built offline from
-    /// the same sources: build and rebuild times, size, start and stop.
+    /// multi-stage build, cargo-chef on Debian slim, with a target cache mount
+    /// or sccache) and the host's own cargo build, all offline from the same
+    /// sources: build and rebuild times, crates compiled, size, start and stop.
     ///
     /// Writes target/xtask/bench/report.md, report.json and chart.svg. A full
-    /// run takes about half an hour on 2 cores: every variant is built cold.
+    /// run takes about 45 minutes on 2 cores: every variant is built cold.
     Bench(Bench),
     /// Write the image's SBOM as SPDX 2.3 and CycloneDX 1.6 JSON: its Debian
     /// packages and the crates compiled into the binary, which image
@@ -400,9 +401,14 @@ pub struct Bench {
     /// How many times `shutdown-test` runs on each image; the report gives medians.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub runs: usize,
-    /// Measure only this variant (repeatable): naive, chef-slim, project, project-optimized, project-minimal.
+    /// Measure only this variant (repeatable): naive, chef-slim, chef-target-cache,
+    /// chef-sccache, host, project, project-optimized, project-minimal.
     #[arg(long, value_name = "VARIANT")]
     pub only: Vec<String>,
+    /// The registry crate whose version the dependency-change rebuild moves by
+    /// one patch release in `Cargo.lock` (down, or up from a `.0`).
+    #[arg(long, value_name = "CRATE", default_value = "itoa")]
+    pub dependency: String,
     /// Write this run's tables and chart into docs/bench.md and docs/bench-chart.svg,
     /// dated and named by the command. Only a complete run of every variant does.
     #[arg(long)]

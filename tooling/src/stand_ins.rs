@@ -365,6 +365,17 @@ fn builder_base(
     })
 }
 
+/// The vendor stand-in of another workspace's `Cargo.lock` (the bench's
+/// snapshots, once a dependency changed).
+pub fn vendor(sh: &Shell, docker: &Docker, root: &Path) -> anyhow::Result<String> {
+    let work = root.join("target/xtask/offline");
+    sh.create_dir(&work)
+        .with_context(|| format!("cannot create {}", work.display()))?;
+    // `cargo vendor` reads the workspace it runs in.
+    let _in_root = sh.push_dir(root);
+    vendor_image(sh, docker, root, &work, REPOSITORY)
+}
+
 fn vendor_image(
     sh: &Shell,
     docker: &Docker,

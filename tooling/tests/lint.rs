@@ -1,7 +1,7 @@
 //! The repository's own files held to the real linters, as `cargo xtask
 //! setup` installs them:
 //!
-//! - hadolint on the Dockerfile and the bench's two alternatives: nothing at
+//! - hadolint on the Dockerfile and the bench's alternatives: nothing at
 //!   warning level or above;
 //! - check-jsonschema with GitHub's workflow schema on this repository's
 //!   workflow and on the one `cargo xtask init` writes.
@@ -61,6 +61,8 @@ fn the_dockerfiles_have_no_warning() {
         root.join("Dockerfile"),
         root.join("tooling/src/bench/naive.Dockerfile"),
         root.join("tooling/src/bench/chef-slim.Dockerfile"),
+        root.join("tooling/src/bench/chef-target-cache.Dockerfile"),
+        root.join("tooling/src/bench/chef-sccache.Dockerfile"),
     ] {
         let output = hadolint(&dockerfile);
         assert!(

@@ -22,15 +22,91 @@ pub struct BuildTimes {
     pub cold_secs: f64,
     /// Again, nothing changed.
     pub no_change_secs: f64,
+    /// After one dependency's version changed in `Cargo.lock`.
+    pub dependency_change_secs: f64,
     /// After a one-line change to the server's code.
     pub server_change_secs: f64,
     /// After a change to the xtask and to a server test.
     pub outside_change_secs: f64,
 }
 
-/// Runs the four builds in order; returns the times, the last image's id,
-/// and the cold build's log (the project's records the binary's sizes).
-pub fn builds(
+/// How many crates cargo compiled (its `Compiling` lines) in a build.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CratesCompiled {
+    pub cold: usize,
+    pub dependency_change: usize,
+    pub server_change: usize,
+}
+
+/// One build of a sequence, and what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Cold,
+    NoChange,
+    DependencyChange,
+    ServerChange,
+    OutsideChange,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Cold => "cold",
+            Stage::NoChange => "no-change",
+            Stage::DependencyChange => "dependency-change",
+            Stage::ServerChange => "server-change",
+            Stage::OutsideChange => "outside-change",
+        }
+    }
+}
+
+/// A build's wall time and its log, where cargo's lines are.
+pub struct Timed {
+    pub secs: f64,
+    pub log: std::path::PathBuf,
+}
+
+/// The sequence every variant goes through, from its snapshot `dir`: cold,
+/// no change, one dependency's version changed (`change_dependency` then
+/// makes what the next build needs of it), a one-line server change, and
+/// a change outside the server. `build` times one build.
+pub fn sequence(
+    dir: &Path,
+    build: &mut dyn FnMut(Stage) -> anyhow::Result<Timed>,
+    change_dependency: &mut dyn FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(BuildTimes, CratesCompiled)> {
+    let compiled =
+        |timed: &Timed| crates_compiled(&std::fs::read_to_string(&timed.log).unwrap_or_default());
+    let cold = build(Stage::Cold)?;
+    let no_change = build(Stage::NoChange)?;
+    change_dependency()?;
+    let dependency = build(Stage::DependencyChange)?;
+    variants::touch(dir, Variant::SERVER_FILE, "a one-line change")?;
+    let server = build(Stage::ServerChange)?;
+    for file in Variant::OUTSIDE_FILES {
+        variants::touch(dir, file, "a change outside the server")?;
+    }
+    let outside = build(Stage::OutsideChange)?;
+    Ok((
+        BuildTimes {
+            cold_secs: cold.secs,
+            no_change_secs: no_change.secs,
+            dependency_change_secs: dependency.secs,
+            server_change_secs: server.secs,
+            outside_change_secs: outside.secs,
+        },
+        CratesCompiled {
+            cold: compiled(&cold),
+            dependency_change: compiled(&dependency),
+            server_change: compiled(&server),
+        },
+    ))
+}
+
+/// An image variant's builds through BuildKit; returns the last image's id.
+/// A cold build starts with no build cache and no cache mount.
+#[allow(clippy::too_many_arguments)]
+pub fn image_builds(
     sh: &Shell,
     docker: &Docker,
     builder: &Builder,
@@ -38,40 +114,174 @@ pub fn builds(
     mut request: BuildRequest,
     dir: &Path,
     logs: &Path,
-) -> anyhow::Result<(BuildTimes, String)> {
-    let mut previous: Option<String> = None;
-    let mut timed = |stage: &str, no_cache: bool| -> anyhow::Result<(f64, String)> {
-        request.no_cache = no_cache;
-        request.log = Some(logs.join(format!("{}-{stage}.log", variant.name())));
-        eprintln!("bench: {}: {stage} build", variant.name());
+    dependency: &DependencyChange,
+) -> anyhow::Result<(BuildTimes, CratesCompiled, String)> {
+    let mut last: Option<String> = None;
+    let vendor = std::cell::RefCell::new(None::<String>);
+    let mut build = |stage: Stage| -> anyhow::Result<Timed> {
+        if stage == Stage::Cold {
+            build::prune_cache_mounts(sh, builder)?;
+        }
+        request.no_cache = stage == Stage::Cold;
+        if let Some(vendor) = vendor.borrow().as_ref() {
+            set_build_arg(&mut request.build_args, "VENDOR_IMAGE", vendor);
+        }
+        let log = logs.join(format!("{}-{}.log", variant.name(), stage.name()));
+        request.log = Some(log.clone());
+        eprintln!("bench: {}: {} build", variant.name(), stage.name());
         let started = Instant::now();
         let id = build::build(sh, builder, &request)
-            .with_context(|| format!("{}: the {stage} build failed", variant.name()))?;
-        let elapsed = started.elapsed().as_secs_f64();
+            .with_context(|| format!("{}: the {} build failed", variant.name(), stage.name()))?;
+        let secs = started.elapsed().as_secs_f64();
         // The tag moved on: the image it named is left untagged, and only
         // takes space.
-        if let Some(old) = previous.replace(id.clone()).filter(|old| *old != id) {
+        if let Some(old) = last.replace(id.clone()).filter(|old| *old != id) {
             let _ = docker.remove_image(sh, &old);
         }
-        Ok((elapsed, id))
+        Ok(Timed { secs, log })
     };
-    let (cold_secs, _) = timed("cold", true)?;
-    let (no_change_secs, _) = timed("no-change", false)?;
-    variants::touch(dir, Variant::SERVER_FILE, "a one-line change")?;
-    let (server_change_secs, _) = timed("server-change", false)?;
-    for file in Variant::OUTSIDE_FILES {
-        variants::touch(dir, file, "a change outside the server")?;
+    let mut change = || -> anyhow::Result<()> {
+        dependency.apply(sh, dir)?;
+        // The builds have no network: the changed crate comes vendored.
+        *vendor.borrow_mut() = Some(crate::stand_ins::vendor(sh, docker, dir)?);
+        Ok(())
+    };
+    let (times, compiled) = sequence(dir, &mut build, &mut change)?;
+    let id = last.context("no build ran")?;
+    Ok((times, compiled, id))
+}
+
+/// The host's `cargo build --release` of the service, in the snapshot with
+/// its own target directory: the floor the image builds are compared with.
+pub fn host_builds(
+    sh: &Shell,
+    variant: Variant,
+    package: &str,
+    binary: &str,
+    dir: &Path,
+    logs: &Path,
+    dependency: &DependencyChange,
+) -> anyhow::Result<(BuildTimes, CratesCompiled)> {
+    let target = dir.join("target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let fetch = |sh: &Shell| {
+        let _in_dir = sh.push_dir(dir);
+        crate::process::run(xshell::cmd!(sh, "{cargo} fetch --locked --quiet"))
+            .context("cannot fetch the snapshot's crates")
+    };
+    fetch(sh)?;
+    let mut build = |stage: Stage| -> anyhow::Result<Timed> {
+        if stage == Stage::Cold {
+            sh.remove_path(&target)?;
+        }
+        let log = logs.join(format!("{}-{}.log", variant.name(), stage.name()));
+        eprintln!("bench: {}: {} build", variant.name(), stage.name());
+        let _in_dir = sh.push_dir(dir);
+        let command = xshell::cmd!(
+            sh,
+            "{cargo} build --release --locked --offline --package {package} --bin {binary}"
+        )
+        .env("CARGO_TARGET_DIR", &target)
+        // The floor is plain cargo, whatever wraps rustc in this shell.
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_BUILD_RUSTC_WRAPPER");
+        let started = Instant::now();
+        crate::process::run_logged(command, &log)
+            .with_context(|| format!("{}: the {} build failed", variant.name(), stage.name()))?;
+        Ok(Timed {
+            secs: started.elapsed().as_secs_f64(),
+            log,
+        })
+    };
+    let mut change = || -> anyhow::Result<()> {
+        dependency.apply(sh, dir)?;
+        fetch(sh)
+    };
+    sequence(dir, &mut build, &mut change)
+}
+
+/// Sets a build argument, or adds it.
+fn set_build_arg(args: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match args.iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => value.clone_into(v),
+        None => args.push((name.to_owned(), value.to_owned())),
     }
-    let (outside_change_secs, id) = timed("outside-change", false)?;
-    Ok((
-        BuildTimes {
-            cold_secs,
-            no_change_secs,
-            server_change_secs,
-            outside_change_secs,
-        },
-        id,
-    ))
+}
+
+/// Counts cargo's `Compiling <crate> v<version>` lines, also behind
+/// BuildKit's `#12 3.4` prefixes.
+pub fn crates_compiled(log: &str) -> usize {
+    log.lines()
+        .filter(|line| {
+            let mut words = line.split_whitespace().skip_while(|w| *w != "Compiling");
+            words.next().is_some()
+                && words.next().is_some()
+                && words.next().is_some_and(|v| v.starts_with('v'))
+        })
+        .count()
+}
+
+/// One dependency's version in `Cargo.lock` moved by one patch release:
+/// down, or up when it is a `.0`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DependencyChange {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl DependencyChange {
+    /// The change for the registry crate `name` of the lock file `lock`.
+    pub fn choose(lock: &str, name: &str) -> anyhow::Result<DependencyChange> {
+        let lock: toml::Table = toml::from_str(lock).context("Cargo.lock is not TOML")?;
+        let versions: Vec<&str> = lock
+            .get("package")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.get("name").and_then(toml::Value::as_str) == Some(name))
+            .filter(|p| {
+                p.get("source")
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|s| s.starts_with("registry+"))
+            })
+            .filter_map(|p| p.get("version").and_then(toml::Value::as_str))
+            .collect();
+        let [from] = versions.as_slice() else {
+            anyhow::bail!(
+                "--dependency {name}: Cargo.lock holds {} versions of it from a registry; name a crate it holds once",
+                versions.len()
+            );
+        };
+        let (release, patch) = from
+            .rsplit_once('.')
+            .and_then(|(release, patch)| Some((release, patch.parse::<u64>().ok()?)))
+            .with_context(|| {
+                format!("--dependency {name}: its version {from} is not major.minor.patch")
+            })?;
+        let to = match patch.checked_sub(1) {
+            Some(down) => format!("{release}.{down}"),
+            None => format!("{release}.{}", patch + 1),
+        };
+        Ok(DependencyChange {
+            name: name.to_owned(),
+            from: (*from).to_owned(),
+            to,
+        })
+    }
+
+    /// `cargo update --precise` in the snapshot `dir`.
+    pub fn apply(&self, sh: &Shell, dir: &Path) -> anyhow::Result<()> {
+        let _in_dir = sh.push_dir(dir);
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let spec = format!("{}@{}", self.name, self.from);
+        let to = &self.to;
+        crate::process::run(xshell::cmd!(
+            sh,
+            "{cargo} update --quiet -p {spec} --precise {to}"
+        ))
+        .with_context(|| format!("cannot change {} from {} to {to}", self.name, self.from))
+    }
 }
 
 /// What the image weighs.
@@ -302,6 +512,53 @@ pub fn parse_upx(output: &str) -> UpxCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cargos_compiling_lines_are_counted_behind_buildkits_prefixes() {
+        let log = "#14 2.1    Compiling itoa v1.0.14\n\
+                   #14 2.2    Compiling serde_json v1.0.140\n\
+                   #14 9.9     Finished `release` profile [optimized] target(s)\n\
+                      Compiling server v0.1.0 (/app/server)\n\
+                   #12 CACHED\n\
+                   a line that says Compiling in passing\n";
+        assert_eq!(crates_compiled(log), 3);
+    }
+
+    #[test]
+    fn a_dependency_moves_one_patch_release() {
+        let lock = "version = 4\n\
+            [[package]]\nname = \"itoa\"\nversion = \"1.0.15\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
+            [[package]]\nname = \"zero\"\nversion = \"0.3.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
+            [[package]]\nname = \"server\"\nversion = \"0.1.0\"\n";
+        let change = DependencyChange::choose(lock, "itoa").unwrap();
+        assert_eq!(
+            (change.from.as_str(), change.to.as_str()),
+            ("1.0.15", "1.0.14")
+        );
+        let change = DependencyChange::choose(lock, "zero").unwrap();
+        assert_eq!(change.to, "0.3.1");
+        let error = DependencyChange::choose(lock, "server")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("holds 0 versions of it from a registry"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_build_argument_is_replaced_or_added() {
+        let mut args = vec![("VENDOR_IMAGE".to_owned(), "old".to_owned())];
+        set_build_arg(&mut args, "VENDOR_IMAGE", "new");
+        set_build_arg(&mut args, "PROFILE", "size");
+        assert_eq!(
+            args,
+            [
+                ("VENDOR_IMAGE".to_owned(), "new".to_owned()),
+                ("PROFILE".to_owned(), "size".to_owned())
+            ]
+        );
+    }
 
     #[test]
     fn the_median_is_the_middle_value() {

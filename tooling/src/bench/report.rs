@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::measure::{BinarySizes, BuildTimes, ImageFigures, RunFigures, UpxCost};
+use super::measure::{
+    BinarySizes, BuildTimes, CratesCompiled, DependencyChange, ImageFigures, RunFigures, UpxCost,
+};
 use super::variants::Variant;
 use crate::output;
 
@@ -27,11 +29,29 @@ pub struct VariantReport {
     pub name: &'static str,
     pub description: &'static str,
     pub builds: Option<BuildTimes>,
+    pub crates_compiled: Option<CratesCompiled>,
+    /// None for `host`, which makes no image.
     pub image: Option<ImageFigures>,
     pub runs: Option<RunFigures>,
     /// Why a measurement is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl VariantReport {
+    /// Nothing measured yet.
+    pub fn new(variant: Variant) -> VariantReport {
+        VariantReport {
+            variant,
+            name: variant.name(),
+            description: variant.describe(),
+            builds: None,
+            crates_compiled: None,
+            image: None,
+            runs: None,
+            error: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,6 +60,8 @@ pub struct Report {
     pub quick: bool,
     pub started: String,
     pub machine: Machine,
+    /// The version change the dependency-change rebuilds made.
+    pub dependency_change: Option<DependencyChange>,
     pub variants: Vec<VariantReport>,
     /// The binary built with the `release` profile, and with `size` + UPX.
     pub release_binary: BinarySizes,
@@ -62,8 +84,19 @@ impl Report {
                 continue;
             }
             let runs = v.runs.as_ref();
+            let image = v.variant.builds_image();
             for (what, present) in [
                 ("build times", v.builds.is_some()),
+                ("crates compiled", v.crates_compiled.is_some()),
+            ] {
+                if !present {
+                    gaps.push(format!("{}: no {what}", v.name));
+                }
+            }
+            if !image {
+                continue;
+            }
+            for (what, present) in [
                 ("image size", v.image.is_some()),
                 (
                     "start to ready",
@@ -171,6 +204,125 @@ impl Report {
         )
     }
 
+    /// The figures docs/design.md's decisions rest on, from this run: each
+    /// a ratio of two of its variants, or the figures it compares.
+    pub fn design_figures(&self) -> String {
+        let mut out = format!(
+            "From `cargo xtask bench --write-docs`, started {}, on this run's tables in [bench.md](bench.md):\n\n",
+            self.started
+        );
+        let builds = |v: Variant| self.variant(v).and_then(|v| v.builds.as_ref());
+        let image = |v: Variant| self.variant(v).and_then(|v| v.image.as_ref());
+        let ready = |v: Variant| {
+            self.variant(v)
+                .and_then(|v| v.runs.as_ref()?.start_to_ready_ms)
+        };
+        let size = output::size;
+        #[allow(clippy::cast_precision_loss)]
+        let bytes_ratio = |a: u64, b: u64| Self::ratio(a as f64, b as f64);
+        if let (Some(naive), Some(project), Some(minimal)) = (
+            image(Variant::Naive),
+            image(Variant::Project),
+            image(Variant::ProjectMinimal),
+        ) {
+            let _ = writeln!(
+                out,
+                "- **Runtime.** On the wire: naive (Debian slim) {}, project {} ({} smaller), project-minimal {}; unpacked {}, {} and {}. Start to ready: naive {}, project {}.",
+                size(naive.wire_bytes),
+                size(project.wire_bytes),
+                bytes_ratio(naive.wire_bytes, project.wire_bytes),
+                size(minimal.wire_bytes),
+                size(naive.unpacked_bytes),
+                size(project.unpacked_bytes),
+                size(minimal.unpacked_bytes),
+                ms(ready(Variant::Naive)),
+                ms(ready(Variant::Project)),
+            );
+        }
+        if let (Some(naive), Some(chef), Some(project)) = (
+            builds(Variant::Naive),
+            builds(Variant::ChefSlim),
+            builds(Variant::Project),
+        ) {
+            let _ = writeln!(
+                out,
+                "- **cargo-chef and the context allowlist.** One-line server change: naive {:.1} s, chef-slim {:.1} s, project {:.1} s ({} faster than naive). Change outside the server: chef-slim {:.1} s, project {:.1} s.",
+                naive.server_change_secs,
+                chef.server_change_secs,
+                project.server_change_secs,
+                Self::ratio(naive.server_change_secs, project.server_change_secs),
+                chef.outside_change_secs,
+                project.outside_change_secs,
+            );
+        }
+        if let Some(line) = self.floor_figures() {
+            out.push_str(&line);
+        }
+        if let (Some(project), Some(optimized), Some(pi), Some(oi)) = (
+            builds(Variant::Project),
+            builds(Variant::ProjectOptimized),
+            image(Variant::Project),
+            image(Variant::ProjectOptimized),
+        ) {
+            let upx = self.upx.clone().unwrap_or_default();
+            #[allow(clippy::cast_precision_loss)]
+            let us = |v: Option<u64>| {
+                v.map_or_else(
+                    || "-".to_owned(),
+                    |us| format!("{:.1} ms", us as f64 / 1000.0),
+                )
+            };
+            let maybe = |b: Option<u64>| b.map_or_else(|| "-".to_owned(), size);
+            let _ = writeln!(
+                out,
+                "- **UPX only with `--optimize`.** On the wire {} against {}; the binary {} stripped (`release`), {} with the size profile and UPX; `--version` {} packed against {} unpacked; one-line rebuild {:.1} s against {:.1} s.",
+                size(oi.wire_bytes),
+                size(pi.wire_bytes),
+                maybe(self.release_binary.stripped),
+                maybe(self.size_binary.upx),
+                us(upx.start_packed_us),
+                us(upx.start_unpacked_us),
+                optimized.server_change_secs,
+                project.server_change_secs,
+            );
+        }
+        out
+    }
+
+    /// The rebuild bullet: the arms and the project against the host.
+    fn floor_figures(&self) -> Option<String> {
+        let builds = |v: Variant| self.variant(v).and_then(|v| v.builds.as_ref());
+        let (Some(host), Some(project), Some(cache), Some(sccache)) = (
+            builds(Variant::Host),
+            builds(Variant::Project),
+            builds(Variant::ChefTargetCache),
+            builds(Variant::ChefSccache),
+        ) else {
+            return None;
+        };
+        Some(format!(
+            "- **Rebuilds against the floor.** One-line change: host {:.1} s, project {:.1} s ({}), chef-target-cache {:.1} s ({}), chef-sccache {:.1} s ({}). Dependency change: host {:.1} s, project {:.1} s ({}), chef-target-cache {:.1} s ({}), chef-sccache {:.1} s ({}). Cold: host {:.1} s, project {:.1} s, chef-target-cache {:.1} s, chef-sccache {:.1} s.\n",
+            host.server_change_secs,
+            project.server_change_secs,
+            Self::ratio(project.server_change_secs, host.server_change_secs),
+            cache.server_change_secs,
+            Self::ratio(cache.server_change_secs, host.server_change_secs),
+            sccache.server_change_secs,
+            Self::ratio(sccache.server_change_secs, host.server_change_secs),
+            host.dependency_change_secs,
+            project.dependency_change_secs,
+            Self::ratio(project.dependency_change_secs, host.dependency_change_secs),
+            cache.dependency_change_secs,
+            Self::ratio(cache.dependency_change_secs, host.dependency_change_secs),
+            sccache.dependency_change_secs,
+            Self::ratio(sccache.dependency_change_secs, host.dependency_change_secs),
+            host.cold_secs,
+            project.cold_secs,
+            cache.cold_secs,
+            sccache.cold_secs,
+        ))
+    }
+
     fn machine_line(&self) -> String {
         let m = &self.machine;
         format!(
@@ -183,8 +335,8 @@ impl Report {
     fn tables(&self) -> String {
         let mut out = String::new();
         out.push_str(
-            "| variant | cold build | one-line server change | no change | change outside the server | unpacked | on the wire | layers | start to ready | start to healthy | stop idle | stop under load | shutdown-test |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            "| variant | cold build | one-line server change | dependency change | no change | change outside the server | unpacked | on the wire | layers | start to ready | start to healthy | stop idle | stop under load | shutdown-test |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for v in &self.variants {
             let secs = |f: fn(&BuildTimes) -> f64| {
@@ -206,14 +358,16 @@ impl Report {
             let proof = match &v.runs {
                 Some(r) if r.shutdown_test_passed => "pass".to_owned(),
                 Some(r) => format!("fails: {}", r.failed_checks.join(", ")),
+                None if !v.variant.builds_image() => "no image".to_owned(),
                 None => "-".to_owned(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 v.name,
                 secs(|b| b.cold_secs),
                 secs(|b| b.server_change_secs),
+                secs(|b| b.dependency_change_secs),
                 secs(|b| b.no_change_secs),
                 secs(|b| b.outside_change_secs),
                 bytes(|i| i.unpacked_bytes),
@@ -229,7 +383,50 @@ impl Report {
             );
         }
         out.push_str(&self.ratios_markdown());
+        out.push_str(&self.rebuilds_markdown());
         out.push_str(&self.binary_markdown());
+        out
+    }
+
+    /// Each variant's rebuilds against the host's `cargo build --release`,
+    /// and how many crates cargo compiled for each.
+    fn rebuilds_markdown(&self) -> String {
+        let Some(host) = self.variant(Variant::Host).and_then(|h| h.builds.as_ref()) else {
+            return String::new();
+        };
+        let change = self
+            .dependency_change
+            .as_ref()
+            .map_or_else(String::new, |d| {
+                format!(" (`{}` {} → {} in Cargo.lock)", d.name, d.from, d.to)
+            });
+        let mut out = format!(
+            "
+Rebuilds against the host's `cargo build --release` (how many times slower),              and the crates cargo compiled; the dependency change is one patch release{change}:
+
+             | variant | cold build | one-line server change | dependency change | crates compiled: cold / one-line / dependency |
+             |---|---|---|---|---|
+"
+        );
+        for v in &self.variants {
+            let Some(b) = &v.builds else { continue };
+            let crates = v.crates_compiled.as_ref().map_or_else(
+                || "-".to_owned(),
+                |c| format!("{} / {} / {}", c.cold, c.server_change, c.dependency_change),
+            );
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} s, {} | {:.1} s, {} | {:.1} s, {} | {} |",
+                v.name,
+                b.cold_secs,
+                Self::ratio(b.cold_secs, host.cold_secs),
+                b.server_change_secs,
+                Self::ratio(b.server_change_secs, host.server_change_secs),
+                b.dependency_change_secs,
+                Self::ratio(b.dependency_change_secs, host.dependency_change_secs),
+                crates,
+            );
+        }
         out
     }
 
@@ -376,6 +573,10 @@ impl Report {
     }
 }
 
+fn ms(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"))
+}
+
 /// A chart's title, its bars (variant, value) and their unit.
 type Panel<'a> = (&'static str, Vec<(&'a str, f64)>, &'static str);
 
@@ -399,8 +600,14 @@ pub(crate) mod tests {
             builds: Some(BuildTimes {
                 cold_secs: 120.0 * scale,
                 no_change_secs: 0.5,
+                dependency_change_secs: 100.0 * scale,
                 server_change_secs: 14.0 * scale,
                 outside_change_secs: 0.4 * scale,
+            }),
+            crates_compiled: Some(CratesCompiled {
+                cold: 180,
+                dependency_change: 40,
+                server_change: 1,
             }),
             image: Some(ImageFigures {
                 unpacked_bytes: bytes(33_900_000.0),
@@ -438,9 +645,19 @@ pub(crate) mod tests {
                 builder: "buildx 0.13.1".into(),
                 rustc: "rustc 1.95.0".into(),
             },
+            dependency_change: Some(DependencyChange {
+                name: "itoa".into(),
+                from: "1.0.15".into(),
+                to: "1.0.14".into(),
+            }),
             variants: vec![
                 measured(Variant::Naive, 4.0),
                 measured(Variant::Project, 1.0),
+                VariantReport {
+                    image: None,
+                    runs: None,
+                    ..measured(Variant::Host, 0.5)
+                },
             ],
             release_binary: BinarySizes {
                 as_built: Some(8_345_504),
@@ -489,8 +706,28 @@ pub(crate) mod tests {
     fn the_markdown_has_a_row_a_variant_and_the_ratios() {
         let text = example().markdown();
         assert!(text.contains("2 CPUs"), "{text}");
-        assert!(text.contains("| naive | 480.0 s | 56.0 s |"), "{text}");
-        assert!(text.contains("| project | 120.0 s | 14.0 s |"), "{text}");
+        assert!(
+            text.contains("| naive | 480.0 s | 56.0 s | 400.0 s |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| project | 120.0 s | 14.0 s | 100.0 s |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| host | 60.0 s | 7.0 s | 50.0 s | 0.5 s |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| project | 120.0 s, 2.0× | 14.0 s, 2.0× | 100.0 s, 2.0× | 180 / 1 / 40 |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("(`itoa` 1.0.15 → 1.0.14 in Cargo.lock)"),
+            "{text}"
+        );
         assert!(
             text.contains("| naive | 4.0× | 4.0× | 4.0× | 4.0× | 4.0× |"),
             "{text}"
@@ -504,8 +741,38 @@ pub(crate) mod tests {
         let svg = example().svg();
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<rect x=").count(), 4);
+        // Two image sizes, three rebuilds (the host's among them).
+        assert_eq!(svg.matches("<rect x=").count(), 5);
         assert!(svg.contains("55.2 MB"), "{svg}");
+    }
+
+    #[test]
+    fn the_design_figures_name_the_run_and_skip_what_it_lacks() {
+        let partial = example().design_figures();
+        assert!(
+            partial.contains("started 2026-11-23T01:00:00Z"),
+            "{partial}"
+        );
+        assert!(!partial.contains("**Runtime.**"), "{partial}");
+        let mut full = example();
+        for (variant, scale) in [
+            (Variant::ChefSlim, 1.5),
+            (Variant::ChefTargetCache, 0.75),
+            (Variant::ChefSccache, 1.25),
+            (Variant::ProjectOptimized, 0.75),
+            (Variant::ProjectMinimal, 0.25),
+        ] {
+            full.variants.push(measured(variant, scale));
+        }
+        let text = full.design_figures();
+        for line in [
+            "- **Runtime.** On the wire: naive (Debian slim) 55.2 MB, project 13.8 MB (4.0× smaller), project-minimal 3.5 MB",
+            "One-line server change: naive 56.0 s, chef-slim 21.0 s, project 14.0 s (4.0× faster than naive)",
+            "One-line change: host 7.0 s, project 14.0 s (2.0×), chef-target-cache 10.5 s (1.5×), chef-sccache 17.5 s (2.5×)",
+            "- **UPX only with `--optimize`.** On the wire 10.3 MB against 13.8 MB",
+        ] {
+            assert!(text.contains(line), "lacks {line}:\n{text}");
+        }
     }
 
     #[test]

@@ -15,6 +15,11 @@ use crate::metadata::Metadata;
 
 const NAIVE_DOCKERFILE: &str = include_str!("naive.Dockerfile");
 const CHEF_SLIM_DOCKERFILE: &str = include_str!("chef-slim.Dockerfile");
+const CHEF_TARGET_CACHE_DOCKERFILE: &str = include_str!("chef-target-cache.Dockerfile");
+const CHEF_SCCACHE_DOCKERFILE: &str = include_str!("chef-sccache.Dockerfile");
+
+/// Where the snapshot of the sccache arm holds the sccache binary.
+pub const SCCACHE_IN_CONTEXT: &str = ".bench-tools/sccache";
 
 /// The alternatives' build context leaves out only what no team sends.
 const ALTERNATIVE_DOCKERIGNORE: &str = "target/\n.git/\n";
@@ -26,6 +31,12 @@ pub enum Variant {
     Naive,
     /// cargo-chef as its README shows it, on a slim runtime.
     ChefSlim,
+    /// cargo-chef with `target/` in a BuildKit cache mount.
+    ChefTargetCache,
+    /// cargo-chef with sccache, its cache in a BuildKit cache mount.
+    ChefSccache,
+    /// `cargo build --release` on the host: the floor, no image.
+    Host,
     /// This project's `cargo xtask image`.
     Project,
     /// This project's `cargo xtask image --optimize`.
@@ -35,9 +46,12 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Naive,
         Variant::ChefSlim,
+        Variant::ChefTargetCache,
+        Variant::ChefSccache,
+        Variant::Host,
         Variant::Project,
         Variant::ProjectOptimized,
         Variant::ProjectMinimal,
@@ -47,6 +61,9 @@ impl Variant {
         match self {
             Variant::Naive => "naive",
             Variant::ChefSlim => "chef-slim",
+            Variant::ChefTargetCache => "chef-target-cache",
+            Variant::ChefSccache => "chef-sccache",
+            Variant::Host => "host",
             Variant::Project => "project",
             Variant::ProjectOptimized => "project-optimized",
             Variant::ProjectMinimal => "project-minimal",
@@ -57,12 +74,26 @@ impl Variant {
         match self {
             Variant::Naive => "multi-stage, cargo build --release, Debian 13 slim",
             Variant::ChefSlim => "cargo-chef per its README, Debian 13 slim",
+            Variant::ChefTargetCache => {
+                "cargo-chef with target/ in a BuildKit cache mount, the binary copied out, Debian 13 slim"
+            }
+            Variant::ChefSccache => {
+                "cargo-chef with sccache (from crates.io), its cache in a BuildKit cache mount, Debian 13 slim"
+            }
+            Variant::Host => {
+                "cargo build --release of the service on the host: the floor, no image"
+            }
             Variant::Project => "cargo xtask image (distroless-style cc, chef, cache mounts)",
             Variant::ProjectOptimized => "cargo xtask image --optimize (size profile, UPX)",
             Variant::ProjectMinimal => {
                 "cargo xtask image --runtime minimal (the binaries' ELF closure, no distroless base)"
             }
         }
+    }
+
+    /// Whether the variant makes an image (all but `host`).
+    pub fn builds_image(self) -> bool {
+        self != Variant::Host
     }
 
     fn is_project(self) -> bool {
@@ -116,7 +147,17 @@ pub fn snapshot(
     let (dockerfile, ignore) = match variant {
         Variant::Naive => (Some(NAIVE_DOCKERFILE), Some(ALTERNATIVE_DOCKERIGNORE)),
         Variant::ChefSlim => (Some(CHEF_SLIM_DOCKERFILE), Some(ALTERNATIVE_DOCKERIGNORE)),
-        Variant::Project | Variant::ProjectOptimized | Variant::ProjectMinimal => (None, None),
+        Variant::ChefTargetCache => (
+            Some(CHEF_TARGET_CACHE_DOCKERFILE),
+            Some(ALTERNATIVE_DOCKERIGNORE),
+        ),
+        Variant::ChefSccache => (
+            Some(CHEF_SCCACHE_DOCKERFILE),
+            Some(ALTERNATIVE_DOCKERIGNORE),
+        ),
+        Variant::Project | Variant::ProjectOptimized | Variant::ProjectMinimal | Variant::Host => {
+            (None, None)
+        }
     };
     if let Some(dockerfile) = dockerfile {
         std::fs::write(dir.join("Dockerfile"), dockerfile)?;
@@ -128,6 +169,33 @@ pub fn snapshot(
         let dockerfile = crate::build_context::Dockerfile::read(dir, metadata)?;
         crate::build_context::prepare(sh, dir, metadata, &dockerfile, &project_dir(dir))?;
     }
+    Ok(())
+}
+
+/// sccache's release the `chef-sccache` variant builds with.
+const SCCACHE_VERSION: &str = "0.19.0";
+
+/// Puts sccache, built from crates.io on the host (its local cache only, no
+/// cloud storage), where the `chef-sccache` Dockerfile copies it from.
+/// Built once into `tools` and kept there.
+pub fn add_sccache(sh: &Shell, tools: &Path, dir: &Path) -> anyhow::Result<()> {
+    let binary = tools.join("bin/sccache");
+    if !binary.is_file() {
+        eprintln!("bench: building sccache {SCCACHE_VERSION} from crates.io (once)");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        crate::process::run(xshell::cmd!(
+            sh,
+            "{cargo} install --quiet --locked --no-default-features sccache --version {SCCACHE_VERSION} --root {tools}"
+        ))
+        .context("cannot build sccache from crates.io")?;
+    }
+    let to = dir.join(SCCACHE_IN_CONTEXT);
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::copy(&binary, &to)
+        .with_context(|| format!("cannot copy {} to {}", binary.display(), to.display()))?;
     Ok(())
 }
 
@@ -240,7 +308,12 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let metadata = Metadata::load(root).unwrap();
         let binary = format!("/usr/local/bin/{}", metadata.binary);
-        for text in [NAIVE_DOCKERFILE, CHEF_SLIM_DOCKERFILE] {
+        for text in [
+            NAIVE_DOCKERFILE,
+            CHEF_SLIM_DOCKERFILE,
+            CHEF_TARGET_CACHE_DOCKERFILE,
+            CHEF_SCCACHE_DOCKERFILE,
+        ] {
             for line in [
                 format!("ENV DATABASE_URL=sqlite://{}/server.db", metadata.data_dir),
                 format!("VOLUME {}", metadata.data_dir),
