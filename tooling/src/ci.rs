@@ -7,14 +7,18 @@
 //!    from its exit status or its `--json` verdict;
 //! 3. `cache.rs`: a step whose inputs are those of an earlier pass is not
 //!    run again, and shows as `cached (from <time>)`;
-//! 4. after a failure the rest is skipped, unless `--keep-going`, which
-//!    still skips the checks of an image whose build failed;
+//! 4. `schedule.rs`: which step starts next, up to `--jobs` side by side
+//!    (steps that share a lane, such as two builds, never do), each check
+//!    after the build of its image; after a failure the rest is skipped, unless
+//!    `--keep-going`, which still skips the checks of an image whose build
+//!    failed;
 //! 5. `summary.rs`: the verdict, one check a step, also written as
 //!    `target/xtask/ci/summary.json` and to GitHub's job summary.
 
 mod cache;
 mod plan;
 mod runner;
+mod schedule;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -27,8 +31,10 @@ use crate::docker::Docker;
 use crate::flags;
 use crate::git::Revision;
 use crate::metadata::Metadata;
+use crate::output;
 use plan::{Action, Selection};
 use runner::Runner;
+use schedule::State;
 
 impl flags::Ci {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
@@ -57,66 +63,32 @@ impl flags::Ci {
         // engine nothing of an image is taken from the store.
         let docker = Docker::connect(sh).ok();
 
-        let mut checks = Vec::new();
-        let mut images: BTreeMap<&str, String> = BTreeMap::new();
-        let mut failed: Vec<&str> = Vec::new();
-        let mut number = 0;
-        for (step, selected) in steps.iter().zip(&selection) {
-            if let Some(reason) = not_run(step, selected, &failed, self.keep_going) {
-                checks.push(Check::skipped(step.name, step.proves, reason));
-                continue;
-            }
-            number += 1;
-            let position = format!("[{number}/{to_run}]");
-            let image = match &step.action {
-                Action::Xtask {
-                    image_of: Some(build),
-                    ..
-                } => Some(image_to_check(build, &images, metadata, &revision)),
-                _ => None,
-            };
-            let key = key_of(sh, docker.as_ref(), &inputs, step, image.as_deref());
-            let kept = key
-                .as_deref()
-                .filter(|_| !self.no_cache)
-                .and_then(|key| store.hit(step.name, key))
-                .filter(|entry| still_there(sh, docker.as_ref(), entry));
-            if let Some(entry) = kept {
-                eprintln!("ci: {position} {} cached (from {})", step.name, entry.at);
-                if let Some(id) = &entry.image_id {
-                    images.insert(step.name, id.clone());
-                }
-                checks.push(Check::cached(
-                    step.name,
-                    step.proves,
-                    &entry.at,
-                    &entry.measured,
-                ));
-                continue;
-            }
-            let outcome = runner.run(step, image.as_deref(), &position);
-            if let Some(id) = &outcome.image_id {
-                images.insert(step.name, id.clone());
-            }
-            if outcome.check.failed() {
-                failed.push(step.name);
-                store.forget(step.name);
-            } else if let Some(key) = key {
-                store.keep(
-                    step.name,
-                    cache::Entry {
-                        key,
-                        at: crate::git::now_rfc3339_utc(),
-                        measured: outcome.check.measured.clone(),
-                        image_id: outcome.image_id.clone(),
-                    },
-                );
-            }
-            // Kept after every step: a run cut short keeps what it proved.
-            store.save(&cache_path)?;
-            checks.push(outcome.check);
-        }
-
+        let jobs = self.jobs.map_or(schedule::DEFAULT_JOBS, usize::from);
+        let pipeline = Pipeline {
+            steps: &steps,
+            selection: &selection,
+            runner: &runner,
+            inputs: &inputs,
+            docker: docker.as_ref(),
+            metadata,
+            revision: &revision,
+            keep_going: self.keep_going,
+            no_cache: self.no_cache,
+            to_run,
+        };
+        let started = std::time::Instant::now();
+        let checks = pipeline.run(sh, jobs, &mut store, &cache_path)?;
+        let wall = started.elapsed();
+        let millis: Vec<u64> = checks.iter().map(|c| c.duration_ms.unwrap_or(0)).collect();
+        let (path, path_ms) = schedule::critical_path(&steps, &millis);
+        let timing = format!(
+            "wall {}, the steps' own times add up to {}, {} at a time; critical path {} ({})\n",
+            output::duration(wall),
+            output::duration(std::time::Duration::from_millis(millis.iter().sum())),
+            jobs,
+            path.join(" → "),
+            output::duration(std::time::Duration::from_millis(path_ms)),
+        );
         let verdict = Verdict {
             headline: headline(&checks),
             checks,
@@ -127,11 +99,131 @@ impl flags::Ci {
         summary::append_to_github_summary(&verdict)?;
         Ok(Verdict {
             text: format!(
-                "summary: {}\n",
+                "{timing}summary: {}\n",
                 json.strip_prefix(&root).unwrap_or(&json).display()
             ),
             ..verdict
         })
+    }
+}
+
+/// One run of the pipeline: what is fixed for all its steps.
+struct Pipeline<'a> {
+    steps: &'a [plan::Step],
+    selection: &'a [Selection],
+    runner: &'a Runner,
+    inputs: &'a cache::Inputs,
+    docker: Option<&'a Docker>,
+    metadata: &'a Metadata,
+    revision: &'a Revision,
+    keep_going: bool,
+    no_cache: bool,
+    to_run: usize,
+}
+
+impl Pipeline<'_> {
+    /// Runs the steps, up to `jobs` at once as `schedule` allows; returns
+    /// one check a step, in the plan's order. The store is saved after
+    /// every step: a run cut short keeps what it proved.
+    fn run(
+        &self,
+        sh: &Shell,
+        jobs: usize,
+        store: &mut cache::Store,
+        cache_path: &std::path::Path,
+    ) -> anyhow::Result<Vec<Check>> {
+        let steps = self.steps;
+        let mut states = vec![State::Waiting; steps.len()];
+        let mut checks: Vec<Option<Check>> = vec![None; steps.len()];
+        let mut keys: Vec<Option<String>> = vec![None; steps.len()];
+        let mut images: BTreeMap<&str, String> = BTreeMap::new();
+        let mut failed: Vec<&str> = Vec::new();
+        let mut number = 0;
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, runner::Outcome)>();
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            loop {
+                while let Some(i) = schedule::next(steps, &states, jobs) {
+                    let step = &steps[i];
+                    if let Some(reason) =
+                        not_run(step, &self.selection[i], &failed, self.keep_going)
+                    {
+                        checks[i] = Some(Check::skipped(step.name, step.proves, reason));
+                        states[i] = State::Done;
+                        continue;
+                    }
+                    number += 1;
+                    let position = format!("[{number}/{}]", self.to_run);
+                    let image = match &step.action {
+                        Action::Xtask {
+                            image_of: Some(build),
+                            ..
+                        } => Some(image_to_check(build, &images, self.metadata, self.revision)),
+                        _ => None,
+                    };
+                    let key = key_of(sh, self.docker, self.inputs, step, image.as_deref());
+                    let kept = key
+                        .as_deref()
+                        .filter(|_| !self.no_cache)
+                        .and_then(|key| store.hit(step.name, key))
+                        .filter(|entry| still_there(sh, self.docker, entry));
+                    if let Some(entry) = kept {
+                        eprintln!("ci: {position} {} cached (from {})", step.name, entry.at);
+                        if let Some(id) = &entry.image_id {
+                            images.insert(step.name, id.clone());
+                        }
+                        checks[i] = Some(Check::cached(
+                            step.name,
+                            step.proves,
+                            &entry.at,
+                            &entry.measured,
+                        ));
+                        states[i] = State::Done;
+                        continue;
+                    }
+                    keys[i] = key;
+                    states[i] = State::Running;
+                    let done = done_tx.clone();
+                    let runner = self.runner;
+                    scope.spawn(move || {
+                        let outcome = runner.run(step, image.as_deref(), &position);
+                        let _ = done.send((i, outcome));
+                    });
+                }
+                if !states.contains(&State::Running) {
+                    // Nothing runs and nothing may start: every step is done.
+                    anyhow::ensure!(
+                        !states.contains(&State::Waiting),
+                        "ci's schedule stalled with steps still waiting (a step waits for a build that is not in the plan)"
+                    );
+                    return Ok(());
+                }
+                let (i, outcome) = done_rx
+                    .recv()
+                    .context("a step's thread ended without a result")?;
+                let step = &steps[i];
+                states[i] = State::Done;
+                if let Some(id) = &outcome.image_id {
+                    images.insert(step.name, id.clone());
+                }
+                if outcome.check.failed() {
+                    failed.push(step.name);
+                    store.forget(step.name);
+                } else if let Some(key) = keys[i].take() {
+                    store.keep(
+                        step.name,
+                        cache::Entry {
+                            key,
+                            at: crate::git::now_rfc3339_utc(),
+                            measured: outcome.check.measured.clone(),
+                            image_id: outcome.image_id.clone(),
+                        },
+                    );
+                }
+                store.save(cache_path)?;
+                checks[i] = Some(outcome.check);
+            }
+        })?;
+        Ok(checks.into_iter().flatten().collect())
     }
 }
 

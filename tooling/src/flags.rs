@@ -47,10 +47,11 @@ pub enum Command {
     Init(Init),
     /// Build the container image with BuildKit.
     Image(Image),
-    /// Build the image twice with no cache into OCI archives
-    /// (target/xtask/reproducible/), with `SOURCE_DATE_EPOCH` from the
-    /// commit and layer times rewritten, and compare their digests; when
-    /// they differ, name the layers and files that do. Loads no image.
+    /// Build the image twice into OCI archives (target/xtask/reproducible/),
+    /// first from the engine's cache of earlier builds, then with no cache
+    /// at all, with `SOURCE_DATE_EPOCH` from the commit and layer times
+    /// rewritten, and compare their digests; when they differ, name the
+    /// layers and files that do. Loads no image.
     ///
     /// Needs an engine that can (26 or later with the containerd image
     /// store, or a docker-container builder); `setup --reproducible-engine`
@@ -347,6 +348,12 @@ pub struct Ci {
     /// (by default shown as `cached (from <time>)` and not run again).
     #[arg(long)]
     pub no_cache: bool,
+    /// How many steps may run at once. Whatever the number, steps that share
+    /// a lane never do: one build (compiling, an image), one container
+    /// proof, one scanner at a time, and the adoption proofs alone. `--jobs 1`
+    /// runs the plan's order, one step after another. Default: 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -163,7 +163,7 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
         },
         Step {
             name: "reproducible",
-            proves: "two no-cache builds of one commit give one digest",
+            proves: "a no-cache build gives the digest of the engine's earlier builds of one commit",
             action: xtask(
                 if options.offline {
                     vec!["reproducible".to_owned(), "--offline".to_owned()]
@@ -427,10 +427,10 @@ pub fn select(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn options(offline: bool) -> flags::Ci {
+    pub(crate) fn options(offline: bool) -> flags::Ci {
         flags::Ci {
             offline,
             only: vec![],
@@ -441,6 +441,7 @@ mod tests {
             cache_to: vec![],
             step_timeout: std::time::Duration::from_mins(45),
             no_cache: false,
+            jobs: None,
         }
     }
 
