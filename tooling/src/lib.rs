@@ -73,9 +73,10 @@
 //! rollout_test.rs    `rollout-test`: a rolling restart behind HAProxy
 //!   rollout_test/      haproxy (the image, its settings, its statistics),
 //!                      traffic, summary
-//! ci.rs              `ci`: every step in order, one summary
-//!   ci/                plan (the steps), runner (a step as a process),
-//!                      cache (verdicts kept by their inputs), summary
+//! ci.rs              `ci`: every step, side by side where they can, one summary
+//!   ci/                plan (the steps), schedule (which starts next),
+//!                      runner (a step as a process), cache (verdicts kept
+//!                      by their inputs), summary
 //! sbom.rs            `sbom`: SPDX and CycloneDX, made offline
 //!   sbom/              debian (dpkg's database), crates (cargo tree),
 //!                      purl, spdx, cyclonedx, validate, cross_check

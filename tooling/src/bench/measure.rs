@@ -104,7 +104,9 @@ pub fn sequence(
 }
 
 /// An image variant's builds through BuildKit; returns the last image's id.
-/// A cold build starts with no build cache and no cache mount.
+/// A cold build starts with an empty build cache: no cache mount, and no
+/// step another variant built (two variants share steps, such as the
+/// project's cook of the same recipe, and would reuse each other's).
 #[allow(clippy::too_many_arguments)]
 pub fn image_builds(
     sh: &Shell,
@@ -120,7 +122,7 @@ pub fn image_builds(
     let vendor = std::cell::RefCell::new(None::<String>);
     let mut build = |stage: Stage| -> anyhow::Result<Timed> {
         if stage == Stage::Cold {
-            build::prune_cache_mounts(sh, builder)?;
+            build::prune_build_cache(sh, builder)?;
         }
         request.no_cache = stage == Stage::Cold;
         if let Some(vendor) = vendor.borrow().as_ref() {

@@ -401,12 +401,10 @@ impl Report {
                 format!(" (`{}` {} → {} in Cargo.lock)", d.name, d.from, d.to)
             });
         let mut out = format!(
-            "
-Rebuilds against the host's `cargo build --release` (how many times slower),              and the crates cargo compiled; the dependency change is one patch release{change}:
-
-             | variant | cold build | one-line server change | dependency change | crates compiled: cold / one-line / dependency |
-             |---|---|---|---|---|
-"
+            "\nRebuilds against the host's `cargo build --release` (how many times slower), \
+             and the crates cargo compiled; the dependency change is one patch release{change}:\n\n\
+             | variant | cold build | one-line server change | dependency change | crates compiled: cold / one-line / dependency |\n\
+             |---|---|---|---|---|\n"
         );
         for v in &self.variants {
             let Some(b) = &v.builds else { continue };

@@ -116,7 +116,29 @@ pub const DEFAULT_JOBS: usize = 3;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ci::plan::xtask_step as step;
+
+    /// A step running `cargo xtask <command>`, named `name`.
+    fn step(name: &'static str, image_of: Option<&'static str>) -> Step {
+        let command = [
+            "image",
+            "size-check",
+            "sbom",
+            "scan",
+            "shutdown-test",
+            "adopt-test",
+        ]
+        .into_iter()
+        .find(|command| name.starts_with(command))
+        .unwrap();
+        Step {
+            name,
+            proves: "",
+            action: Action::Xtask {
+                args: vec![command.to_owned()],
+                image_of,
+            },
+        }
+    }
 
     fn cargo(name: &'static str, args: &[&str]) -> Step {
         Step {

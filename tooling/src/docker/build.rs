@@ -156,24 +156,22 @@ pub fn build(sh: &Shell, builder: &Builder, request: &BuildRequest) -> anyhow::R
     Ok(id.trim().to_owned())
 }
 
-/// Empties the builder's cache mounts (`RUN --mount=type=cache`), which
-/// `--no-cache` keeps: what a cold build must start without.
-pub fn prune_cache_mounts(sh: &Shell, builder: &Builder) -> anyhow::Result<()> {
+/// Empties the builder's whole build cache: the steps of earlier builds,
+/// and the cache mounts (`RUN --mount=type=cache`), which `--no-cache`
+/// keeps. What a cold build of the bench must start without.
+pub fn prune_build_cache(sh: &Shell, builder: &Builder) -> anyhow::Result<()> {
     let client = &builder.client;
     let command = match builder.kind {
         BuilderKind::Buildx => "buildx",
         BuilderKind::BuiltIn => "builder",
     };
-    let mut run = xshell::cmd!(
-        sh,
-        "{client} {command} prune --force --filter type=exec.cachemount"
-    );
+    let mut run = xshell::cmd!(sh, "{client} {command} prune --force --all");
     if builder.kind == BuilderKind::BuiltIn {
         run = run.env("DOCKER_BUILDKIT", "1");
     }
     process::read(run)
         .map(drop)
-        .context("cannot empty the builder's cache mounts")
+        .context("cannot empty the builder's build cache")
 }
 
 /// What decides whether a builder can build reproducibly.
