@@ -16,6 +16,12 @@ use xshell::Cmd;
 
 use crate::wait::{self, Poll};
 
+/// The cargo that runs this program (`CARGO`, as cargo sets it), else
+/// the one on `PATH`.
+pub fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
 /// Runs a command without echoing it and returns its stdout.
 pub fn read(cmd: Cmd<'_>) -> anyhow::Result<String> {
     let shown = brief(&cmd.to_string());

@@ -318,7 +318,7 @@ fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
             process::run(cmd!(sh, "{pip} install {package}"))
         }
         Step::Cargo(package) => {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let cargo = crate::process::cargo();
             process::run(cmd!(sh, "{cargo} install {package} --locked"))
         }
     }

@@ -396,7 +396,7 @@ fn vendor_image(
         let dir = work.join("vendor");
         sh.remove_path(&dir)?;
         let sources = dir.join("vendor");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let cargo = process::cargo();
         let printed = cmd!(sh, "{cargo} vendor --locked {sources}")
             .read()
             .context("cannot vendor the crates of Cargo.lock")?;

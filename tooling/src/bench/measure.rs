@@ -165,7 +165,7 @@ pub fn host_builds(
     dependency: &DependencyChange,
 ) -> anyhow::Result<(BuildTimes, CratesCompiled)> {
     let target = dir.join("target");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo = crate::process::cargo();
     let fetch = |sh: &Shell| {
         let _in_dir = sh.push_dir(dir);
         crate::process::run(xshell::cmd!(sh, "{cargo} fetch --locked --quiet"))
@@ -275,7 +275,7 @@ impl DependencyChange {
     /// `cargo update --precise` in the snapshot `dir`.
     pub fn apply(&self, sh: &Shell, dir: &Path) -> anyhow::Result<()> {
         let _in_dir = sh.push_dir(dir);
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let cargo = crate::process::cargo();
         let spec = format!("{}@{}", self.name, self.from);
         let to = &self.to;
         crate::process::run(xshell::cmd!(

@@ -182,7 +182,7 @@ pub fn add_sccache(sh: &Shell, tools: &Path, dir: &Path) -> anyhow::Result<()> {
     let binary = tools.join("bin/sccache");
     if !binary.is_file() {
         eprintln!("bench: building sccache {SCCACHE_VERSION} from crates.io (once)");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let cargo = crate::process::cargo();
         crate::process::run(xshell::cmd!(
             sh,
             "{cargo} install --quiet --locked --no-default-features sccache --version {SCCACHE_VERSION} --root {tools}"

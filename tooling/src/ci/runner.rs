@@ -93,7 +93,7 @@ impl Runner {
     fn command<'a>(&self, sh: &'a Shell, step: &Step, image: Option<&str>) -> Cmd<'a> {
         match &step.action {
             Action::Cargo(args) => {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let cargo = process::cargo();
                 sh.cmd(cargo).args(args)
             }
             Action::Xtask { args, .. } => {
