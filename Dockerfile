@@ -125,6 +125,12 @@ COPY --from=tools /out/ /opt/xtask-tools/
 # An extra the builder lacks is installed the same way, at the builder's
 # suite's version (the manifest names packages, not versions: DL3008), and
 # the list is split into words on purpose (SC2086, SC2046).
+# Every file of /out gets one fixed time last. `rewrite-timestamp` only
+# clamps times later than SOURCE_DATE_EPOCH, and a step taken from the cache
+# keeps the times of the build that ran it: after a commit later than that
+# build, a cached build and a no-cache one would differ in their times alone.
+# A fixed time (1, as Nix uses: 0 reads as "unknown" to some tools) makes the
+# layers the same for every commit that builds the same files.
 # hadolint ignore=DL3008,SC2086,SC2046
 RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
@@ -160,7 +166,8 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
          mkdir -p "/out/root$(dirname "$to")" \
          && cp -R "$from" "/out/root$to" \
          && chmod -R u+rwX,go+rX,go-w "/out/root$to" || exit 1; \
-       done
+       done \
+    && find /out -exec touch --no-dereference --date=@1 {} +
 
 # The minimal runtime: nothing but what /out/rootfs holds.
 FROM scratch AS minimal
