@@ -29,13 +29,18 @@ ARG VENDOR_IMAGE=scratch
 FROM ${VENDOR_IMAGE} AS vendor
 
 FROM ${BUILDER_IMAGE} AS chef
-# Used only when the builder has no cargo-chef (the official Rust images).
+# Used only when the builder lacks them (the official Rust images). cargo
+# auditable builds the binaries with their crate list in a `.dep-v0` section,
+# which trivy, syft, grype and osv-scanner read from the image.
 ARG CARGO_CHEF_VERSION=0.1.78
+ARG CARGO_AUDITABLE_VERSION=0.7.7
 WORKDIR /app
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    command -v cargo-chef >/dev/null \
-    || cargo install --locked cargo-chef --version "${CARGO_CHEF_VERSION}"
+    { command -v cargo-chef >/dev/null \
+      || cargo install --locked cargo-chef --version "${CARGO_CHEF_VERSION}"; } \
+    && { command -v cargo-auditable >/dev/null \
+      || cargo install --locked cargo-auditable --version "${CARGO_AUDITABLE_VERSION}"; }
 # The manifest's `builder-packages`: what the service's build needs besides a
 # C toolchain (`libssl-dev`, `protobuf-compiler`…). Installed here, before the
 # dependencies are compiled, at the builder's suite's versions (DL3008), when
@@ -65,7 +70,7 @@ ARG BINARY
 FROM chef AS tools
 ARG PROFILE=release
 COPY target/xtask/image/tools/ /tools/
-RUN cargo build --offline --profile "${PROFILE}" --manifest-path /tools/Cargo.toml \
+RUN cargo auditable build --offline --profile "${PROFILE}" --manifest-path /tools/Cargo.toml \
     && install -D -m 0755 "/tools/target/${PROFILE}/healthcheck" /out/healthcheck \
     && install -D -m 0755 "/tools/target/${PROFILE}/rootfs" /out/rootfs
 
@@ -136,7 +141,7 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     if [ -n "${BUILD_ENV}" ]; then eval "export ${BUILD_ENV}"; fi \
-    && cargo build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
+    && cargo auditable build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
     && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/root/usr/local/bin/service \
     && install -D -m 0755 /opt/xtask-tools/healthcheck /out/root/usr/local/bin/healthcheck \
     && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes as built" \

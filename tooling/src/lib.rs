@@ -79,7 +79,8 @@
 //!                      by their inputs), summary
 //! sbom.rs            `sbom`: SPDX and CycloneDX, made offline
 //!   sbom/              debian (dpkg's database), crates (cargo tree),
-//!                      purl, spdx, cyclonedx, validate, cross_check
+//!                      purl, spdx, cyclonedx, validate, cross_check,
+//!                      audit (the crate list a binary carries)
 //! scan.rs            `scan`: trivy, cargo-deny, hadolint, gated, with SARIF
 //!   scan/              policy, ignores, trivy_report, deny, findings,
 //!                      sarif, report (the verdict)

@@ -10,6 +10,7 @@
 //!    `SOURCE_DATE_EPOCH`), the serial number is derived from the image id
 //!    (`sbom/spdx.rs`, `sbom/cyclonedx.rs`, `sbom/purl.rs`).
 
+mod audit;
 mod crates;
 mod cross_check;
 mod cyclonedx;
@@ -275,22 +276,39 @@ impl Made {
     pub fn proofs(&self, sh: &Shell, root: &Path, image: &ImageRef) -> Vec<Check> {
         let debs = &self.inventory.debs;
         let crates = self.inventory.crates.crates.len();
-        vec![
+        let syft = cross_check::syft(sh, &image.reference);
+        let trivy = cross_check::trivy(sh, root, &image.reference);
+        let read_crates = |listed: &anyhow::Result<String>, tool: &str| match listed {
+            Ok(text) => cross_check::service_crates(tool, text, metadata::SERVICE_PATH),
+            Err(error) => Err(anyhow::anyhow!("{error:#}")),
+        };
+        let ours = std::fs::read_to_string(&self.cyclonedx)
+            .with_context(|| format!("cannot read {}", self.cyclonedx.display()))
+            .and_then(|text| cross_check::cargo_components(&text));
+        let binary = Docker::connect(sh).and_then(|docker| {
+            audit::read_from_image(&docker, sh, &image.reference, metadata::SERVICE_PATH)
+        });
+        let mut checks = vec![
             validate::spdx(sh, &self.spdx),
             validate::cyclonedx(sh, &self.cyclonedx),
-            cross_check::check(
-                "syft",
-                cross_check::syft(sh, &image.reference),
-                debs,
-                crates,
-            ),
-            cross_check::check(
-                "trivy",
-                cross_check::trivy(sh, root, &image.reference),
-                debs,
-                crates,
-            ),
-        ]
+        ];
+        match ours.and_then(|ours| Ok((ours, crates::locked_packages(root)?))) {
+            Ok((ours, locked)) => checks.extend(cross_check::crate_checks(
+                binary,
+                &ours,
+                &locked,
+                read_crates(&trivy, "trivy"),
+                read_crates(&syft, "syft"),
+            )),
+            Err(error) => checks.push(Check::broken(
+                "crates of the SBOM",
+                "the crates the CycloneDX document lists",
+                &error,
+            )),
+        }
+        checks.push(cross_check::check("syft", syft, debs, crates));
+        checks.push(cross_check::check("trivy", trivy, debs, crates));
+        checks
     }
 
     /// What the documents hold: packages, crates, licenses, checksums.

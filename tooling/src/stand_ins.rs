@@ -4,7 +4,7 @@
 //! - the runtime base: distroless cc-debian13's package set, unpacked with
 //!   `mmdebstrap --variant=extract` and laid out as distroless lays it out;
 //! - the builder base: Debian 13 with a C toolchain and UPX, plus the host's
-//!   pinned Rust toolchain and cargo-chef;
+//!   pinned Rust toolchain, cargo-chef and cargo-auditable;
 //! - the vendor image: `cargo vendor` of Cargo.lock and the cargo
 //!   configuration that uses it.
 //!
@@ -316,6 +316,7 @@ fn builder_base(
     // Run from the workspace root, rustc is the toolchain rust-toolchain.toml pins.
     let rustc = process::read(cmd!(sh, "rustc -vV"))?;
     let chef = tools::require(sh, Tool::CargoChef)?;
+    let auditable = tools::require(sh, Tool::CargoAuditable)?;
     // Without extras the list, and so the key, is what it always was.
     let packages = BUILDER_PACKAGES
         .iter()
@@ -331,6 +332,7 @@ fn builder_base(
         BUILDER_HOOK,
         &rustc,
         &chef.version,
+        &auditable.version,
     ]);
     // A builder with extra packages is a repository of its own, so that
     // making it does not untag the plain builder (or another list's), which
@@ -345,8 +347,8 @@ fn builder_base(
         let sysroot = process::read(cmd!(sh, "rustc --print sysroot"))?;
         let sysroot = sysroot.trim();
         eprintln!(
-            "making the builder base {reference}: Debian {SUITE}, the toolchain in {sysroot}, cargo-chef {}",
-            chef.version
+            "making the builder base {reference}: Debian {SUITE}, the toolchain in {sysroot}, cargo-chef {}, cargo-auditable {}",
+            chef.version, auditable.version
         );
         let mmdebstrap = tools::require(sh, Tool::Mmdebstrap)?.path;
         let hook = write_hook(work, "builder-hook.sh", BUILDER_HOOK)?;
@@ -359,7 +361,8 @@ fn builder_base(
                 "{mmdebstrap} --variant=apt {include} --skip=output/dev {customize} {SUITE} {tarball}"
             )
             .env("RUST_SYSROOT", sysroot)
-            .env("CARGO_CHEF", &chef.path),
+            .env("CARGO_CHEF", &chef.path)
+            .env("CARGO_AUDITABLE", &auditable.path),
         )
         .context("cannot make the builder base's root filesystem with mmdebstrap")
     })

@@ -25,6 +25,9 @@ pub enum Tool {
     Hadolint,
     CheckJsonschema,
     CargoChef,
+    /// Builds binaries that carry their crate list (`.dep-v0`), for the
+    /// offline builder; the official Rust images get it in the Dockerfile.
+    CargoAuditable,
     CargoDeny,
     Trivy,
     Syft,
@@ -49,7 +52,7 @@ pub enum Tool {
 
 impl Tool {
     /// Every tool, in the order they are reported and installed.
-    pub const ALL: [Tool; 19] = [
+    pub const ALL: [Tool; 20] = [
         Tool::DockerClient,
         Tool::DockerEngine,
         Tool::BuildKit,
@@ -57,6 +60,7 @@ impl Tool {
         Tool::Hadolint,
         Tool::CheckJsonschema,
         Tool::CargoChef,
+        Tool::CargoAuditable,
         Tool::CargoDeny,
         Tool::Trivy,
         Tool::Syft,
@@ -80,6 +84,7 @@ impl Tool {
             Tool::Hadolint => "hadolint",
             Tool::CheckJsonschema => "check-jsonschema",
             Tool::CargoChef => "cargo-chef",
+            Tool::CargoAuditable => "cargo-auditable",
             Tool::CargoDeny => "cargo-deny",
             Tool::Trivy => "trivy",
             Tool::Syft => "syft",
@@ -130,6 +135,7 @@ impl Tool {
             }
             Tool::Mmdebstrap => "apt-get install mmdebstrap",
             Tool::CargoChef => "cargo install cargo-chef --locked",
+            Tool::CargoAuditable => "cargo install cargo-auditable --locked",
             Tool::CargoDeny => "cargo install cargo-deny --locked",
             Tool::Postgres => "apt-get install postgresql",
             Tool::Cosign => "put Debian 13's cosign (package cosign) in /usr/local/bin",
@@ -219,6 +225,7 @@ pub fn probe(sh: &Shell, tool: Tool) -> Probe {
         Tool::Hadolint => versioned(sh, "hadolint", &["--version"]),
         Tool::CheckJsonschema => versioned(sh, "check-jsonschema", &["--version"]),
         Tool::CargoChef => versioned(sh, "cargo-chef", &["--version"]),
+        Tool::CargoAuditable => cargo_installed(sh, "cargo-auditable"),
         Tool::CargoDeny => versioned(sh, "cargo-deny", &["--version"]),
         Tool::Trivy => versioned(sh, "trivy", &["--version"]),
         Tool::Syft => versioned(sh, "syft", &["version"]),
@@ -272,6 +279,51 @@ fn versioned(sh: &Shell, program: &str, args: &[&str]) -> Result<Found, String> 
         path,
         detail: None,
     })
+}
+
+/// A cargo subcommand that prints no version of its own (`cargo auditable
+/// --version` is cargo's): the version `cargo install --list` recorded, else
+/// a digest of the program, so that what it is still keys what is built
+/// with it.
+fn cargo_installed(sh: &Shell, program: &str) -> Result<Found, String> {
+    let path = find_program(program).ok_or_else(|| format!("`{program}` is not on PATH"))?;
+    let cargo = process::cargo();
+    let listed = process::read(cmd!(sh, "{cargo} install --list")).unwrap_or_default();
+    let version = if let Some(version) = installed_version(&listed, program) {
+        version
+    } else {
+        let bytes = std::fs::read(&path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        format!(
+            "sha1:{}",
+            &sha1_smol::Sha1::from(bytes).digest().to_string()[..12]
+        )
+    };
+    Ok(Found {
+        version,
+        path,
+        detail: None,
+    })
+}
+
+/// The version of the package that installed `program`, from `cargo install
+/// --list` (`name v1.2.3:` followed by its programs, indented).
+fn installed_version(listed: &str, program: &str) -> Option<String> {
+    let mut version = None;
+    for line in listed.lines() {
+        if let Some(binary) = line.strip_prefix("    ") {
+            if binary.trim() == program {
+                return version;
+            }
+        } else {
+            version = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.trim_end_matches(':').strip_prefix('v'))
+                .map(str::to_owned);
+        }
+    }
+    None
 }
 
 /// Runs `program args` and reads a version number from what it prints.
@@ -523,6 +575,21 @@ mod tests {
         for (output, version) in cases {
             assert_eq!(version_in(output).as_deref(), Some(version), "{output}");
         }
+    }
+
+    #[test]
+    fn reads_which_package_installed_a_program() {
+        let listed =
+            "cargo-auditable v0.7.7:\n    cargo-auditable\ncargo-chef v0.1.78:\n    cargo-chef\n";
+        assert_eq!(
+            installed_version(listed, "cargo-auditable").as_deref(),
+            Some("0.7.7")
+        );
+        assert_eq!(
+            installed_version(listed, "cargo-chef").as_deref(),
+            Some("0.1.78")
+        );
+        assert_eq!(installed_version(listed, "cargo-deny"), None);
     }
 
     #[test]

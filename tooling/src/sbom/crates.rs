@@ -234,6 +234,19 @@ struct LockedPackage {
     checksum: Option<String>,
 }
 
+/// Every package of the workspace's Cargo.lock, as `(name, version)`.
+pub fn locked_packages(
+    root: &Path,
+) -> anyhow::Result<std::collections::BTreeSet<(String, String)>> {
+    let path = root.join("Cargo.lock");
+    let lock = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(locked(&lock)
+        .with_context(|| format!("{} is not a lock file cargo wrote", path.display()))?
+        .into_keys()
+        .collect())
+}
+
 /// Cargo.lock's packages by `(name, version)`.
 fn locked(lock: &str) -> anyhow::Result<HashMap<(String, String), LockedPackage>> {
     let lock: Lock = toml::from_str(lock)?;
