@@ -83,6 +83,19 @@ fn public_url(url: &str) -> Option<String> {
     (host.contains('.') && !path.starts_with('/')).then(|| format!("https://{host}/{path}"))
 }
 
+/// The time a document made from this commit carries: `SOURCE_DATE_EPOCH`
+/// when set, as reproducible builds agree, otherwise HEAD's commit time;
+/// never the clock, so that one commit gives the same bytes.
+pub fn source_date_epoch(sh: &Shell) -> anyhow::Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not whole seconds")),
+        _ => Ok(Revision::read(sh)?.commit_time),
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

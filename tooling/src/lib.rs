@@ -34,6 +34,8 @@
 //! last_build.rs      target/xtask/image.json, and choosing the image to work on
 //! hadolint.rs        the Dockerfile linter, run and judged
 //! trivy.rs           the scanner: its caches, its database, one-line failures
+//! ignores.rs         trivy's ignore file, read: every entry says why
+//! vex.rs             the ignores as an OpenVEX document (scan, publish)
 //! cosign.rs          the signer: its command lines and answers, a signature judged
 //! docker/            every docker invocation
 //!   mod.rs             the client, image inspect, import, files
@@ -82,12 +84,12 @@
 //!                      purl, spdx, cyclonedx, validate, cross_check,
 //!                      audit (the crate list a binary carries)
 //! scan.rs            `scan`: trivy, cargo-deny, hadolint, gated, with SARIF
-//!   scan/              policy, ignores, trivy_report, deny, findings,
+//!   scan/              policy, trivy_report, deny, findings,
 //!                      sarif, report (the verdict)
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
 //! adopt_test.rs      `adopt-test`: the example service, adopted by its table
-//! publish.rs         `publish`: push, sign, attest the SBOM, verify
+//! publish.rs         `publish`: push, sign, attest the SBOM and VEX, verify
 //!   publish/           multi_platform (`--platform A,B`: one index)
 //! publish_test.rs    `publish-test`: publish to a loopback registry, proved
 //!   publish_test/      registry (Debian's docker-registry, throwaway)
@@ -109,6 +111,7 @@ mod flags;
 mod git;
 mod hadolint;
 mod http;
+mod ignores;
 mod image;
 mod init;
 mod init_test;
@@ -133,6 +136,7 @@ mod testing;
 mod tools;
 mod traffic;
 mod trivy;
+mod vex;
 mod wait;
 
 use std::path::{Path, PathBuf};

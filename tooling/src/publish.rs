@@ -1,15 +1,17 @@
 //! `cargo xtask publish`: the last built image pushed to a registry under
 //! its tags, signed with cosign, its SBOM attached as a signed SPDX
-//! attestation, and both verified after the push.
+//! attestation and its ignores as a signed `OpenVEX` one, and all three
+//! verified after the push.
 //!
 //! 1. tags: `<registry>/<image>:<version>` and `:sha-<short revision>`,
 //!    `:latest` only with `--latest`; a build from a work tree with changes
 //!    is refused, since its revision names no commit;
 //! 2. `docker push` of each tag; every tag must land on one digest;
-//! 3. `cosign sign` and `cosign attest --type spdxjson` by digest, never by
-//!    tag (`cosign.rs`);
-//! 4. `cosign verify` and `cosign verify-attestation`: the signature and the
-//!    statement must name the digest pushed.
+//! 3. `cosign sign`, `cosign attest --type spdxjson` and `--type openvex`
+//!    by digest, never by tag (`cosign.rs`). The `OpenVEX` document is made
+//!    here (`vex.rs`), since its product is the digest just pushed;
+//! 4. `cosign verify` and `cosign verify-attestation`: the signature and
+//!    each statement must name the digest pushed.
 //!
 //! With `--platform A,B`, 2 is a build for each platform into one index,
 //! pushed with skopeo (`publish/multi_platform.rs`), and 3 signs the index
@@ -30,6 +32,7 @@ use crate::metadata::Metadata;
 use crate::output;
 use crate::sbom;
 use crate::tools::{self, Tool};
+use crate::vex;
 
 const VERSION_LABEL: &str = "org.opencontainers.image.version";
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";
@@ -44,6 +47,7 @@ struct Report {
     digest: String,
     signer: String,
     sbom: String,
+    openvex: String,
 }
 
 impl flags::Publish {
@@ -107,7 +111,14 @@ impl flags::Publish {
         };
         let mut checks = vec![pushed];
         if checks[0].failed() {
-            return Ok(verdict(checks, &repository, &tags, &digest, &signer, ""));
+            return Ok(verdict(
+                checks,
+                &repository,
+                &tags,
+                &digest,
+                &signer,
+                ("", ""),
+            ));
         }
         let subject = format!("{repository}@{digest}");
         let cosign = Cosign {
@@ -127,6 +138,10 @@ impl flags::Publish {
         eprintln!("publish: attesting {}", output::relative(&root, &sbom));
         cosign.attest(sh, &subject, &sbom, "spdxjson")?;
 
+        let openvex = openvex(sh, &root, metadata, &repository, &digest)?;
+        eprintln!("publish: attesting {}", output::relative(&root, &openvex));
+        cosign.attest(sh, &subject, &openvex, "openvex")?;
+
         eprintln!("publish: verifying what the registry serves");
         checks.extend(verify(sh, &cosign, &subject, &digest));
         Ok(verdict(
@@ -135,9 +150,37 @@ impl flags::Publish {
             &tags,
             &digest,
             &signer,
-            &output::relative(&root, &sbom),
+            (
+                &output::relative(&root, &sbom),
+                &output::relative(&root, &openvex),
+            ),
         ))
     }
+}
+
+/// The ignore file (`[workspace.metadata.xtask.scan] ignore-file`; absent:
+/// no statements) as an `OpenVEX` document about the digest pushed, under
+/// target/xtask/publish/.
+fn openvex(
+    sh: &Shell,
+    root: &std::path::Path,
+    metadata: &Metadata,
+    repository: &str,
+    digest: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let ignore_file = root.join(&metadata.scan.ignore_file);
+    let path = root.join("target/xtask/publish").join(format!(
+        "{}.openvex.json",
+        repository.replace(['/', ':'], "-")
+    ));
+    vex::write(
+        sh,
+        ignore_file.is_file().then_some(ignore_file.as_path()),
+        &vex::image_purl(repository, digest),
+        &format!("the maintainers of {}", metadata.image),
+        &path,
+    )?;
+    Ok(path)
 }
 
 /// Tags and pushes each tag; the digests the registry reported, in order.
@@ -163,33 +206,38 @@ fn push(
     Ok(digests)
 }
 
-/// The signature and the SBOM attestation, verified against what the
-/// registry serves: both must name the digest pushed.
+/// The signature and the SBOM and `OpenVEX` attestations, verified against
+/// what the registry serves: each must name the digest pushed.
 fn verify(sh: &Shell, cosign: &Cosign<'_>, subject: &str, digest: &str) -> Vec<Check> {
-    let digest = digest.to_owned();
-    let signature = cosign::signature_check("signature verified", sh, cosign, subject, &digest);
-    let attestation = match cosign.verify_attestation(sh, subject, "spdxjson") {
+    let signature = cosign::signature_check("signature verified", sh, cosign, subject, digest);
+    let attested = |name: &str, kind: &str, what: &str, predicate: &str| match cosign
+        .verify_attestation(sh, subject, kind)
+    {
         Ok(statements) => {
             let matching = statements.iter().any(|statement| {
-                statement.predicate_type == SPDX_PREDICATE
-                    && statement.subject_digests.contains(&digest)
+                statement.predicate_type == predicate
+                    && statement.subject_digests.iter().any(|d| d == digest)
             });
             Check::judge(
-                "attestation verified",
+                name,
                 matching,
-                format!("{} SPDX statement(s)", statements.len()),
-                format!("a valid SPDX statement about {}", output::digest(&digest)),
+                format!("{} {what} statement(s)", statements.len()),
+                format!("a valid {what} statement about {}", output::digest(digest)),
             )
         }
-        Err(error) => Check::judge(
-            "attestation verified",
-            false,
-            "no",
-            "a valid SPDX statement",
-        )
-        .because(format!("{error:#}")),
+        Err(error) => Check::judge(name, false, "no", format!("a valid {what} statement"))
+            .because(format!("{error:#}")),
     };
-    vec![signature, attestation]
+    vec![
+        signature,
+        attested("attestation verified", "spdxjson", "SPDX", SPDX_PREDICATE),
+        attested(
+            "OpenVEX attestation verified",
+            "openvex",
+            "OpenVEX",
+            vex::PREDICATE,
+        ),
+    ]
 }
 
 fn verdict(
@@ -198,7 +246,7 @@ fn verdict(
     tags: &[String],
     digest: &str,
     signer: &Signer,
-    sbom: &str,
+    (sbom, openvex): (&str, &str),
 ) -> Verdict {
     let report = Report {
         repository: repository.to_owned(),
@@ -206,6 +254,7 @@ fn verdict(
         digest: digest.to_owned(),
         signer: signer_name(signer),
         sbom: sbom.to_owned(),
+        openvex: openvex.to_owned(),
     };
     Verdict {
         text: format!(

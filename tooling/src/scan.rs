@@ -11,12 +11,12 @@
 //! 5. hadolint on the Dockerfile.
 //!
 //! trivy's reports are read in `scan/trivy_report.rs`, gated by the policy
-//! (`scan/policy.rs`) after the ignores (`scan/ignores.rs`); every report and
-//! one SARIF log (`scan/sarif.rs`) are kept under target/xtask/scan/.
+//! (`scan/policy.rs`) after the ignores (`ignores.rs`); every report, one
+//! SARIF log (`scan/sarif.rs`) and the ignores as an `OpenVEX` document
+//! (`vex.rs`) are kept under target/xtask/scan/.
 
 mod deny;
 mod findings;
-mod ignores;
 mod policy;
 mod report;
 mod sarif;
@@ -35,12 +35,13 @@ use crate::checks::Verdict;
 use crate::flags;
 use crate::git;
 use crate::hadolint;
+use crate::ignores::{self, Ignore};
 use crate::last_build::{self, ImageRef};
 use crate::metadata::Metadata;
 use crate::sbom;
 use crate::trivy::{Database, Trivy};
+use crate::vex;
 use findings::{Finding, Findings};
-use ignores::Ignore;
 use policy::Policy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -235,13 +236,17 @@ impl flags::Scan {
         let sarif_path = results.write_sarif(&out, &stem)?;
         let today = git::now_rfc3339_utc();
         let expired: Vec<&Ignore> = ignores.iter().filter(|i| i.expired(&today[..10])).collect();
-        Ok(report::verdict(&report::Scanned {
+        let mut verdict = report::verdict(&report::Scanned {
             subject: subject.to_owned(),
             policy: &policy,
             outcomes: &results.outcomes,
             expired: &expired,
             sarif: &sarif_path,
-        }))
+        });
+        if let Some(image) = &image {
+            scan.openvex_into(&mut verdict, metadata, image);
+        }
+        Ok(verdict)
     }
 }
 
@@ -306,6 +311,54 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
+    /// Writes the `OpenVEX` document and says where in the verdict. The
+    /// steps already fail for what stops it (no engine), so the scan's
+    /// verdict stands either way.
+    fn openvex_into(&self, verdict: &mut Verdict, metadata: &Metadata, image: &ImageRef) {
+        let path = self.out.join("openvex.json");
+        let note = match self.openvex(metadata, image, &path) {
+            Ok(product) => {
+                verdict
+                    .details
+                    .insert("openvex".into(), path.display().to_string().into());
+                format!("OpenVEX: {} (product {product})", path.display())
+            }
+            Err(error) => format!("OpenVEX: not written: {error:#}"),
+        };
+        verdict.text.push_str(&note);
+        verdict.text.push('\n');
+    }
+
+    /// The ignores as an `OpenVEX` document about the image; the product's
+    /// purl. The image's registry digest is what trivy matches, so an image
+    /// never pushed is named by its id, which only `publish` replaces.
+    fn openvex(
+        &self,
+        metadata: &Metadata,
+        image: &ImageRef,
+        path: &Path,
+    ) -> anyhow::Result<String> {
+        let docker = crate::docker::Docker::connect(self.sh)?;
+        let inspect = docker.inspect_image(self.sh, &image.reference)?;
+        let product = match inspect.repo_digests.as_deref().unwrap_or_default().first() {
+            Some(pinned) => {
+                let (repository, digest) = pinned
+                    .split_once('@')
+                    .with_context(|| format!("unexpected repository digest {pinned:?}"))?;
+                vex::image_purl(repository, digest)
+            }
+            None => vex::image_purl(&image.name, &inspect.id),
+        };
+        vex::write(
+            self.sh,
+            self.ignore_file,
+            &product,
+            &format!("the maintainers of {}", metadata.image),
+            path,
+        )?;
+        Ok(product)
+    }
+
     /// `--ignorefile`, and `--show-suppressed` where trivy has it (not
     /// `config`), when there is an ignore file.
     fn ignore_args(&self, subcommand: &str) -> Vec<OsString> {

@@ -8,6 +8,7 @@
 //! naming it. Only the shared data has an opt-out
 //! (`XTASK_ALLOW_MISSING_DATA=1`), and its skip is printed.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -301,4 +302,190 @@ fn a_real_images_sbom_validates_agrees_with_syft_and_trivy_and_is_reproducible()
     let reread = |key: &str| std::fs::read_to_string(again[key].as_str().unwrap()).unwrap();
     assert_eq!(spdx, reread("spdx"));
     assert_eq!(cyclonedx, reread("cyclonedx"));
+}
+
+/// Debian's `docker-registry` on a free loopback port, killed when dropped.
+struct Registry {
+    addr: String,
+    process: std::process::Child,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .to_string();
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .unwrap();
+        let process = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry runs (cargo xtask setup installs it)");
+        let registry = Registry { addr, process };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&registry.addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not listen on {}",
+                registry.addr
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A local tag, removed when dropped.
+struct Tag(String);
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.0]).output();
+    }
+}
+
+fn run_ok(program: &str, args: &[&str]) -> Output {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("{program} runs: {error}"));
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The OpenVEX document `scan` writes, given to trivy alone (no ignore
+/// file), hides exactly the ignore in force; the expired one and every
+/// other finding stay. trivy names an image by its registry digest (an
+/// archive or an image never pushed has none, and no statement about it
+/// can match), so the image is pushed to a loopback registry first, as a
+/// user's image would come from one.
+#[test]
+fn trivys_vex_alone_hides_exactly_the_ignores_in_force() {
+    let Some(data) = shared_data("trivys_vex_alone_hides_exactly_the_ignores_in_force") else {
+        return;
+    };
+    let _scanner = one_scan_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path());
+    let tag = Tag(format!("{}/vex-test:1", registry.addr));
+    run_ok("docker", &["tag", runtime_image(), &tag.0]);
+    run_ok("docker", &["push", &tag.0]);
+
+    let ignore = dir.path().join("ignore.yaml");
+    std::fs::write(
+        &ignore,
+        "vulnerabilities:\n  - id: CVE-2099-1001\n    purls: [pkg:deb/debian/libc6]\n    expired_at: 2099-12-31\n    justification: vulnerable_code_not_in_execute_path\n    statement: in force\n  - id: CVE-2099-1003\n    purls: [pkg:deb/debian/zlib1g]\n    expired_at: 2020-01-01\n    statement: expired\n",
+    )
+    .unwrap();
+    let db = data.join("trivy-db/vulnerable").display().to_string();
+    let ignore = ignore.display().to_string();
+    let (verdict, _) = xtask(&[
+        "scan",
+        "--image",
+        &tag.0,
+        "--trivy-db",
+        &db,
+        "--only",
+        "vuln",
+        "--offline",
+        "--ignore-file",
+        &ignore,
+    ]);
+    let vex = verdict["openvex"]
+        .as_str()
+        .unwrap_or_else(|| panic!("scan wrote no OpenVEX document: {verdict}"))
+        .to_owned();
+    let document = std::fs::read_to_string(&vex).unwrap();
+    assert!(document.contains("\"status\": \"affected\""), "{document}");
+
+    // trivy itself, on a copy of the database, with no ignore file.
+    let cache = dir.path().join("trivy-cache");
+    std::fs::create_dir(&cache).unwrap();
+    run_ok(
+        "cp",
+        &[
+            "-r",
+            &data.join("trivy-db/vulnerable/db").display().to_string(),
+            &cache.display().to_string(),
+        ],
+    );
+    let cache = cache.display().to_string();
+    let findings = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "image",
+            "--quiet",
+            "--cache-dir",
+            &cache,
+            "--skip-db-update",
+            "--skip-java-db-update",
+            "--scanners",
+            "vuln",
+            "--image-src",
+            "docker",
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        args.push(&tag.0);
+        let report: Value = serde_json::from_slice(&run_ok("trivy", &args).stdout).unwrap();
+        let mut ids: Vec<String> = report["Results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|result| result["Vulnerabilities"].as_array().into_iter().flatten())
+            .map(|v| {
+                format!(
+                    "{} {}",
+                    v["VulnerabilityID"].as_str().unwrap(),
+                    v["PkgName"].as_str().unwrap()
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let without = findings(&[]);
+    let with = findings(&["--vex", &vex]);
+    let _ = writeln!(
+        std::io::stderr(),
+        "without --vex: {without:?}\nwith --vex:    {with:?}"
+    );
+    assert!(
+        without.contains(&"CVE-2099-1001 libc6".to_owned()),
+        "{without:?}"
+    );
+    assert!(
+        without.contains(&"CVE-2099-1003 zlib1g".to_owned()),
+        "{without:?}"
+    );
+    let expected: Vec<String> = without
+        .iter()
+        .filter(|id| !id.starts_with("CVE-2099-1001 "))
+        .cloned()
+        .collect();
+    assert_eq!(with, expected);
 }

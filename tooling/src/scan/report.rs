@@ -8,10 +8,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::findings::{Finding, Findings};
-use super::ignores::Ignore;
 use super::policy::Policy;
 use super::{Outcome, Step};
 use crate::checks::{Check, Verdict};
+use crate::ignores::Ignore;
 use crate::output::{Table, truncate};
 
 /// Everything the verdict is made from.

@@ -1,7 +1,8 @@
 //! trivy's YAML ignore file (`.trivyignore.yaml`), read here too: trivy
 //! applies it (`--ignorefile`), and the xtask refuses an entry that does not
 //! say why it is accepted and names each entry that has expired, since an
-//! expired ignore silently stops ignoring.
+//! expired ignore silently stops ignoring. `scan` and `publish` both turn it
+//! into an `OpenVEX` document (`vex.rs`).
 
 use std::path::Path;
 
@@ -21,10 +22,24 @@ const SECTIONS: [&str; 4] = [
 pub struct Ignore {
     pub section: String,
     pub id: String,
+    /// The packages it is limited to; none means every package.
+    pub purls: Vec<String>,
     /// `YYYY-MM-DD`; from that day on the entry no longer applies.
     pub expired_at: Option<String>,
     pub statement: String,
+    /// One of `OpenVEX`'s five justifications, for the VEX document; trivy
+    /// reads past the key.
+    pub justification: Option<String>,
 }
+
+/// `OpenVEX`'s justifications for `not_affected`, as the spec names them.
+pub const JUSTIFICATIONS: [&str; 5] = [
+    "component_not_present",
+    "vulnerable_code_not_present",
+    "vulnerable_code_not_in_execute_path",
+    "vulnerable_code_cannot_be_controlled_by_adversary",
+    "inline_mitigations_already_exist",
+];
 
 impl Ignore {
     pub fn expired(&self, today: &str) -> bool {
@@ -85,11 +100,33 @@ fn parse_entry(section: &str, entry: &Yaml) -> anyhow::Result<Ignore> {
     {
         bail!("the ignore of {id} has expired_at {date:?}, not a date like 2026-12-31");
     }
+    let justification = text("justification");
+    if let Some(justification) = &justification
+        && !JUSTIFICATIONS.contains(&justification.as_str())
+    {
+        bail!(
+            "the ignore of {id} has justification {justification:?}, not one of OpenVEX's: {}",
+            JUSTIFICATIONS.join(", ")
+        );
+    }
+    let purls = match &entry["purls"] {
+        Yaml::BadValue | Yaml::Null => Vec::new(),
+        Yaml::Array(purls) => purls
+            .iter()
+            .map(|purl| match purl {
+                Yaml::String(purl) if purl.starts_with("pkg:") => Ok(purl.trim().to_owned()),
+                other => bail!("the ignore of {id} has a purl that is not one: {other:?}"),
+            })
+            .collect::<anyhow::Result<_>>()?,
+        _ => bail!("the ignore of {id} has purls that are not a list"),
+    };
     Ok(Ignore {
         section: section.to_owned(),
         id,
+        purls,
         expired_at,
         statement,
+        justification,
     })
 }
 
@@ -124,6 +161,28 @@ mod tests {
             "expired on the day itself"
         );
         assert_eq!(ignores[2].section, "misconfigurations");
+        assert_eq!(ignores[0].purls, ["pkg:deb/debian/libc6"]);
+        assert!(ignores[1].purls.is_empty());
+    }
+
+    #[test]
+    fn a_justification_must_be_one_of_openvexs_five() {
+        let ignores = parse(
+            "vulnerabilities:\n  - id: CVE-2099-1001\n    justification: vulnerable_code_not_in_execute_path\n    statement: s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ignores[0].justification.as_deref(),
+            Some("vulnerable_code_not_in_execute_path")
+        );
+        let error = parse(
+            "vulnerabilities:\n  - id: CVE-2099-1001\n    justification: not_reachable\n    statement: s\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the ignore of CVE-2099-1001 has justification \"not_reachable\", not one of OpenVEX's: component_not_present, vulnerable_code_not_present, vulnerable_code_not_in_execute_path, vulnerable_code_cannot_be_controlled_by_adversary, inline_mitigations_already_exist"
+        );
     }
 
     #[test]
@@ -147,6 +206,14 @@ mod tests {
                 "not a date",
             ),
             ("vulnerabilities: [\n", "not YAML"),
+            (
+                "vulnerabilities:\n  - id: X\n    statement: s\n    purls: pkg:deb/debian/a\n",
+                "purls that are not a list",
+            ),
+            (
+                "vulnerabilities:\n  - id: X\n    statement: s\n    purls: [libc6]\n",
+                "a purl that is not one",
+            ),
         ] {
             let error = format!("{:#}", parse(text).unwrap_err());
             assert!(error.contains(expected), "{text:?}: {error}");
