@@ -87,8 +87,8 @@ pub enum Command {
     /// run takes about 45 minutes on 2 cores: every variant is built cold.
     Bench(Bench),
     /// Write the image's SBOM as SPDX 2.3 and CycloneDX 1.6 JSON: its Debian
-    /// packages and the crates compiled into the binary, which image
-    /// scanners cannot see.
+    /// packages and the crates compiled into the binary, checked against the
+    /// crate list the binary carries and what trivy and syft read.
     ///
     /// Made here, offline, with no scanner; the same image and commit give
     /// byte-identical files (set `SOURCE_DATE_EPOCH` to choose the time).

@@ -3,10 +3,10 @@
 //! for findings and for its own failures). A scanner that cannot run fails
 //! its step; only `--skip` leaves one out, and says why.
 //!
-//! 1. trivy on the image: vulnerabilities and secrets;
+//! 1. trivy on the image: vulnerabilities of its OS packages, and secrets;
 //! 2. trivy on the Dockerfile and deploy/: misconfigurations;
-//! 3. trivy on the SBOM: the crates compiled into the binary, which an image
-//!    scan cannot see (`sbom.rs` makes it);
+//! 3. trivy on the SBOM: the crates compiled into the binary, which the
+//!    binary's own list over-counts and UPX hides (`sbom.rs` makes it);
 //! 4. cargo-deny on the workspace (`scan/deny.rs`);
 //! 5. hadolint on the Dockerfile.
 //!
@@ -449,6 +449,11 @@ impl Scan<'_> {
         let args: Vec<OsString> = vec![
             "--scanners".into(),
             names.join(",").into(),
+            // The crates are the `crates` step's, from the SBOM: the binary's
+            // own list (cargo auditable) names crates the build never links,
+            // and UPX hides it.
+            "--pkg-types".into(),
+            "os".into(),
             "--image-src".into(),
             "docker".into(),
             image.reference.clone().into(),
