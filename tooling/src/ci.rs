@@ -473,7 +473,7 @@ mod tests {
         let text = workflow();
         let publish = text.split("\n  publish:\n").nth(1).expect("a publish job");
         let ci = text.split("\n  publish:\n").next().unwrap_or_default();
-        for permission in ["packages: write", "id-token: write"] {
+        for permission in ["packages: write", "id-token: write", "attestations: write"] {
             assert!(publish.contains(permission), "{permission}");
             assert!(!ci.contains(permission), "{permission} outside publish");
         }

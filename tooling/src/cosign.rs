@@ -216,6 +216,7 @@ fn signed_digests(output: &str) -> anyhow::Result<Vec<String>> {
 pub struct Statement {
     pub predicate_type: String,
     pub subject_digests: Vec<String>,
+    pub predicate: serde_json::Value,
 }
 
 /// `cosign verify-attestation` prints one DSSE envelope per line, whose
@@ -249,6 +250,7 @@ fn attested_statements(output: &str) -> anyhow::Result<Vec<Statement>> {
                 .filter_map(|s| s["digest"]["sha256"].as_str())
                 .map(|hex| format!("sha256:{hex}"))
                 .collect(),
+            predicate: statement["predicate"].clone(),
         });
     }
     if statements.is_empty() {
@@ -375,6 +377,7 @@ mod tests {
         assert_eq!(
             attested_statements(&output).unwrap(),
             [Statement {
+                predicate: serde_json::json!({}),
                 predicate_type: "https://spdx.dev/Document".into(),
                 subject_digests: vec!["sha256:a6a8".into()],
             }]

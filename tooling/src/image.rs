@@ -35,6 +35,7 @@ use crate::hadolint;
 use crate::last_build::ImageReport;
 use crate::metadata::{self, Metadata, Runtime};
 use crate::output;
+use crate::provenance::{self, Base, Recipe};
 use crate::tools::{self, Builder};
 use conformance::Expectations;
 
@@ -61,6 +62,50 @@ impl Plan {
             rewrite_timestamps: true,
             ..self.request.clone()
         }
+    }
+
+    /// What the build is made from and by, for its provenance.
+    pub(crate) fn recipe(&self, sh: &Shell) -> anyhow::Result<Recipe> {
+        let resolve = |role: &str, reference: &str| {
+            if reference == "minimal" {
+                // The Dockerfile's own stage, not an image.
+                Base {
+                    role: role.to_owned(),
+                    reference: format!("stage:{reference}"),
+                    digest: None,
+                }
+            } else {
+                Base::resolve(sh, &self.docker, role, reference)
+            }
+        };
+        let mut bases = vec![
+            resolve("builder", &self.bases.builder),
+            resolve("runtime", &self.bases.runtime),
+        ];
+        if let Some(vendor) = &self.bases.vendor {
+            bases.push(resolve("vendor", vendor));
+        }
+        let build_args: std::collections::BTreeMap<String, String> =
+            self.request.build_args.iter().cloned().collect();
+        Ok(Recipe {
+            source: build_args.get("SOURCE").cloned().unwrap_or_default(),
+            commit: self.revision.commit.clone(),
+            clean: !self.revision.dirty,
+            cargo_lock_sha256: provenance::sha256_of(&self.root.join("Cargo.lock"))?,
+            bases,
+            build_args,
+            xtask_version: env!("CARGO_PKG_VERSION").to_owned(),
+            engine: self.facts.engine.clone(),
+            buildkit: self.facts.buildkit.clone(),
+            builder: format!(
+                "{}/{}",
+                match self.builder.kind {
+                    tools::BuilderKind::Buildx => "buildx",
+                    tools::BuilderKind::BuiltIn => "docker-build",
+                },
+                self.facts.driver
+            ),
+        })
     }
 }
 
@@ -180,6 +225,15 @@ impl flags::Image {
 
     /// Builds into the engine, then proves the image conforms.
     fn build(self, sh: &Shell, metadata: &Metadata, plan: Plan) -> anyhow::Result<Verdict> {
+        let start = Instant::now();
+        let built = build::build(sh, &plan.builder, &plan.request);
+        if built.is_err() && !self.offline {
+            eprintln!("hint: the base images come from a registry; without one, use --offline");
+        }
+        let image_id = built?;
+        let duration_secs = start.elapsed().as_secs_f64();
+        // After the build: an online base is only then in the engine.
+        let recipe = plan.recipe(sh)?;
         let Plan {
             root,
             lint,
@@ -190,15 +244,8 @@ impl flags::Image {
             tags,
             created,
             bases,
-            request,
+            request: _,
         } = plan;
-        let start = Instant::now();
-        let built = build::build(sh, &builder, &request);
-        if built.is_err() && !self.offline {
-            eprintln!("hint: the base images come from a registry; without one, use --offline");
-        }
-        let image_id = built?;
-        let duration_secs = start.elapsed().as_secs_f64();
 
         let image = docker.inspect_image(sh, &image_id)?;
         let paths = docker.image_paths(sh, &image_id)?;
@@ -233,6 +280,7 @@ impl flags::Image {
             vendor_image: bases.vendor,
             platform: self.platform,
             builder: builder.to_string(),
+            recipe: Some(recipe),
             violations: checks
                 .iter()
                 .filter(|c| c.failed())

@@ -46,6 +46,10 @@ pub struct ImageReport {
     pub platform: Option<String>,
     /// The BuildKit client that ran the build.
     pub builder: String,
+    /// What the build was made from and by, for its SLSA provenance
+    /// (`provenance.rs`); absent in reports of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<crate::provenance::Recipe>,
     /// How the image falls short of what it must be (see `conformance.rs`);
     /// empty when it conforms.
     #[serde(default)]
@@ -155,6 +159,7 @@ pub(crate) mod tests {
             vendor_image: Some("xtask-offline/vendor:1".into()),
             platform: None,
             builder: "docker buildx".into(),
+            recipe: None,
             violations: vec![],
         }
     }

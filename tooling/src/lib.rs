@@ -36,6 +36,8 @@
 //! trivy.rs           the scanner: its caches, its database, one-line failures
 //! ignores.rs         trivy's ignore file, read: every entry says why
 //! vex.rs             the ignores as an OpenVEX document (scan, publish)
+//! provenance.rs      SLSA v1 provenance of a build (image, reproducible,
+//!                    publish)
 //! cosign.rs          the signer: its command lines and answers, a signature judged
 //! docker/            every docker invocation
 //!   mod.rs             the client, image inspect, import, files
@@ -119,6 +121,7 @@ mod last_build;
 mod metadata;
 mod output;
 mod process;
+mod provenance;
 mod prune;
 mod publish;
 mod publish_test;

@@ -3,13 +3,16 @@
 //! attestation and its ignores as a signed `OpenVEX` one, and all three
 //! verified after the push.
 //!
+//! 0. the build's SLSA provenance recipe, which `image` recorded in
+//!    target/xtask/image.json for the image it built (`provenance.rs`);
 //! 1. tags: `<registry>/<image>:<version>` and `:sha-<short revision>`,
 //!    `:latest` only with `--latest`; a build from a work tree with changes
 //!    is refused, since its revision names no commit;
 //! 2. `docker push` of each tag; every tag must land on one digest;
-//! 3. `cosign sign`, `cosign attest --type spdxjson` and `--type openvex`
-//!    by digest, never by tag (`cosign.rs`). The `OpenVEX` document is made
-//!    here (`vex.rs`), since its product is the digest just pushed;
+//! 3. `cosign sign`, `cosign attest --type spdxjson`, `--type openvex` and
+//!    `--type slsaprovenance1` by digest, never by tag (`cosign.rs`). The
+//!    `OpenVEX` document and the provenance statement are made here, since
+//!    their subject is the digest just pushed;
 //! 4. `cosign verify` and `cosign verify-attestation`: the signature and
 //!    each statement must name the digest pushed.
 //!
@@ -30,6 +33,7 @@ use crate::flags;
 use crate::last_build::{self, ImageReport};
 use crate::metadata::Metadata;
 use crate::output;
+use crate::provenance::{self, Recipe};
 use crate::sbom;
 use crate::tools::{self, Tool};
 use crate::vex;
@@ -48,25 +52,13 @@ struct Report {
     signer: String,
     sbom: String,
     openvex: String,
+    provenance: String,
 }
 
 impl flags::Publish {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
         let root = sh.current_dir();
-        let signer = match (&self.key, self.keyless) {
-            (Some(key), false) => Signer::key(key, self.public_key.as_deref())?,
-            (None, true) => Signer::github_keyless()?,
-            (Some(_), true) => anyhow::bail!("give --key or --keyless, not both"),
-            (None, false) => anyhow::bail!(
-                "publishing signs the image: give --key FILE (a cosign key pair) or --keyless (in a GitHub workflow with `id-token: write`)"
-            ),
-        };
-        if matches!(signer, Signer::Key { .. }) && sh.var_os("COSIGN_PASSWORD").is_none() {
-            // cosign would prompt for it, and fail without a terminal.
-            anyhow::bail!(
-                "set COSIGN_PASSWORD to the key's password (empty for a key without one)"
-            );
-        }
+        let signer = self.signer(sh)?;
         let program = tools::require(sh, Tool::Cosign)?.path;
         let docker = Docker::connect(sh)?;
         let image = last_build::resolve(&root, self.image.as_deref())?;
@@ -88,6 +80,7 @@ impl flags::Publish {
                 .with_context(|| format!("{} has no {name} label to tag it by", image.name))
         };
         let tags = tags(&label(VERSION_LABEL)?, &label(REVISION_LABEL)?, self.latest)?;
+        let recipe = recorded_recipe(&root, &inspect.id, &image.reference)?;
         // Registries take lower-case repository names only.
         let repository = format!("{}/{}", self.registry.trim_end_matches('/'), metadata.image)
             .to_ascii_lowercase();
@@ -117,7 +110,7 @@ impl flags::Publish {
                 &tags,
                 &digest,
                 &signer,
-                ("", ""),
+                ("", "", ""),
             ));
         }
         let subject = format!("{repository}@{digest}");
@@ -133,17 +126,25 @@ impl flags::Publish {
         // A failure here is an error; what proves the signing is the
         // verification below, against what the registry serves.
         cosign.sign(sh, &subject)?;
-
-        let sbom = sbom::make(sh, &root, metadata, &image)?.spdx;
-        eprintln!("publish: attesting {}", output::relative(&root, &sbom));
-        cosign.attest(sh, &subject, &sbom, "spdxjson")?;
-
-        let openvex = openvex(sh, &root, metadata, &repository, &digest)?;
-        eprintln!("publish: attesting {}", output::relative(&root, &openvex));
-        cosign.attest(sh, &subject, &openvex, "openvex")?;
+        let attested = attest(
+            sh,
+            &cosign,
+            metadata,
+            &image,
+            (&repository, &digest),
+            &recipe,
+        )?;
+        github_output(sh, &repository, &digest)?;
 
         eprintln!("publish: verifying what the registry serves");
         checks.extend(verify(sh, &cosign, &subject, &digest));
+        checks.push(provenance_check(
+            sh,
+            &cosign,
+            &subject,
+            &digest,
+            &provenance::predicate(&recipe),
+        ));
         Ok(verdict(
             checks,
             &repository,
@@ -151,10 +152,171 @@ impl flags::Publish {
             &digest,
             &signer,
             (
-                &output::relative(&root, &sbom),
-                &output::relative(&root, &openvex),
+                &output::relative(&root, &attested.sbom),
+                &output::relative(&root, &attested.openvex),
+                &output::relative(&root, &attested.provenance),
             ),
         ))
+    }
+}
+
+/// The files attested, each kept under target/xtask/.
+struct Attested {
+    sbom: std::path::PathBuf,
+    openvex: std::path::PathBuf,
+    provenance: std::path::PathBuf,
+}
+
+/// The SPDX SBOM, the `OpenVEX` document and the SLSA provenance, each
+/// attested to the digest pushed.
+fn attest(
+    sh: &Shell,
+    cosign: &Cosign<'_>,
+    metadata: &Metadata,
+    image: &last_build::ImageRef,
+    (repository, digest): (&str, &str),
+    recipe: &Recipe,
+) -> anyhow::Result<Attested> {
+    let root = sh.current_dir();
+    let subject = format!("{repository}@{digest}");
+    let sbom = sbom::make(sh, &root, metadata, image)?.spdx;
+    eprintln!("publish: attesting {}", output::relative(&root, &sbom));
+    cosign.attest(sh, &subject, &sbom, "spdxjson")?;
+
+    let openvex = openvex(sh, &root, metadata, repository, digest)?;
+    eprintln!("publish: attesting {}", output::relative(&root, &openvex));
+    cosign.attest(sh, &subject, &openvex, "openvex")?;
+
+    let (provenance, predicate) = provenance_files(&root, repository, digest, recipe)?;
+    eprintln!(
+        "publish: attesting {}",
+        output::relative(&root, &provenance)
+    );
+    cosign.attest(sh, &subject, &predicate, "slsaprovenance1")?;
+    Ok(Attested {
+        sbom,
+        openvex,
+        provenance,
+    })
+}
+
+/// In a GitHub workflow step, the outputs `repository` and `digest`, for
+/// the steps after it (actions/attest-build-provenance).
+fn github_output(sh: &Shell, repository: &str, digest: &str) -> anyhow::Result<()> {
+    let Some(path) = sh.var_os("GITHUB_OUTPUT") else {
+        return Ok(());
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .with_context(|| format!("cannot open GITHUB_OUTPUT ({})", path.display()))?;
+    std::io::Write::write_all(
+        &mut file,
+        format!("repository={repository}\ndigest={digest}\n").as_bytes(),
+    )
+    .with_context(|| format!("cannot write GITHUB_OUTPUT ({})", path.display()))
+}
+
+impl flags::Publish {
+    fn signer(&self, sh: &Shell) -> anyhow::Result<Signer> {
+        let signer = match (&self.key, self.keyless) {
+            (Some(key), false) => Signer::key(key, self.public_key.as_deref())?,
+            (None, true) => Signer::github_keyless()?,
+            (Some(_), true) => anyhow::bail!("give --key or --keyless, not both"),
+            (None, false) => anyhow::bail!(
+                "publishing signs the image: give --key FILE (a cosign key pair) or --keyless (in a GitHub workflow with `id-token: write`)"
+            ),
+        };
+        if matches!(signer, Signer::Key { .. }) && sh.var_os("COSIGN_PASSWORD").is_none() {
+            // cosign would prompt for it, and fail without a terminal.
+            anyhow::bail!(
+                "set COSIGN_PASSWORD to the key's password (empty for a key without one)"
+            );
+        }
+        Ok(signer)
+    }
+}
+
+/// The recipe `image` recorded for the image about to be published: only
+/// the last build has one.
+fn recorded_recipe(root: &std::path::Path, id: &str, reference: &str) -> anyhow::Result<Recipe> {
+    let last = ImageReport::load(root)?;
+    if last.image_id != id {
+        anyhow::bail!(
+            "publish attests the provenance `cargo xtask image` records for the image it builds, and {reference} is not the last build ({}): build it with `cargo xtask image`",
+            last.reference()
+        );
+    }
+    last.recipe.with_context(|| {
+        format!(
+            "{} records no provenance (a build by an older xtask): build it again with `cargo xtask image`",
+            ImageReport::path(root).display()
+        )
+    })
+}
+
+/// The provenance statement about the digest pushed, and its predicate
+/// alone, which is what cosign attests, under target/xtask/publish/.
+fn provenance_files(
+    root: &std::path::Path,
+    repository: &str,
+    digest: &str,
+    recipe: &Recipe,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    // Not `with_extension`: a registry's address has dots of its own.
+    let dir = root.join("target/xtask/publish");
+    let stem = repository.replace(['/', ':'], "-");
+    let statement = dir.join(format!("{stem}.provenance.json"));
+    let predicate = dir.join(format!("{stem}.provenance-predicate.json"));
+    provenance::write(
+        &statement,
+        &provenance::statement(repository, digest, recipe),
+    )?;
+    provenance::write(&predicate, &provenance::predicate(recipe))?;
+    Ok((statement, predicate))
+}
+
+/// The provenance the registry serves: signed, about the digest pushed,
+/// and the predicate written here, field for field.
+fn provenance_check(
+    sh: &Shell,
+    cosign: &Cosign<'_>,
+    subject: &str,
+    digest: &str,
+    predicate: &serde_json::Value,
+) -> Check {
+    let name = "provenance verified";
+    let expected = format!(
+        "a valid SLSA v1 provenance statement about {}, the one written here",
+        output::digest(digest)
+    );
+    match cosign.verify_attestation(sh, subject, "slsaprovenance1") {
+        Ok(statements) => {
+            let about: Vec<_> = statements
+                .iter()
+                .filter(|s| {
+                    s.predicate_type == provenance::PREDICATE_TYPE
+                        && s.subject_digests.iter().any(|d| d == digest)
+                })
+                .collect();
+            let same = about.iter().any(|s| s.predicate == *predicate);
+            Check::judge(
+                name,
+                same,
+                format!("{} statement(s) about the digest", about.len()),
+                expected,
+            )
+            .because(if about.is_empty() {
+                format!(
+                    "none of the {} statement(s) is about {digest}",
+                    statements.len()
+                )
+            } else {
+                "the verified predicate is not the one written here".to_owned()
+            })
+        }
+        Err(error) => Check::judge(name, false, "no", expected).because(format!("{error:#}")),
     }
 }
 
@@ -246,7 +408,7 @@ fn verdict(
     tags: &[String],
     digest: &str,
     signer: &Signer,
-    (sbom, openvex): (&str, &str),
+    (sbom, openvex, provenance): (&str, &str, &str),
 ) -> Verdict {
     let report = Report {
         repository: repository.to_owned(),
@@ -255,6 +417,7 @@ fn verdict(
         signer: signer_name(signer),
         sbom: sbom.to_owned(),
         openvex: openvex.to_owned(),
+        provenance: provenance.to_owned(),
     };
     Verdict {
         text: format!(

@@ -20,6 +20,7 @@ use crate::checks::{Check, Verdict};
 use crate::docker::build::{self, BuildRequest};
 use crate::docker::oci_layout::OciLayout;
 use crate::output;
+use crate::provenance;
 
 /// What the check found, in target/xtask/reproducible/report.json.
 #[derive(Debug, Serialize)]
@@ -31,6 +32,9 @@ struct Report {
     builds: Vec<Build>,
     identical: bool,
     differences: Vec<String>,
+    /// Each build's SLSA provenance, byte for byte the same when the
+    /// digests are.
+    provenance_identical: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +48,8 @@ struct Build {
     digest: String,
     layers: Vec<String>,
     seconds: f64,
+    /// Its SLSA provenance statement, written beside the archive.
+    provenance: String,
 }
 
 pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Verdict> {
@@ -58,6 +64,13 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
 
     let mut builds = Vec::new();
     let mut layouts = Vec::new();
+    let mut statements = Vec::new();
+    let image_name = plan
+        .tags
+        .first()
+        .and_then(|tag| tag.rsplit_once(':'))
+        .map_or("image", |(name, _)| name)
+        .to_owned();
     for (number, name, no_cache) in [(1, "first", false), (2, "second", true)] {
         let archive = work.join(format!("{name}.tar"));
         let log = log_of(&work, name);
@@ -81,7 +94,17 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         let seconds = start.elapsed().as_secs_f64();
         let compiled = compiled(&log_of(&work, name), package)?;
         let layout = OciLayout::read(&archive)?;
+        let provenance = work.join(format!("{name}.provenance.json"));
+        provenance::write(
+            &provenance,
+            &provenance::statement(&image_name, &layout.digest, &plan.recipe(sh)?),
+        )?;
+        statements.push(
+            std::fs::read(&provenance)
+                .with_context(|| format!("cannot read {}", provenance.display()))?,
+        );
         builds.push(Build {
+            provenance: output::relative(&plan.root, &provenance),
             cached: !no_cache,
             compiled,
             archive: output::relative(&plan.root, &archive),
@@ -96,6 +119,7 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         layouts.push(layout);
     }
     let differences = layout_diff::diff(&layouts[0], &layouts[1])?;
+    let provenance_identical = statements[0] == statements[1];
     let report = Report {
         revision: plan.revision.describe(&plan.revision.commit),
         source_date_epoch: plan.request.source_date_epoch,
@@ -103,6 +127,7 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         builder: format!("{} ({} driver)", plan.builder, plan.facts.driver),
         identical: differences.is_empty(),
         differences: differences.iter().map(ToString::to_string).collect(),
+        provenance_identical,
         builds,
     };
     let path = work.join("report.json");
@@ -152,6 +177,7 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
             shown.join("; ")
         ))
     };
+    let provenance = provenance_check(report);
     let mut text = format!(
         "reproducibility of {} at {}\n  engine   {} ({})\n  epoch    {}\n",
         plan.tags.first().map_or("the image", String::as_str),
@@ -189,7 +215,7 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
         } else {
             format!("{} differences", differences.len())
         },
-        checks: vec![ran, check],
+        checks: vec![ran, check, provenance],
         ..Verdict::new(
             "image",
             format!(
@@ -217,6 +243,29 @@ fn compiled(log: &Path, package: &str) -> anyhow::Result<bool> {
 fn compiles(log: &str, package: &str) -> bool {
     let needle = format!("Compiling {package} v");
     log.lines().any(|line| line.contains(&needle))
+}
+
+/// Both builds' provenance statements, byte for byte.
+fn provenance_check(report: &Report) -> Check {
+    let (first, second) = (&report.builds[0], &report.builds[1]);
+    Check::judge(
+        "same provenance twice",
+        report.provenance_identical,
+        if report.provenance_identical {
+            "byte for byte"
+        } else {
+            "differs"
+        },
+        "both builds' SLSA provenance statements are the same bytes",
+    )
+    .because(if report.identical {
+        format!(
+            "{} and {} differ, with the same digest: a field that is not the build's own",
+            first.provenance, second.provenance
+        )
+    } else {
+        "their subjects differ, since the digests do".to_owned()
+    })
 }
 
 #[cfg(test)]

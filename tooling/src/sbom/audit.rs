@@ -58,7 +58,9 @@ pub fn read_from_image(
         .create_temp_dir()
         .context("cannot make a temporary directory")?;
     let copy = scratch.path().join("binary");
-    docker.copy_from_image(sh, reference, path, &copy)?;
+    docker
+        .copy_from_image(sh, reference, path, &copy)
+        .with_context(|| format!("the image has no {path} to read"))?;
     read_file(&copy)
 }
 
