@@ -40,18 +40,33 @@ impl flags::Diff {
             snapshot.save(file)?;
             return Ok(written(&snapshot, file));
         }
-        let base = read_side(sh, &root, metadata, "BASE", self.base.as_deref())?;
-        let head = read_side(sh, &root, metadata, "HEAD", self.head.as_deref())?;
+        let sides = read_side(sh, &root, metadata, "BASE", self.base.as_deref()).and_then(|base| {
+            Ok((
+                base,
+                read_side(sh, &root, metadata, "HEAD", self.head.as_deref())?,
+            ))
+        });
+        let (base, head) = match sides {
+            Ok(sides) => sides,
+            Err(error) => {
+                // A job summary says why there is no comparison.
+                if let Some(path) = &self.markdown {
+                    append(path, &render::not_compared_markdown(&format!("{error:#}")))?;
+                }
+                return Err(error);
+            }
+        };
         let comparison = compare::compare(&base, &head);
         if let Some(path) = &self.markdown {
-            write_markdown(&comparison, path)?;
+            append(path, &render::markdown(&comparison))?;
         }
         Ok(verdict(&comparison))
     }
 }
 
 /// A side named on the command line: a snapshot file when a file of that
-/// name exists, else an image in the engine (`None`: the last build).
+/// name exists (or the name ends in `.json`), else an image in the engine
+/// (`None`: the last build).
 pub fn read_side(
     sh: &Shell,
     root: &Path,
@@ -62,17 +77,33 @@ pub fn read_side(
     let named = given.unwrap_or("the last build");
     match given {
         Some(text) if Path::new(text).is_file() => Snapshot::load(Path::new(text)),
+        // A snapshot that was never written, rather than an image of that name.
+        Some(text)
+            if Path::new(text)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json")) =>
+        {
+            Err(anyhow::anyhow!(
+                "no snapshot file {text} (`cargo xtask diff --write-report {text}` writes one)"
+            ))
+        }
         _ => last_build::resolve(root, given)
             .and_then(|image| Snapshot::take(sh, root, metadata, &image)),
     }
     .with_context(|| format!("cannot read {which} ({named})"))
 }
 
-pub fn write_markdown(comparison: &Comparison, path: &Path) -> anyhow::Result<()> {
+/// Appends `text` to the file at `path`, as to `$GITHUB_STEP_SUMMARY`.
+pub fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(path, render::markdown(comparison))
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -109,5 +140,33 @@ fn written(snapshot: &Snapshot, file: &Path) -> Verdict {
         headline,
         ..Verdict::new("diff", snapshot.image.clone())
             .with_details(serde_json::json!({"snapshot": file, "image": snapshot.image}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_side_that_cannot_be_read_is_named_with_why() {
+        let sh = Shell::new().unwrap();
+        let scratch = crate::testing::scratch();
+        let root = scratch.path();
+        let metadata =
+            Metadata::load(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap();
+        let error = read_side(&sh, root, &metadata, "BASE", Some("missing/base.json")).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "cannot read BASE (missing/base.json): no snapshot file missing/base.json (`cargo xtask diff --write-report missing/base.json` writes one)"
+        );
+        let broken = root.join("broken.json");
+        std::fs::write(&broken, "{}").unwrap();
+        let error = read_side(&sh, root, &metadata, "HEAD", broken.to_str()).unwrap_err();
+        assert!(
+            format!("{error:#}").starts_with("cannot read HEAD ("),
+            "{error:#}"
+        );
+        let error = read_side(&sh, root, &metadata, "HEAD", None).unwrap_err();
+        assert!(format!("{error:#}").contains("the last build"), "{error:#}");
     }
 }

@@ -93,7 +93,8 @@ impl flags::DiffTest {
         )?;
         let comparison = crate::diff::compare::compare(&base_side, &head_snapshot);
         let markdown = out.join("diff.md");
-        diff::write_markdown(&comparison, &markdown)?;
+        std::fs::write(&markdown, render::markdown(&comparison))
+            .with_context(|| format!("cannot write {}", markdown.display()))?;
         let table = render::table(&comparison);
         std::fs::write(out.join("diff.txt"), &table)
             .with_context(|| format!("cannot write {}", out.join("diff.txt").display()))?;

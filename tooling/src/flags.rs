@@ -435,8 +435,9 @@ pub struct Diff {
     /// from the work tree.
     #[arg(long, value_name = "FILE")]
     pub write_report: Option<PathBuf>,
-    /// Also write the comparison as Markdown to FILE, for a GitHub job
-    /// summary (`cat FILE >> "$GITHUB_STEP_SUMMARY"`).
+    /// Also append the comparison as Markdown to FILE, e.g.
+    /// `--markdown "$GITHUB_STEP_SUMMARY"` for a GitHub job summary; when a
+    /// side cannot be read, why not.
     #[arg(long, value_name = "FILE", conflicts_with = "write_report")]
     pub markdown: Option<PathBuf>,
 }

@@ -326,6 +326,11 @@ pub fn markdown(comparison: &Comparison) -> String {
     out
 }
 
+/// What a job summary says when a side could not be read.
+pub fn not_compared_markdown(error: &str) -> String {
+    format!("### Image diff: not compared\n\n{}\n", cell(error))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,9 +96,11 @@ impl Snapshot {
         let docker = Docker::connect(sh)?;
         let measured = size_check::measure(&docker, sh, image, metadata::SERVICE_PATH)?;
         let inspect = docker.inspect_image(sh, &image.reference)?;
-        // A scan files its reports under the name it was given.
+        // A scan files its reports under the name it was given: a tag, or
+        // the id (as `ci` names the image a build step made).
         let mut subjects = vec![image.name.clone(), measured.image.clone()];
         subjects.extend(inspect.repo_tags.clone().unwrap_or_default());
+        subjects.push(inspect.id.clone());
         subjects.dedup();
         let findings = match scan::kept::read(&scan::output_dir(root), &subjects, &inspect.id)? {
             Kept::Scanned { findings, reports } => ScanState::Scanned {
