@@ -106,7 +106,7 @@ impl flags::DiffTest {
         checks.extend(judge(&comparison, &change.dependency, &table, &markdown));
         Ok(Verdict {
             text: format!(
-                "{commit} and {commit} + {} {} -> {} and one line in {}\nbuilds: base {}, head {}; \
+                "base {commit}; head {commit} with {} {} -> {} and one line in {}, committed\nbuilds: base {}, head {}; \
                  snapshots, diff.md and diff.txt in {}\n\n{table}\n",
                 change.dependency.name,
                 change.dependency.from,

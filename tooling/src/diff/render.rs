@@ -276,8 +276,9 @@ pub fn markdown(comparison: &Comparison) -> String {
         ("Debian packages", &comparison.debian_packages),
         ("Crates", &comparison.crates),
     ] {
-        let _ = writeln!(out, "\n**{what}**: {}\n", changes_summary(changes));
+        let _ = writeln!(out, "\n**{what}**: {}", changes_summary(changes));
         if !changes.is_empty() {
+            out.push('\n');
             markdown_table(
                 &mut out,
                 ["", "name", "base", "head"],
@@ -294,7 +295,7 @@ pub fn markdown(comparison: &Comparison) -> String {
         } => {
             let _ = writeln!(
                 out,
-                "\n**Findings**: {} appeared, {} disappeared ({remaining} on both sides)\n",
+                "\n**Findings**: {} appeared, {} disappeared ({remaining} on both sides)",
                 appeared.len(),
                 disappeared.len()
             );
@@ -312,6 +313,7 @@ pub fn markdown(comparison: &Comparison) -> String {
                 })
                 .collect();
             if !rows.is_empty() {
+                out.push('\n');
                 markdown_table(&mut out, ["", "severity", "id", "package"], &[], &rows);
             }
         }
