@@ -87,3 +87,53 @@ fn findings(dir: &Path, image_report: &str) -> anyhow::Result<Kept> {
     }
     Ok(Kept::Scanned { findings, reports })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = r#"{
+      "SchemaVersion": 2,
+      "Metadata": {"ImageID": "sha256:aaaa"},
+      "Results": [{"Target": "server:1 (debian 13.8)", "Class": "os-pkgs",
+        "Vulnerabilities": [{"VulnerabilityID": "CVE-2099-1", "PkgName": "libc6",
+          "InstalledVersion": "2.41-12", "Severity": "HIGH"}]}]
+    }"#;
+
+    fn kept(dir: &Path) -> Vec<String> {
+        let folder = dir.join("server-1");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("trivy-image.json"), REPORT).unwrap();
+        vec!["server:1".to_owned()]
+    }
+
+    #[test]
+    fn the_report_of_that_image_gives_its_findings() {
+        let scratch = crate::testing::scratch();
+        let subjects = kept(scratch.path());
+        let Kept::Scanned { findings, reports } =
+            read(scratch.path(), &subjects, "sha256:aaaa").unwrap()
+        else {
+            panic!("not read")
+        };
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].id, "CVE-2099-1");
+        assert_eq!(reports.len(), 1);
+    }
+
+    #[test]
+    fn another_images_report_or_none_is_no_scan() {
+        let scratch = crate::testing::scratch();
+        let subjects = kept(scratch.path());
+        let Kept::NotScanned(why) = read(scratch.path(), &subjects, "sha256:bbbb").unwrap() else {
+            panic!("another image's report was read")
+        };
+        assert!(why.contains("of another image"), "{why}");
+        let Kept::NotScanned(why) =
+            read(scratch.path(), &["server:2".to_owned()], "sha256:aaaa").unwrap()
+        else {
+            panic!("a report was found where none is")
+        };
+        assert!(why.starts_with("no scan report"), "{why}");
+    }
+}
