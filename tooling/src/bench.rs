@@ -27,8 +27,8 @@ use crate::docker::Docker;
 use crate::flags;
 use crate::git::Revision;
 use crate::metadata::{self, Metadata};
+use crate::source_change::DependencyChange;
 use crate::tools::{self, Tool};
-use measure::DependencyChange;
 use report::{Machine, Report, VariantReport};
 use variants::{Variant, VariantBases};
 

@@ -105,6 +105,25 @@ pub enum Command {
     /// ignoring. Reports and one SARIF log go to target/xtask/scan/. Steps:
     /// vuln, secret, config, crates, deny, hadolint.
     Scan(Scan),
+    /// What a change does to the image, as `docker scout compare` shows it,
+    /// with no account: Debian packages and crates added, removed or changed
+    /// in version (from our own SBOM inventory), the size unpacked and on
+    /// the wire in total and per layer, and the findings that appear or
+    /// disappear (from the scan reports kept under target/xtask/scan/; a side
+    /// with none is said to be unscanned).
+    ///
+    /// Each side is an image in the engine or a snapshot file that
+    /// `--write-report` wrote: `cargo xtask diff --write-report base.json`
+    /// where the base was built, then `cargo xtask diff base.json` after the
+    /// change. It reports and does not judge: it fails only when a side
+    /// cannot be read.
+    Diff(Diff),
+    /// Prove `diff` on two real builds a revision apart: in a clone of the
+    /// commit, build the image, commit a one-line change to the service and
+    /// one dependency moved one patch release, build again (from the
+    /// engine's cache but for what changed), and check that `diff` shows the
+    /// crate's change, nothing else, and the size change.
+    DiffTest(DiffTest),
     /// Drive the release server on loopback with fixed traffic mixes, on
     /// SQLite and on a throwaway PostgreSQL cluster, and report requests per
     /// second, p50/p99 latency, non-2xx answers and peak resident memory.
@@ -396,6 +415,40 @@ pub struct Scan {
     /// Reach no network, as `image --offline` does: the vulnerability steps
     /// (vuln, crates) run only on `--trivy-db`, and deny only on
     /// `--advisory-db`; without them each is skipped, saying so.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Diff {
+    /// The image before: an image reference in the engine, or a snapshot file
+    /// (`--write-report`). With `--write-report`, the image to snapshot.
+    #[arg(value_name = "BASE", required_unless_present = "write_report")]
+    pub base: Option<String>,
+    /// The image after: an image reference or a snapshot file. Default: the
+    /// one the last `cargo xtask image` built.
+    #[arg(value_name = "HEAD", conflicts_with = "write_report")]
+    pub head: Option<String>,
+    /// Compare nothing: write a JSON snapshot of one image (BASE, default the
+    /// last build) to FILE, its packages, crates, layers and findings, for a
+    /// later `diff FILE`. Made where the image was built: its crates are read
+    /// from the work tree.
+    #[arg(long, value_name = "FILE")]
+    pub write_report: Option<PathBuf>,
+    /// Also append the comparison as Markdown to FILE, e.g.
+    /// `--markdown "$GITHUB_STEP_SUMMARY"` for a GitHub job summary; when a
+    /// side cannot be read, why not.
+    #[arg(long, value_name = "FILE", conflicts_with = "write_report")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffTest {
+    /// The registry crate moved one patch release in `Cargo.lock` (down, or
+    /// up from a `.0`), as `bench --dependency`.
+    #[arg(long, value_name = "CRATE", default_value = "itoa")]
+    pub dependency: String,
+    /// Build with no registry, as `image --offline` does.
     #[arg(long)]
     pub offline: bool,
 }

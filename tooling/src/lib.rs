@@ -87,7 +87,15 @@
 //!                      audit (the crate list a binary carries)
 //! scan.rs            `scan`: trivy, cargo-deny, hadolint, gated, with SARIF
 //!   scan/              policy, trivy_report, deny, findings,
-//!                      sarif, report (the verdict)
+//!                      sarif, report (the verdict), kept (the reports
+//!                      an earlier scan kept, read back for diff)
+//! source_change.rs   a change to a copy of the sources: one dependency
+//!                    moved one patch release, a line added (bench, diff-test)
+//! diff.rs            `diff`: what a change does to the image, scout-style
+//!   diff/              snapshot (one image: packages, crates, layers,
+//!                      findings; `--write-report`), compare (the set
+//!                      arithmetic), render (table, Markdown)
+//! diff_test.rs       `diff-test`: diff proved on two builds a commit apart
 //! bench.rs           `bench`: the image against the usual alternatives
 //!   bench/             variants (and their Dockerfiles), measure, report
 //! adopt_test.rs      `adopt-test`: the example service, adopted by its table
@@ -108,6 +116,8 @@ mod checks;
 mod ci;
 mod compose_test;
 mod cosign;
+mod diff;
+mod diff_test;
 mod docker;
 mod flags;
 mod git;
@@ -133,6 +143,7 @@ mod server_load;
 mod setup;
 mod shutdown_test;
 mod size_check;
+mod source_change;
 mod stand_ins;
 #[cfg(test)]
 mod testing;
@@ -191,6 +202,8 @@ fn run(root: &Path) -> anyhow::Result<bool> {
         flags::Command::Bench(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Sbom(args) => args.run(&sh, &metadata()?)?,
         flags::Command::Scan(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::Diff(args) => args.run(&sh, &metadata()?)?,
+        flags::Command::DiffTest(args) => args.run(&sh, &metadata()?)?,
         flags::Command::ServerLoad(args) => args.run(&sh, &metadata()?)?,
         // It reads the example's table, not the workspace's.
         flags::Command::AdoptTest(args) => args.run(&sh)?,

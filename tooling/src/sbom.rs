@@ -271,6 +271,12 @@ fn rust_target(architecture: &str) -> anyhow::Result<&'static str> {
 }
 
 impl Made {
+    /// Why the crates, read from the work tree, may not be the image's; `None`
+    /// when they are.
+    pub fn crates_mismatch(&self) -> Option<&str> {
+        self.crates_mismatch.as_deref()
+    }
+
     /// Each document through its format's validator, and the packages
     /// against syft's and trivy's reading of the same image.
     pub fn proofs(&self, sh: &Shell, root: &Path, image: &ImageRef) -> Vec<Check> {

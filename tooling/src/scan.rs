@@ -17,6 +17,7 @@
 
 mod deny;
 mod findings;
+pub mod kept;
 mod policy;
 mod report;
 mod sarif;

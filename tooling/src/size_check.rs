@@ -74,7 +74,7 @@ pub struct Binary {
     pub layer: Option<usize>,
 }
 
-fn measure(
+pub fn measure(
     docker: &Docker,
     sh: &Shell,
     image: &ImageRef,

@@ -9,9 +9,10 @@ use anyhow::Context;
 use serde::Serialize;
 use xshell::Shell;
 
-use super::variants::{self, Variant};
+use super::variants::Variant;
 use crate::docker::Docker;
 use crate::docker::build::{self, BuildRequest};
+use crate::source_change::{self, DependencyChange};
 use crate::tools::Builder;
 
 /// Wall time of each build, in seconds.
@@ -81,10 +82,10 @@ pub fn sequence(
     let no_change = build(Stage::NoChange)?;
     change_dependency()?;
     let dependency = build(Stage::DependencyChange)?;
-    variants::touch(dir, Variant::SERVER_FILE, "a one-line change")?;
+    source_change::add_line(dir, Variant::SERVER_FILE, "bench: a one-line change")?;
     let server = build(Stage::ServerChange)?;
     for file in Variant::OUTSIDE_FILES {
-        variants::touch(dir, file, "a change outside the server")?;
+        source_change::add_line(dir, file, "bench: a change outside the server")?;
     }
     let outside = build(Stage::OutsideChange)?;
     Ok((
@@ -221,69 +222,6 @@ pub fn crates_compiled(log: &str) -> usize {
                 && words.next().is_some_and(|v| v.starts_with('v'))
         })
         .count()
-}
-
-/// One dependency's version in `Cargo.lock` moved by one patch release:
-/// down, or up when it is a `.0`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DependencyChange {
-    pub name: String,
-    pub from: String,
-    pub to: String,
-}
-
-impl DependencyChange {
-    /// The change for the registry crate `name` of the lock file `lock`.
-    pub fn choose(lock: &str, name: &str) -> anyhow::Result<DependencyChange> {
-        let lock: toml::Table = toml::from_str(lock).context("Cargo.lock is not TOML")?;
-        let versions: Vec<&str> = lock
-            .get("package")
-            .and_then(toml::Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|p| p.get("name").and_then(toml::Value::as_str) == Some(name))
-            .filter(|p| {
-                p.get("source")
-                    .and_then(toml::Value::as_str)
-                    .is_some_and(|s| s.starts_with("registry+"))
-            })
-            .filter_map(|p| p.get("version").and_then(toml::Value::as_str))
-            .collect();
-        let [from] = versions.as_slice() else {
-            anyhow::bail!(
-                "--dependency {name}: Cargo.lock holds {} versions of it from a registry; name a crate it holds once",
-                versions.len()
-            );
-        };
-        let (release, patch) = from
-            .rsplit_once('.')
-            .and_then(|(release, patch)| Some((release, patch.parse::<u64>().ok()?)))
-            .with_context(|| {
-                format!("--dependency {name}: its version {from} is not major.minor.patch")
-            })?;
-        let to = match patch.checked_sub(1) {
-            Some(down) => format!("{release}.{down}"),
-            None => format!("{release}.{}", patch + 1),
-        };
-        Ok(DependencyChange {
-            name: name.to_owned(),
-            from: (*from).to_owned(),
-            to,
-        })
-    }
-
-    /// `cargo update --precise` in the snapshot `dir`.
-    pub fn apply(&self, sh: &Shell, dir: &Path) -> anyhow::Result<()> {
-        let _in_dir = sh.push_dir(dir);
-        let cargo = crate::process::cargo();
-        let spec = format!("{}@{}", self.name, self.from);
-        let to = &self.to;
-        crate::process::run(xshell::cmd!(
-            sh,
-            "{cargo} update --quiet -p {spec} --precise {to}"
-        ))
-        .with_context(|| format!("cannot change {} from {} to {to}", self.name, self.from))
-    }
 }
 
 /// What the image weighs.
@@ -524,28 +462,6 @@ mod tests {
                    #12 CACHED\n\
                    a line that says Compiling in passing\n";
         assert_eq!(crates_compiled(log), 3);
-    }
-
-    #[test]
-    fn a_dependency_moves_one_patch_release() {
-        let lock = "version = 4\n\
-            [[package]]\nname = \"itoa\"\nversion = \"1.0.15\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
-            [[package]]\nname = \"zero\"\nversion = \"0.3.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
-            [[package]]\nname = \"server\"\nversion = \"0.1.0\"\n";
-        let change = DependencyChange::choose(lock, "itoa").unwrap();
-        assert_eq!(
-            (change.from.as_str(), change.to.as_str()),
-            ("1.0.15", "1.0.14")
-        );
-        let change = DependencyChange::choose(lock, "zero").unwrap();
-        assert_eq!(change.to, "0.3.1");
-        let error = DependencyChange::choose(lock, "server")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("holds 0 versions of it from a registry"),
-            "{error}"
-        );
     }
 
     #[test]

@@ -5,11 +5,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::measure::{
-    BinarySizes, BuildTimes, CratesCompiled, DependencyChange, ImageFigures, RunFigures, UpxCost,
-};
+use super::measure::{BinarySizes, BuildTimes, CratesCompiled, ImageFigures, RunFigures, UpxCost};
 use super::variants::Variant;
 use crate::output;
+use crate::source_change::DependencyChange;
 
 /// Where and with what the figures were taken.
 #[derive(Debug, Clone, Default, Serialize)]

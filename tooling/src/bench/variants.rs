@@ -204,21 +204,6 @@ fn project_dir(dir: &Path) -> PathBuf {
     dir.join("target/xtask/image")
 }
 
-/// Appends a comment line to `file` in the snapshot: a one-line change.
-/// The line carries the time, so that no earlier run's build of the same
-/// change is in the engine's cache to be reused.
-pub fn touch(dir: &Path, file: &str, mark: &str) -> anyhow::Result<()> {
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let text = format!("{text}// bench: {mark} at {now}\n");
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// The build of `variant` from its snapshot `dir`.
 pub fn request(
     variant: Variant,
@@ -327,25 +312,5 @@ mod tests {
                 assert!(text.contains(&line), "an alternative lacks {line}");
             }
         }
-    }
-
-    #[test]
-    fn a_one_line_change_adds_one_line() {
-        let scratch = crate::testing::scratch();
-        let dir = scratch.path().to_path_buf();
-        std::fs::create_dir_all(dir.join("server/src")).unwrap();
-        std::fs::write(dir.join(Variant::SERVER_FILE), "fn main() {}\n").unwrap();
-        touch(&dir, Variant::SERVER_FILE, "1").unwrap();
-        let once = std::fs::read_to_string(dir.join(Variant::SERVER_FILE)).unwrap();
-        let added = once.strip_prefix("fn main() {}\n").unwrap();
-        assert!(
-            added.starts_with("// bench: 1 at ") && added.lines().count() == 1,
-            "{added}"
-        );
-        // Another run's change differs, so no cached build of it is reused.
-        std::fs::write(dir.join(Variant::SERVER_FILE), "fn main() {}\n").unwrap();
-        touch(&dir, Variant::SERVER_FILE, "1").unwrap();
-        let twice = std::fs::read_to_string(dir.join(Variant::SERVER_FILE)).unwrap();
-        assert_ne!(once, twice);
     }
 }

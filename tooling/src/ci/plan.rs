@@ -174,6 +174,18 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             ),
         },
         Step {
+            name: "diff-test",
+            proves: "diff on two builds a commit apart (a one-line change, one crate a patch release down): shows that crate's change, nothing else, and the size change",
+            action: xtask(
+                if options.offline {
+                    vec!["diff-test".to_owned(), "--offline".to_owned()]
+                } else {
+                    vec!["diff-test".to_owned()]
+                },
+                None,
+            ),
+        },
+        Step {
             name: "size-check",
             proves: "within the size budgets",
             action: on("size-check", "image"),
@@ -343,6 +355,8 @@ pub fn reads(step: &str) -> Option<Reads> {
         "adopt-test-newsletter" => (&["examples/newsletter/"], true, false),
         // It clones the commit, tooling and all.
         "init-test" => (&["examples/hello/", "xtask/"], true, true),
+        // It clones the commit and builds it: nothing uncommitted reaches it.
+        "diff-test" => (&[], false, true),
         _ => return None,
     };
     Some(Reads {
@@ -500,7 +514,8 @@ pub(crate) mod tests {
                 || reproducible
                 || args[0] == "compose-test"
                 || args[0] == "adopt-test"
-                || args[0] == "init-test";
+                || args[0] == "init-test"
+                || args[0] == "diff-test";
             assert_eq!(args.contains(&"--offline".to_owned()), pulls, "{step:?}");
             // The reproducibility check builds with no cache at all.
             let cached = args.iter().any(|a| a.starts_with("type=gha,scope="));

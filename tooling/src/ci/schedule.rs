@@ -32,7 +32,8 @@ pub fn lanes(step: &Step) -> &'static [Lane] {
         Action::Cargo(args) if args.first().is_some_and(|a| a == "fmt") => &[],
         Action::Cargo(_) => &[Lane::Build],
         Action::Xtask { args, .. } => match args.first().map(String::as_str) {
-            Some("image" | "reproducible") => &[Lane::Build],
+            // diff-test builds two images in a clone, and reads them there.
+            Some("image" | "reproducible" | "diff-test") => &[Lane::Build],
             Some("shutdown-test" | "compose-test" | "rollout-test") => &[Lane::Proof],
             Some("scan" | "sbom") => &[Lane::Scanners],
             Some("size-check") => &[Lane::SizeCheck],
