@@ -80,7 +80,7 @@ impl flags::Publish {
                 .with_context(|| format!("{} has no {name} label to tag it by", image.name))
         };
         let tags = tags(&label(VERSION_LABEL)?, &label(REVISION_LABEL)?, self.latest)?;
-        let recipe = recorded_recipe(&root, &inspect.id, &image.reference)?;
+        let recipe = provenance::load_recipe(&root, &inspect.id, &image.reference)?;
         // Registries take lower-case repository names only.
         let repository = format!("{}/{}", self.registry.trim_end_matches('/'), metadata.image)
             .to_ascii_lowercase();
@@ -236,24 +236,6 @@ impl flags::Publish {
         }
         Ok(signer)
     }
-}
-
-/// The recipe `image` recorded for the image about to be published: only
-/// the last build has one.
-fn recorded_recipe(root: &std::path::Path, id: &str, reference: &str) -> anyhow::Result<Recipe> {
-    let last = ImageReport::load(root)?;
-    if last.image_id != id {
-        anyhow::bail!(
-            "publish attests the provenance `cargo xtask image` records for the image it builds, and {reference} is not the last build ({}): build it with `cargo xtask image`",
-            last.reference()
-        );
-    }
-    last.recipe.with_context(|| {
-        format!(
-            "{} records no provenance (a build by an older xtask): build it again with `cargo xtask image`",
-            ImageReport::path(root).display()
-        )
-    })
 }
 
 /// The provenance statement about the digest pushed, and its predicate
