@@ -91,6 +91,9 @@ pub struct Inputs {
     pub files: Vec<(PathBuf, String)>,
     /// The commit, which a build writes into its image's labels.
     pub revision: String,
+    /// Every file of the commit, with git's id of its content: what a proof
+    /// that clones the commit reads, whatever the work tree holds.
+    pub committed: Vec<(PathBuf, String)>,
     /// The variables the steps read (`XTASK_*`: the scanners' databases,
     /// the table; `DOCKER_HOST`), as `NAME=value` lines.
     pub environment: String,
@@ -119,6 +122,7 @@ impl Inputs {
             toolchain: toolchain.trim().to_owned(),
             files,
             revision: revision.to_owned(),
+            committed: committed_files(sh, root),
             environment: environment(std::env::vars()),
         })
     }
@@ -154,22 +158,61 @@ impl Inputs {
         }
         let builds = matches!(&step.action, Action::Xtask { args, .. }
             if args.first().is_some_and(|a| a == "image" || a == "reproducible"));
-        if builds || reads.is_some_and(|reads| reads.commit) {
-            add(&self.revision);
+        match reads {
+            _ if builds => add(&self.revision),
+            // A proof that clones the commit reads what the commit holds of
+            // its paths, not which commit it is: a change to the service
+            // does not re-run the tooling's adoption.
+            Some(reads) if reads.commit && (reads.workspace || !reads.paths.is_empty()) => {
+                add(&digest(
+                    self.committed
+                        .iter()
+                        .filter(|(path, _)| reads.matches(path)),
+                ));
+            }
+            // One that reads the whole commit.
+            Some(reads) if reads.commit => add(&self.revision),
+            _ => {}
         }
         format!("sha1:{}", hasher.digest())
     }
 
     fn digest_of(&self, chosen: impl Fn(&Path) -> bool) -> String {
-        let mut hasher = sha1_smol::Sha1::new();
-        for (path, digest) in self.files.iter().filter(|(path, _)| chosen(path)) {
-            hasher.update(path.to_string_lossy().as_bytes());
-            hasher.update(&[0]);
-            hasher.update(digest.as_bytes());
-            hasher.update(&[0]);
-        }
-        hasher.digest().to_string()
+        digest(self.files.iter().filter(|(path, _)| chosen(path)))
     }
+}
+
+/// One digest of files and their contents' digests.
+fn digest<'a>(files: impl Iterator<Item = &'a (PathBuf, String)>) -> String {
+    let mut hasher = sha1_smol::Sha1::new();
+    for (path, digest) in files {
+        hasher.update(path.to_string_lossy().as_bytes());
+        hasher.update(&[0]);
+        hasher.update(digest.as_bytes());
+        hasher.update(&[0]);
+    }
+    hasher.digest().to_string()
+}
+
+/// Every file of HEAD with git's id of its content (`git ls-tree -r`),
+/// sorted; none before the first commit.
+fn committed_files(sh: &Shell, root: &Path) -> Vec<(PathBuf, String)> {
+    let listed = xshell::cmd!(sh, "git -C {root} ls-tree -r -z HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    let mut files: Vec<(PathBuf, String)> = listed
+        .split('\0')
+        .filter_map(|entry| {
+            // `<mode> <type> <object>\t<path>`
+            let (meta, path) = entry.split_once('\t')?;
+            let object = meta.split_whitespace().nth(2)?;
+            Some((PathBuf::from(path), object.to_owned()))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// The variables that change what a step does, sorted.
@@ -237,6 +280,11 @@ mod tests {
                 ("server/src/main.rs".into(), "m1".into()),
             ],
             revision: "r1".into(),
+            committed: vec![
+                ("Cargo.lock".into(), "c1".into()),
+                ("examples/hello/src/main.rs".into(), "c2".into()),
+                ("server/src/main.rs".into(), "c3".into()),
+            ],
             environment: String::new(),
         }
     }
@@ -340,6 +388,29 @@ mod tests {
         assert_eq!(before.key(&deny, None), service_changed.key(&deny, None));
         assert_eq!(before.key(&deny, None), example_changed.key(&deny, None));
         assert_ne!(before.key(&deny, None), lock_changed.key(&deny, None));
+    }
+
+    /// A proof that clones the commit re-runs when what the commit holds of
+    /// its paths changes, not for any new commit: a commit that changes
+    /// only the service leaves `init-test` cached, and `diff-test`, which
+    /// builds the whole commit, does not stay.
+    #[test]
+    fn a_proof_of_the_commit_keys_on_what_the_commit_holds_of_its_paths() {
+        let init = step("init-test", None);
+        let diff = step("diff-test", None);
+        let before = inputs();
+        let mut service_committed = inputs();
+        service_committed.revision = "r2".into();
+        service_committed.committed[2].1 = "c3b".into();
+        assert_eq!(before.key(&init, None), service_committed.key(&init, None));
+        assert_ne!(before.key(&diff, None), service_committed.key(&diff, None));
+        let mut example_committed = inputs();
+        example_committed.revision = "r3".into();
+        example_committed.committed[1].1 = "c2b".into();
+        assert_ne!(before.key(&init, None), example_committed.key(&init, None));
+        let mut lock_committed = inputs();
+        lock_committed.committed[0].1 = "c1b".into();
+        assert_ne!(before.key(&init, None), lock_committed.key(&init, None));
     }
 
     #[test]
