@@ -87,12 +87,22 @@ fn public_url(url: &str) -> Option<String> {
 /// when set, as reproducible builds agree, otherwise HEAD's commit time;
 /// never the clock, so that one commit gives the same bytes.
 pub fn source_date_epoch(sh: &Shell) -> anyhow::Result<i64> {
+    match source_date_epoch_set()? {
+        Some(epoch) => Ok(epoch),
+        None => Ok(Revision::read(sh)?.commit_time),
+    }
+}
+
+/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention, when set and
+/// not empty.
+pub fn source_date_epoch_set() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) if !text.trim().is_empty() => text
             .trim()
             .parse()
+            .map(Some)
             .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not whole seconds")),
-        _ => Ok(Revision::read(sh)?.commit_time),
+        _ => Ok(None),
     }
 }
 

@@ -117,15 +117,7 @@ pub fn load_recipe(root: &Path, id: &str, reference: &str) -> anyhow::Result<Rec
 /// SHA-256 of a file, hex.
 pub fn sha256_of(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex(&Sha256::digest(&bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut text, byte| {
-        use std::fmt::Write as _;
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
 /// `sha256:abc…` as in-toto's digest set, `{"sha256": "abc…"}`.

@@ -162,7 +162,7 @@ pub fn make(
             )),
         ),
     };
-    let created = git::rfc3339_utc(source_date_epoch()?.unwrap_or(head.commit_time));
+    let created = git::rfc3339_utc(git::source_date_epoch_set()?.unwrap_or(head.commit_time));
     let distro = debs
         .iter()
         .find(|deb| deb.name == "base-files")
@@ -247,18 +247,6 @@ fn crates_mismatch(sh: &Shell, revision: &str) -> Option<String> {
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)? + "\n";
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention, when set.
-fn source_date_epoch() -> anyhow::Result<Option<i64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse()
-            .map(Some)
-            .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not whole seconds")),
-        _ => Ok(None),
-    }
 }
 
 /// The Rust target the image's binary was built for, from its architecture.
