@@ -145,7 +145,7 @@ impl flags::DiffTest {
             cache_to: Vec::new(),
             offline: self.offline,
             runtime: None,
-            check_reproducible: false,
+            check_reproducible: None,
         };
         let verdict = image
             .run(sh, metadata)

@@ -49,9 +49,10 @@ pub enum Command {
     Image(Image),
     /// Build the image twice into OCI archives (target/xtask/reproducible/),
     /// first from the engine's cache of earlier builds, then with no cache
-    /// at all, with `SOURCE_DATE_EPOCH` from the commit and layer times
-    /// rewritten, and compare their digests; when they differ, name the
-    /// layers and files that do. Loads no image.
+    /// at all (or, with `--rebuild service`, none for the stage that
+    /// compiles the service), with `SOURCE_DATE_EPOCH` from the commit and
+    /// layer times rewritten, and compare their digests; when they differ,
+    /// name the layers and files that do. Loads no image.
     ///
     /// Needs an engine that can (26 or later with the containerd image
     /// store, or a docker-container builder); `setup --reproducible-engine`
@@ -204,7 +205,7 @@ pub struct Image {
     pub runtime: Option<crate::metadata::Runtime>,
     /// Set by `reproducible`, which builds with these options.
     #[arg(skip)]
-    pub check_reproducible: bool,
+    pub check_reproducible: Option<Rebuild>,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +219,21 @@ pub struct Reproducible {
     /// The runtime base, as `image --runtime`.
     #[arg(long, value_enum)]
     pub runtime: Option<crate::metadata::Runtime>,
+    /// What the second build compiles again with no cache.
+    #[arg(long, value_enum, default_value_t = Rebuild::All)]
+    pub rebuild: Rebuild,
+}
+
+/// What `reproducible`'s second build takes nothing of from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Rebuild {
+    /// Every stage: the dependencies, the image's tools and the service.
+    All,
+    /// The Dockerfile's `build` stage, which compiles the service; the
+    /// compiled dependencies come from the cache. For a change that leaves
+    /// them alone, once `--rebuild all` has passed on their inputs.
+    Service,
 }
 
 impl Reproducible {
@@ -232,7 +248,7 @@ impl Reproducible {
             cache_to: Vec::new(),
             offline: self.offline,
             runtime: self.runtime,
-            check_reproducible: true,
+            check_reproducible: Some(self.rebuild),
         }
     }
 }

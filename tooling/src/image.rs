@@ -111,12 +111,12 @@ impl Plan {
 
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell, metadata: &Metadata) -> anyhow::Result<Verdict> {
-        if self.check_reproducible {
+        if self.check_reproducible.is_some() {
             build::choose_engine(sh)?;
         }
         let plan = self.plan(sh, metadata)?;
-        if self.check_reproducible {
-            return reproducible::check(sh, &plan, &metadata.package);
+        if let Some(rebuild) = self.check_reproducible {
+            return reproducible::check(sh, &plan, &metadata.package, rebuild);
         }
         self.build(sh, metadata, plan)
     }
@@ -180,6 +180,7 @@ impl flags::Image {
             tags: tags.clone(),
             build_args,
             no_cache: self.no_cache,
+            no_cache_stages: Vec::new(),
             network_none: self.offline,
             platform: self.platform.clone(),
             cache_from: self.cache_from.clone(),
@@ -635,7 +636,7 @@ mod tests {
             cache_to: vec![],
             offline,
             runtime: None,
-            check_reproducible: false,
+            check_reproducible: None,
         }
     }
 

@@ -224,7 +224,7 @@ pub fn request(
             cache_to: vec![],
             offline: true,
             runtime: minimal.then_some(crate::metadata::Runtime::Minimal),
-            check_reproducible: false,
+            check_reproducible: None,
         };
         let mut project = bases.project.clone();
         if minimal {
@@ -265,6 +265,7 @@ pub fn request(
         )],
         build_args,
         no_cache: false,
+        no_cache_stages: vec![],
         network_none: true,
         platform: None,
         cache_from: vec![],

@@ -12,6 +12,9 @@
 //!   (`plan::reads`: cargo-deny, hadolint, the adoption proofs), only those,
 //!   so a change to the service does not re-run the example's adoption.
 //!   A build also reads the commit, which it writes into the image's labels;
+//!   the whole-build `reproducible` reads what the dependencies' stages do
+//!   (the workspace's shape and every file's name), not the commit, and
+//!   `reproducible-service` proves each commit's own stage on top of it;
 //! - a check of an image: the image's id, and the files beside it that the
 //!   checks read (the scan's ignore file, `deny.toml`, `deploy/`), not the
 //!   sources, which reach it only through the image.
@@ -156,10 +159,18 @@ impl Inputs {
             Some(reads) => add(&self.digest_of(|path| reads.matches(path))),
             None => add(&self.digest_of(|_| true)),
         }
+        if reads.is_some_and(|reads| reads.names) {
+            let mut names = sha1_smol::Sha1::new();
+            for (path, _) in &self.files {
+                names.update(path.as_os_str().as_encoded_bytes());
+                names.update(&[0]);
+            }
+            add(&names.digest().to_string());
+        }
         let builds = matches!(&step.action, Action::Xtask { args, .. }
             if args.first().is_some_and(|a| a == "image" || a == "reproducible"));
         match reads {
-            _ if builds => add(&self.revision),
+            None if builds => add(&self.revision),
             // A proof that clones the commit reads what the commit holds of
             // its paths, not which commit it is: a change to the service
             // does not re-run the tooling's adoption.
@@ -388,6 +399,43 @@ mod tests {
         assert_eq!(before.key(&deny, None), service_changed.key(&deny, None));
         assert_eq!(before.key(&deny, None), example_changed.key(&deny, None));
         assert_ne!(before.key(&deny, None), lock_changed.key(&deny, None));
+    }
+
+    /// The whole-build reproducibility check re-runs when what the
+    /// dependencies' stages read changes (the lock file, a new file's name),
+    /// not for a change to the service's code or a new commit; the service's
+    /// own check re-runs for both.
+    #[test]
+    fn the_whole_build_is_proved_again_only_when_the_dependencies_inputs_change() {
+        let reproducible = |name, rebuild: &str| Step {
+            name,
+            proves: "",
+            action: Action::Xtask {
+                args: vec!["reproducible".into(), "--rebuild".into(), rebuild.into()],
+                image_of: None,
+            },
+        };
+        let whole = reproducible("reproducible", "all");
+        let service = reproducible("reproducible-service", "service");
+        let before = inputs();
+        let mut service_committed = with_file("server/src/main.rs", "m2");
+        service_committed.revision = "r2".into();
+        assert_eq!(
+            before.key(&whole, None),
+            service_committed.key(&whole, None)
+        );
+        assert_ne!(
+            before.key(&service, None),
+            service_committed.key(&service, None)
+        );
+        let lock_changed = with_file("Cargo.lock", "l2");
+        assert_ne!(before.key(&whole, None), lock_changed.key(&whole, None));
+        assert_ne!(before.key(&service, None), lock_changed.key(&service, None));
+        let mut target_added = inputs();
+        target_added
+            .files
+            .push(("server/src/bin/tool.rs".into(), "b1".into()));
+        assert_ne!(before.key(&whole, None), target_added.key(&whole, None));
     }
 
     /// A proof that clones the commit re-runs when what the commit holds of

@@ -163,15 +163,13 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
         },
         Step {
             name: "reproducible",
-            proves: "a no-cache build gives the digest of the engine's earlier builds of one commit",
-            action: xtask(
-                if options.offline {
-                    vec!["reproducible".to_owned(), "--offline".to_owned()]
-                } else {
-                    vec!["reproducible".to_owned()]
-                },
-                None,
-            ),
+            proves: "every stage built with no cache gives the digest of the cached build (runs again when the dependencies' inputs change)",
+            action: xtask(reproducible_args(options, "all"), None),
+        },
+        Step {
+            name: "reproducible-service",
+            proves: "the service's stage built with no cache gives the digest of this commit's cached build",
+            action: xtask(reproducible_args(options, "service"), None),
         },
         Step {
             name: "diff-test",
@@ -304,14 +302,31 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
     ]
 }
 
+/// `reproducible`'s arguments for what its second build compiles again.
+fn reproducible_args(options: &flags::Ci, rebuild: &str) -> Vec<String> {
+    let mut args = vec![
+        "reproducible".to_owned(),
+        "--rebuild".to_owned(),
+        rebuild.to_owned(),
+    ];
+    if options.offline {
+        args.push("--offline".to_owned());
+    }
+    args
+}
+
 /// What a step reads of the repository, when it is less than all of it:
 /// path prefixes (`*/NAME` matches a file of that name anywhere), with or
-/// without what every build of the workspace reads, and whether the commit
-/// counts (a proof that clones it).
+/// without what every build of the workspace reads, whether the names of
+/// all the files count, and whether the commit counts (a proof that clones
+/// it).
 #[derive(Debug, Clone, Copy)]
 pub struct Reads {
     pub paths: &'static [&'static str],
     pub workspace: bool,
+    /// The path of every file, not its content: cargo-chef's recipe lists
+    /// the targets cargo finds by their place (`src/bin/*.rs`).
+    pub names: bool,
     pub commit: bool,
 }
 
@@ -344,25 +359,35 @@ impl Reads {
 
 /// `None` for a step that reads the whole repository (a build, the tests).
 pub fn reads(step: &str) -> Option<Reads> {
-    let (paths, workspace, commit): (&'static [&'static str], bool, bool) = match step {
-        "deny" => (&["Cargo.lock", "*/Cargo.toml", "deny.toml"], false, false),
-        "hadolint" => (
+    let reads = |paths, workspace, commit| Reads {
+        paths,
+        workspace,
+        names: false,
+        commit,
+    };
+    Some(match step {
+        "deny" => reads(&["Cargo.lock", "*/Cargo.toml", "deny.toml"], false, false),
+        "hadolint" => reads(
             &["Dockerfile", ".hadolint.yaml", "Cargo.toml", "xtask.toml"],
             false,
             false,
         ),
-        "adopt-test" => (&["examples/hello/"], true, false),
-        "adopt-test-newsletter" => (&["examples/newsletter/"], true, false),
+        "adopt-test" => reads(&["examples/hello/"], true, false),
+        "adopt-test-newsletter" => reads(&["examples/newsletter/"], true, false),
         // It clones the commit, tooling and all.
-        "init-test" => (&["examples/hello/", "xtask/"], true, true),
+        "init-test" => reads(&["examples/hello/", "xtask/"], true, true),
         // It clones the commit and builds it: nothing uncommitted reaches it.
-        "diff-test" => (&[], false, true),
+        "diff-test" => reads(&[], false, true),
+        // The whole build from scratch: what cargo-chef's recipe and the
+        // stages before the service's read (manifests, lock file, toolchain,
+        // cargo's configuration, the Dockerfile, every file's name). A
+        // change to the service's code alone is proved by
+        // `reproducible-service`, on top of dependencies proved here.
+        "reproducible" => Reads {
+            names: true,
+            ..reads(&[], true, false)
+        },
         _ => return None,
-    };
-    Some(Reads {
-        paths,
-        workspace,
-        commit,
     })
 }
 

@@ -19,6 +19,9 @@ pub struct BuildRequest {
     pub tags: Vec<String>,
     pub build_args: Vec<(String, String)>,
     pub no_cache: bool,
+    /// Stages built without the cache while the others take it
+    /// (`--no-cache-filter`, buildx only).
+    pub no_cache_stages: Vec<String>,
     /// Runs every `RUN` without a network.
     pub network_none: bool,
     pub platform: Option<String>,
@@ -78,6 +81,12 @@ pub fn build_args(kind: BuilderKind, request: &BuildRequest) -> anyhow::Result<V
             if !request.cache_to.is_empty() {
                 anyhow::bail!("--cache-to needs the buildx plugin: run `{}`", tools::SETUP);
             }
+            if !request.no_cache_stages.is_empty() {
+                anyhow::bail!(
+                    "building one stage without the cache needs the buildx plugin: run `{}`",
+                    tools::SETUP
+                );
+            }
             if let Some(spec) = request.cache_from.iter().find(|spec| spec.contains('=')) {
                 anyhow::bail!(
                     "--cache-from {spec} needs the buildx plugin (the built-in BuildKit only reads images): run `{}`",
@@ -101,6 +110,10 @@ pub fn build_args(kind: BuilderKind, request: &BuildRequest) -> anyhow::Result<V
     }
     if request.no_cache {
         args.push("--no-cache".into());
+    }
+    for stage in &request.no_cache_stages {
+        args.push("--no-cache-filter".into());
+        args.push(stage.into());
     }
     if request.network_none {
         args.push("--network=none".into());
@@ -378,6 +391,20 @@ mod tests {
         assert!(args.contains(&"--no-cache"));
         assert!(args.windows(2).any(|w| w == ["--platform", "linux/amd64"]));
         assert_eq!(args.last(), Some(&"."));
+    }
+
+    #[test]
+    fn a_stage_without_the_cache_is_buildx_only() {
+        let request = BuildRequest {
+            no_cache_stages: vec!["build".into()],
+            ..request()
+        };
+        let args = build_args(BuilderKind::Buildx, &request).unwrap();
+        let args = words(&args);
+        assert!(args.windows(2).any(|w| w == ["--no-cache-filter", "build"]));
+        assert!(!args.contains(&"--no-cache"));
+        let refused = build_args(BuilderKind::BuiltIn, &request).unwrap_err();
+        assert!(refused.to_string().contains("buildx"), "{refused}");
     }
 
     #[test]

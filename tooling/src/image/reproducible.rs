@@ -5,6 +5,11 @@
 //! digest twice passes: a build from scratch now gives the bits of the
 //! earlier builds, so a change to the service costs one full build, not
 //! two. Otherwise the layers and files that differ are named.
+//!
+//! With `--rebuild service` the second build takes the compiled
+//! dependencies from the cache and compiles only the Dockerfile's `build`
+//! stage again: the check for a change that leaves the dependencies' inputs
+//! alone, once a `--rebuild all` has proved those.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,6 +24,7 @@ use super::layout_diff::{self, Difference};
 use crate::checks::{Check, Verdict};
 use crate::docker::build::{self, BuildRequest};
 use crate::docker::oci_layout::OciLayout;
+use crate::flags::Rebuild;
 use crate::output;
 use crate::provenance;
 
@@ -29,6 +35,8 @@ struct Report {
     source_date_epoch: Option<i64>,
     engine: String,
     builder: String,
+    /// What the second build compiled with no cache.
+    rebuild: Rebuild,
     builds: Vec<Build>,
     identical: bool,
     differences: Vec<String>,
@@ -52,10 +60,29 @@ struct Build {
     provenance: String,
 }
 
-pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Verdict> {
+/// The Dockerfile's stage that compiles the service, which `--rebuild
+/// service` builds with no cache.
+const SERVICE_STAGE: &str = "build";
+
+pub(super) fn check(
+    sh: &Shell,
+    plan: &Plan,
+    package: &str,
+    rebuild: Rebuild,
+) -> anyhow::Result<Verdict> {
     plan.facts
         .reproducible()
         .map_err(|reason| anyhow::anyhow!(reason))?;
+    if rebuild == Rebuild::Service {
+        let dockerfile = &plan.request.dockerfile;
+        let text = std::fs::read_to_string(dockerfile)
+            .with_context(|| format!("cannot read {}", dockerfile.display()))?;
+        anyhow::ensure!(
+            has_stage(&text, SERVICE_STAGE),
+            "--rebuild service needs the Dockerfile's stage that compiles the service to be named `{SERVICE_STAGE}` (`FROM … AS {SERVICE_STAGE}`), and {} has none; name it so, or use --rebuild all",
+            dockerfile.display()
+        );
+    }
     let work = plan.root.join("target/xtask/reproducible");
     sh.remove_path(&work)
         .with_context(|| format!("cannot clear {}", work.display()))?;
@@ -76,16 +103,22 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         let log = log_of(&work, name);
         eprintln!(
             "image: reproducibility: build {number} of 2, {}, into {} (log: {})",
-            if no_cache {
-                "no cache"
-            } else {
-                "from the engine's cache of earlier builds"
+            match (no_cache, rebuild) {
+                (false, _) => "from the engine's cache of earlier builds",
+                (true, Rebuild::All) => "no cache",
+                (true, Rebuild::Service) =>
+                    "no cache for the service's stage, the dependencies from the cache",
             },
             output::relative(&plan.root, &archive),
             output::relative(&plan.root, &log)
         );
         let request = BuildRequest {
-            no_cache,
+            no_cache: no_cache && rebuild == Rebuild::All,
+            no_cache_stages: if no_cache && rebuild == Rebuild::Service {
+                vec![SERVICE_STAGE.to_owned()]
+            } else {
+                Vec::new()
+            },
             log: Some(log),
             ..plan.archive_request(&archive)
         };
@@ -125,6 +158,7 @@ pub(super) fn check(sh: &Shell, plan: &Plan, package: &str) -> anyhow::Result<Ve
         source_date_epoch: plan.request.source_date_epoch,
         engine: plan.facts.engine.clone(),
         builder: format!("{} ({} driver)", plan.builder, plan.facts.driver),
+        rebuild,
         identical: differences.is_empty(),
         differences: differences.iter().map(ToString::to_string).collect(),
         provenance_identical,
@@ -195,10 +229,10 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
             build.digest,
             build.seconds,
             build.layers.len(),
-            if build.cached {
-                "engine's cache"
-            } else {
-                "no cache"
+            match (build.cached, report.rebuild) {
+                (true, _) => "engine's cache",
+                (false, Rebuild::All) => "no cache",
+                (false, Rebuild::Service) => "no cache for the service's stage",
             },
             build.archive
         );
@@ -240,6 +274,19 @@ fn compiled(log: &Path, package: &str) -> anyhow::Result<bool> {
     Ok(compiles(&text, package))
 }
 
+/// Whether a Dockerfile names a stage `stage` (`FROM image AS stage`).
+fn has_stage(dockerfile: &str, stage: &str) -> bool {
+    dockerfile.lines().any(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+            && words
+                .windows(2)
+                .any(|w| w[0].eq_ignore_ascii_case("AS") && w[1].eq_ignore_ascii_case(stage))
+    })
+}
+
 fn compiles(log: &str, package: &str) -> bool {
     let needle = format!("Compiling {package} v");
     log.lines().any(|line| line.contains(&needle))
@@ -279,5 +326,22 @@ mod tests {
         assert!(compiles(log, "server"));
         assert!(!compiles(log, "serv"), "a prefix of another name");
         assert!(!compiles("#11 exporting to oci image format\n", "server"));
+    }
+
+    #[test]
+    fn the_service_stage_is_found_by_its_name() {
+        let dockerfile = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile"),
+        )
+        .unwrap();
+        assert!(has_stage(&dockerfile, SERVICE_STAGE));
+        assert!(has_stage(
+            "FROM --platform=$BUILDPLATFORM rust as Build\n",
+            "build"
+        ));
+        assert!(!has_stage(
+            "FROM rust AS builder\nRUN echo AS build\n",
+            "build"
+        ));
     }
 }

@@ -48,7 +48,7 @@ pub fn push(
         } else {
             Runtime::Distroless
         }),
-        check_reproducible: false,
+        check_reproducible: None,
     };
     eprintln!(
         "publish: building {} again for {platforms}, into one index",
