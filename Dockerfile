@@ -108,6 +108,22 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
         --recipe-path recipe.json
 
 FROM cook AS build
+COPY . .
+COPY --from=tools /out/ /opt/xtask-tools/
+# The profile `release` writes to target/release, `size` to target/size.
+# Only the build arguments declared so far reach this step, so the builds
+# that differ in their runtime alone (`--runtime`, `runtime-extras`,
+# `runtime-files`) share its compile of the service.
+RUN --mount=type=bind,from=vendor,target=/.cargo \
+    --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    if [ -n "${BUILD_ENV}" ]; then eval "export ${BUILD_ENV}"; fi \
+    && cargo auditable build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
+    && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/root/usr/local/bin/service \
+    && install -D -m 0755 /opt/xtask-tools/healthcheck /out/root/usr/local/bin/healthcheck \
+    && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes as built" \
+    && strip /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
+    && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes stripped"
 # `cargo xtask image --optimize` sets PROFILE=size and UPX_PACK=true. (Not
 # `UPX`: upx reads its default options from that environment variable.)
 ARG UPX_PACK=false
@@ -122,9 +138,6 @@ ARG MINIMAL_EXTRAS=""
 # beside the binaries (one layer for both), owned by root and read-only to
 # the service.
 ARG RUNTIME_FILES=""
-COPY . .
-COPY --from=tools /out/ /opt/xtask-tools/
-# The profile `release` writes to target/release, `size` to target/size.
 # UPX comes from the builder; the official Rust images lack it, so it is
 # installed here, pinned to Debian 13's version, only when asked for.
 # An extra the builder lacks is installed the same way, at the builder's
@@ -137,17 +150,7 @@ COPY --from=tools /out/ /opt/xtask-tools/
 # A fixed time (1, as Nix uses: 0 reads as "unknown" to some tools) makes the
 # layers the same for every commit that builds the same files.
 # hadolint ignore=DL3008,SC2086,SC2046
-RUN --mount=type=bind,from=vendor,target=/.cargo \
-    --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/usr/local/cargo/git \
-    if [ -n "${BUILD_ENV}" ]; then eval "export ${BUILD_ENV}"; fi \
-    && cargo auditable build --locked --profile "${PROFILE}" --package "${PACKAGE}" --bin "${BINARY}" \
-    && install -D -m 0755 "target/${PROFILE}/${BINARY}" /out/root/usr/local/bin/service \
-    && install -D -m 0755 /opt/xtask-tools/healthcheck /out/root/usr/local/bin/healthcheck \
-    && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes as built" \
-    && strip /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
-    && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes stripped" \
-    && mkdir -p /out/rootfs \
+RUN mkdir -p /out/rootfs \
     && if [ "${MINIMAL_ROOTFS}" = true ]; then \
          missing=""; \
          for package in ${MINIMAL_EXTRAS}; do \

@@ -9,12 +9,12 @@
 //! - a step on the sources: the files git sees in the repository, tracked
 //!   or not ignored, by content, and the toolchain's version. All of them
 //!   for the builds and the tests; for a step that declares less
-//!   (`plan::reads`: cargo-deny, hadolint, the adoption proofs), only those,
-//!   so a change to the service does not re-run the example's adoption.
-//!   A build also reads the commit, which it writes into the image's labels;
-//!   the whole-build `reproducible` reads what the dependencies' stages do
-//!   (the workspace's shape and every file's name), not the commit, and
-//!   `reproducible-service` proves each commit's own stage on top of it;
+//!   (`plan::reads`: cargo-deny, hadolint, the adoption proofs, the
+//!   whole-build `reproducible`, the proofs that clone the commit), only
+//!   those, so a change to the service does not re-run the example's
+//!   adoption. A build also reads the commit, which it writes into the
+//!   image's labels; a proof that clones the commit reads what the commit
+//!   holds of its files;
 //! - a check of an image: the image's id, and the files beside it that the
 //!   checks read (the scan's ignore file, `deny.toml`, `deploy/`), not the
 //!   sources, which reach it only through the image.
@@ -159,9 +159,15 @@ impl Inputs {
             Some(reads) => add(&self.digest_of(|path| reads.matches(path))),
             None => add(&self.digest_of(|_| true)),
         }
-        if reads.is_some_and(|reads| reads.names) {
+        if let Some(reads) = reads.filter(|reads| reads.names) {
+            // A proof that clones the commit sees the commit's files.
+            let files = if reads.commit {
+                &self.committed
+            } else {
+                &self.files
+            };
             let mut names = sha1_smol::Sha1::new();
-            for (path, _) in &self.files {
+            for (path, _) in files {
                 names.update(path.as_os_str().as_encoded_bytes());
                 names.update(&[0]);
             }
@@ -440,8 +446,8 @@ mod tests {
 
     /// A proof that clones the commit re-runs when what the commit holds of
     /// its paths changes, not for any new commit: a commit that changes
-    /// only the service leaves `init-test` cached, and `diff-test`, which
-    /// builds the whole commit, does not stay.
+    /// only the service's code leaves `init-test` and `diff-test` cached;
+    /// one that changes the lock file, or adds a file, re-runs `diff-test`.
     #[test]
     fn a_proof_of_the_commit_keys_on_what_the_commit_holds_of_its_paths() {
         let init = step("init-test", None);
@@ -451,7 +457,7 @@ mod tests {
         service_committed.revision = "r2".into();
         service_committed.committed[2].1 = "c3b".into();
         assert_eq!(before.key(&init, None), service_committed.key(&init, None));
-        assert_ne!(before.key(&diff, None), service_committed.key(&diff, None));
+        assert_eq!(before.key(&diff, None), service_committed.key(&diff, None));
         let mut example_committed = inputs();
         example_committed.revision = "r3".into();
         example_committed.committed[1].1 = "c2b".into();
@@ -459,6 +465,12 @@ mod tests {
         let mut lock_committed = inputs();
         lock_committed.committed[0].1 = "c1b".into();
         assert_ne!(before.key(&init, None), lock_committed.key(&init, None));
+        assert_ne!(before.key(&diff, None), lock_committed.key(&diff, None));
+        let mut file_committed = inputs();
+        file_committed
+            .committed
+            .push(("server/src/bin/tool.rs".into(), "c4".into()));
+        assert_ne!(before.key(&diff, None), file_committed.key(&diff, None));
     }
 
     #[test]
