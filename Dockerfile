@@ -127,6 +127,16 @@ RUN --mount=type=bind,from=vendor,target=/.cargo \
 # `cargo xtask image --optimize` sets PROFILE=size and UPX_PACK=true. (Not
 # `UPX`: upx reads its default options from that environment variable.)
 ARG UPX_PACK=false
+# Packed beside the binary, in a step of its own: the builds that differ only
+# in their runtime share it too, and `rootfs` below still reads the unpacked
+# binary. UPX comes from the builder; the official Rust images lack it, so it
+# is installed here, pinned to Debian 13's version, only when asked for.
+RUN if [ "${UPX_PACK}" = true ]; then \
+      command -v upx >/dev/null \
+      || { apt-get update && apt-get install -y --no-install-recommends upx-ucl=4.2.4-1.1; }; \
+      upx --best --no-progress -o /out/service.upx /out/root/usr/local/bin/service \
+      && echo "service binary: $(wc -c </out/service.upx) bytes packed with UPX"; \
+    fi
 # `cargo xtask image --runtime minimal` sets it: the bundled `rootfs`
 # lays out the binaries' ELF closure and dpkg records in /out/rootfs, from
 # this stage's own files, before UPX hides what the service links.
@@ -138,11 +148,9 @@ ARG MINIMAL_EXTRAS=""
 # beside the binaries (one layer for both), owned by root and read-only to
 # the service.
 ARG RUNTIME_FILES=""
-# UPX comes from the builder; the official Rust images lack it, so it is
-# installed here, pinned to Debian 13's version, only when asked for.
-# An extra the builder lacks is installed the same way, at the builder's
-# suite's version (the manifest names packages, not versions: DL3008), and
-# the list is split into words on purpose (SC2086, SC2046).
+# An extra the builder lacks is installed the same way as UPX, at the
+# builder's suite's version (the manifest names packages, not versions:
+# DL3008), and the list is split into words on purpose (SC2086, SC2046).
 # Every file of /out gets one fixed time last. `rewrite-timestamp` only
 # clamps times later than SOURCE_DATE_EPOCH, and a step taken from the cache
 # keeps the times of the build that ran it: after a commit later than that
@@ -162,11 +170,8 @@ RUN mkdir -p /out/rootfs \
          && /opt/xtask-tools/rootfs /out/rootfs /out/root/usr/local/bin/service /out/root/usr/local/bin/healthcheck \
               $(for package in ${MINIMAL_EXTRAS}; do printf -- '--with %s ' "$package"; done); \
        fi \
-    && if [ "${UPX_PACK}" = true ]; then \
-         command -v upx >/dev/null \
-         || { apt-get update && apt-get install -y --no-install-recommends upx-ucl=4.2.4-1.1; }; \
-         upx --best --no-progress /out/root/usr/local/bin/service \
-         && echo "service binary: $(wc -c </out/root/usr/local/bin/service) bytes packed with UPX"; \
+    && if [ -e /out/service.upx ]; then \
+         install -m 0755 /out/service.upx /out/root/usr/local/bin/service && rm /out/service.upx; \
        fi \
     && mkdir -p /out/data \
     && for pair in ${RUNTIME_FILES}; do \

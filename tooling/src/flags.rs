@@ -232,7 +232,8 @@ pub enum Rebuild {
     All,
     /// The Dockerfile's `build` stage, which compiles the service; the
     /// compiled dependencies come from the cache. For a change that leaves
-    /// them alone, once `--rebuild all` has passed on their inputs.
+    /// them alone, once `--rebuild all` has passed on their inputs. A
+    /// Dockerfile with no stage of that name gets `all`.
     Service,
 }
 

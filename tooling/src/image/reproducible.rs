@@ -73,16 +73,7 @@ pub(super) fn check(
     plan.facts
         .reproducible()
         .map_err(|reason| anyhow::anyhow!(reason))?;
-    if rebuild == Rebuild::Service {
-        let dockerfile = &plan.request.dockerfile;
-        let text = std::fs::read_to_string(dockerfile)
-            .with_context(|| format!("cannot read {}", dockerfile.display()))?;
-        anyhow::ensure!(
-            has_stage(&text, SERVICE_STAGE),
-            "--rebuild service needs the Dockerfile's stage that compiles the service to be named `{SERVICE_STAGE}` (`FROM … AS {SERVICE_STAGE}`), and {} has none; name it so, or use --rebuild all",
-            dockerfile.display()
-        );
-    }
+    let rebuild = what_to_rebuild(plan, rebuild)?;
     let work = plan.root.join("target/xtask/reproducible");
     sh.remove_path(&work)
         .with_context(|| format!("cannot clear {}", work.display()))?;
@@ -272,6 +263,25 @@ fn compiled(log: &Path, package: &str) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(log)
         .with_context(|| format!("cannot read the build's log {}", log.display()))?;
     Ok(compiles(&text, package))
+}
+
+/// `--rebuild service` when the Dockerfile names the service's stage. A
+/// Dockerfile of the repository's own may name its stages otherwise: then
+/// every stage is built again, which proves more and costs more.
+fn what_to_rebuild(plan: &Plan, asked: Rebuild) -> anyhow::Result<Rebuild> {
+    if asked == Rebuild::All {
+        return Ok(Rebuild::All);
+    }
+    let dockerfile = &plan.request.dockerfile;
+    let text = std::fs::read_to_string(dockerfile)
+        .with_context(|| format!("cannot read {}", dockerfile.display()))?;
+    if has_stage(&text, SERVICE_STAGE) {
+        return Ok(Rebuild::Service);
+    }
+    eprintln!(
+        "image: reproducibility: the Dockerfile names no stage `{SERVICE_STAGE}` (`FROM … AS {SERVICE_STAGE}`) to build again alone, so the second build builds every stage with no cache"
+    );
+    Ok(Rebuild::All)
 }
 
 /// Whether a Dockerfile names a stage `stage` (`FROM image AS stage`).
