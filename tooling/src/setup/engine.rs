@@ -4,7 +4,8 @@
 //!
 //! It runs in a network namespace of its own, so that it never touches the
 //! host engine's bridge or firewall rules: it builds, and the host engine
-//! runs containers. Its `.deb` needs only what Debian 12 has (libc6 2.34,
+//! runs containers. It runs at the lowest CPU priority (`nice -n 19`), so
+//! that its builds yield to the containers `ci` times beside them. Its `.deb` needs only what Debian 12 has (libc6 2.34,
 //! containerd, runc), so it is unpacked, not installed.
 
 use std::ffi::OsString;
@@ -43,7 +44,13 @@ pub fn ensure(sh: &Shell, apt_dir: &Path, log_path: &Path) -> anyhow::Result<Str
     let config = Path::new(INSTALL_DIR).join("daemon.json");
     std::fs::write(&config, DAEMON_JSON)
         .with_context(|| format!("cannot write {}", config.display()))?;
+    // At the lowest CPU priority: its builds (`reproducible`, the
+    // multi-platform publish) run beside the container proofs, whose
+    // timings a build on every core would otherwise starve.
     let command: Vec<OsString> = [
+        "nice".into(),
+        "-n".into(),
+        "19".into(),
         "unshare".into(),
         "--net".into(),
         dockerd.into_os_string(),
