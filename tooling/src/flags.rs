@@ -696,7 +696,8 @@ pub struct Publish {
     /// and verify against it. Needs `id-token: write`.
     #[arg(long)]
     pub keyless: bool,
-    /// Build the last build's image again for these platforms
+    /// Build the image (`--image`, else the last build) again, with the
+    /// options it was built with, for these platforms
     /// (comma-separated, e.g. `linux/amd64,linux/arm64`) and push one index
     /// (a manifest list) with skopeo, signed with its platforms. Needs a
     /// builder that exports OCI archives and can build each platform; here

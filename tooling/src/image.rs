@@ -288,9 +288,6 @@ impl flags::Image {
                 .map(|c| format!("{}: {}", c.name, c.actual.as_deref().unwrap_or_default()))
                 .collect(),
         };
-        if let Some(recipe) = &report.recipe {
-            provenance::save_recipe(&root, &report.image_id, recipe)?;
-        }
         let path = report.save(&root)?;
         let mut verdict = verdict(&report, path.strip_prefix(&root).unwrap_or(&path), checks);
         if facts.reproducible().is_err() {

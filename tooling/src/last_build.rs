@@ -82,16 +82,45 @@ impl ImageReport {
         serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
     }
 
+    /// Where the report of the image `id` is kept: each build keeps its
+    /// own, so that any image built here, not only the last, can be
+    /// published (its provenance recipe) and built again for other
+    /// platforms (its options).
+    fn path_of(root: &Path, id: &str) -> PathBuf {
+        let hex = id.strip_prefix("sha256:").unwrap_or(id);
+        root.join("target/xtask/images").join(format!("{hex}.json"))
+    }
+
+    /// Reads the report of the image `id` (`reference` names it in errors).
+    pub fn load_of(root: &Path, id: &str, reference: &str) -> anyhow::Result<ImageReport> {
+        let path = ImageReport::path_of(root, id);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "no build of {reference} ({}) is recorded here: `cargo xtask image` records each image it builds; build it with `cargo xtask image`",
+                crate::output::digest(id)
+            ),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+    }
+
+    /// Writes the report as the last build's and as its image's own;
+    /// returns the last build's path.
     pub fn save(&self, root: &Path) -> anyhow::Result<PathBuf> {
-        let path = ImageReport::path(root);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+        let json = serde_json::to_string_pretty(self)? + "\n";
+        let last = ImageReport::path(root);
+        for path in [ImageReport::path_of(root, &self.image_id), last.clone()] {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::write(&path, &json)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(&path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(path)
+        Ok(last)
     }
 }
 
@@ -172,6 +201,31 @@ pub(crate) mod tests {
         let path = report.save(&dir).unwrap();
         assert!(path.ends_with("target/xtask/image.json"));
         assert_eq!(ImageReport::load(&dir).unwrap(), report);
+    }
+
+    /// Each build's report is kept under its image's id, so that an earlier
+    /// build's is found after a later build, and no other image's is.
+    #[test]
+    fn each_build_is_kept_for_its_image_and_only_found_for_it() {
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path().to_path_buf();
+        let first = example();
+        first.save(&dir).unwrap();
+        let later = ImageReport {
+            image_id: "sha256:77aa".into(),
+            ..example()
+        };
+        later.save(&dir).unwrap();
+        assert_eq!(ImageReport::load(&dir).unwrap(), later);
+        assert_eq!(
+            ImageReport::load_of(&dir, "sha256:53dc", "server:0.1.0").unwrap(),
+            first
+        );
+        let error = ImageReport::load_of(&dir, "sha256:9999", "server:old").unwrap_err();
+        assert!(
+            error.to_string().contains("no build of server:old"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -85,35 +85,6 @@ impl Base {
     }
 }
 
-/// Where the recipe of the image `id` is kept: each build records its own,
-/// so that any image built here, not only the last, can be published.
-fn recipe_path(root: &Path, id: &str) -> std::path::PathBuf {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    root.join("target/xtask/provenance")
-        .join(format!("{hex}.recipe.json"))
-}
-
-/// Records the recipe of the image `id`.
-pub fn save_recipe(root: &Path, id: &str, recipe: &Recipe) -> anyhow::Result<()> {
-    write(&recipe_path(root, id), &serde_json::to_value(recipe)?)
-}
-
-/// The recipe recorded for the image `id` (`reference` names it in errors).
-pub fn load_recipe(root: &Path, id: &str, reference: &str) -> anyhow::Result<Recipe> {
-    let path = recipe_path(root, id);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-            "no provenance is recorded for {reference} ({}): publish attests what `cargo xtask image` records of each build; build it with `cargo xtask image`",
-            crate::output::digest(id)
-        ),
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot read {}", path.display()));
-        }
-    };
-    serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
-}
-
 /// SHA-256 of a file, hex.
 pub fn sha256_of(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -230,23 +201,6 @@ mod tests {
         for clock in ["startedOn", "finishedOn", "invocationId"] {
             assert!(!text.contains(clock), "{clock} in {text}");
         }
-    }
-
-    #[test]
-    fn a_recipe_is_kept_for_its_image_and_only_found_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        save_recipe(dir.path(), "sha256:53dc", &example()).unwrap();
-        assert_eq!(
-            load_recipe(dir.path(), "sha256:53dc", "server:0.1.0").unwrap(),
-            example()
-        );
-        let error = load_recipe(dir.path(), "sha256:9999", "server:old").unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("no provenance is recorded for server:old"),
-            "{error}"
-        );
     }
 
     #[test]

@@ -63,16 +63,9 @@ impl flags::Publish {
         let docker = Docker::connect(sh)?;
         let image = last_build::resolve(&root, self.image.as_deref())?;
         let inspect = docker.inspect_image(sh, &image.reference)?;
-        if self.platform.is_some() && self.image.is_some() {
-            // `--platform` builds again from the last build's settings.
-            let last = ImageReport::load(&root)?;
-            if inspect.id != last.image_id {
-                anyhow::bail!(
-                    "--platform builds the last build ({}) again for each platform; --image names another image",
-                    last.reference()
-                );
-            }
-        }
+        // What `image` recorded of this image's build: its provenance
+        // recipe, and the options `--platform` builds it again with.
+        let build = ImageReport::load_of(&root, &inspect.id, &image.reference)?;
         let label = |name: &str| {
             inspect
                 .label(name)
@@ -80,15 +73,26 @@ impl flags::Publish {
                 .with_context(|| format!("{} has no {name} label to tag it by", image.name))
         };
         let tags = tags(&label(VERSION_LABEL)?, &label(REVISION_LABEL)?, self.latest)?;
-        let recipe = provenance::load_recipe(&root, &inspect.id, &image.reference)?;
+        let recipe = build.recipe.clone().with_context(|| {
+            format!(
+                "no provenance is recorded for {}: it was built by an older xtask; build it again with `cargo xtask image`",
+                image.reference
+            )
+        })?;
         // Registries take lower-case repository names only.
         let repository = format!("{}/{}", self.registry.trim_end_matches('/'), metadata.image)
             .to_ascii_lowercase();
 
         let insecure = is_loopback(&self.registry);
         let (digest, pushed) = if let Some(platforms) = &self.platform {
-            let pushed =
-                multi_platform::push(sh, metadata, platforms, (&repository, &tags), insecure)?;
+            let pushed = multi_platform::push(
+                sh,
+                metadata,
+                &build,
+                platforms,
+                (&repository, &tags),
+                insecure,
+            )?;
             (pushed.digest, pushed.check)
         } else {
             eprintln!("publish: pushing {} tags to {repository}", tags.len());

@@ -52,7 +52,7 @@ impl flags::PublishTest {
 
         let published = flags::Publish {
             registry: registry.addr.to_string(),
-            image: self.image,
+            image: self.image.clone(),
             latest: false,
             key: Some(signing.display().to_string()),
             public_key: None,
@@ -69,7 +69,13 @@ impl flags::PublishTest {
                 &verdict,
                 (&signing, &stranger),
             )?;
-            proofs.extend(multi_platform(sh, metadata, &registry, &signing)?);
+            proofs.extend(multi_platform(
+                sh,
+                metadata,
+                &registry,
+                &signing,
+                self.image.as_deref(),
+            )?);
             Ok((verdict, proofs))
         });
         remove_local_tags(sh, &docker, &repository);
@@ -177,14 +183,15 @@ fn prove(
 }
 
 /// `publish --platform` of this host's platform and its `v2` variant, both
-/// of which run here: the last build made again for each, one index
-/// pushed, signed and verified. Skipped, with the reason, where no builder
-/// can export an OCI archive.
+/// of which run here: the image published above (`--image`, else the last
+/// build) made again for each, one index pushed, signed and verified.
+/// Skipped, with the reason, where no builder can export an OCI archive.
 fn multi_platform(
     sh: &Shell,
     metadata: &Metadata,
     registry: &Registry,
     signing: &Path,
+    image: Option<&str>,
 ) -> anyhow::Result<Vec<Check>> {
     const NAME: &str = "multi-platform index";
     let platforms = format!("{0},{0}/v2", crate::docker::host_platform());
@@ -194,7 +201,7 @@ fn multi_platform(
     }
     let verdict = flags::Publish {
         registry: registry.addr.to_string(),
-        image: None,
+        image: image.map(str::to_owned),
         latest: false,
         key: Some(signing.display().to_string()),
         public_key: None,

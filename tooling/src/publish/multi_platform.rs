@@ -1,5 +1,6 @@
-//! `publish --platform A,B`: the last build's image built again for each
-//! platform into one OCI archive (an index over one manifest a platform),
+//! `publish --platform A,B`: the image (`--image`, else the last build)
+//! built again, with the options it was built with, for each platform into
+//! one OCI archive (an index over one manifest a platform),
 //! then copied to the registry with skopeo, index and all. The digest
 //! pushed is the archive's: the one a reproducible build gives.
 
@@ -28,12 +29,12 @@ pub struct Pushed {
 pub fn push(
     sh: &Shell,
     metadata: &Metadata,
+    build: &ImageReport,
     platforms: &str,
     (repository, tags): (&str, &[String]),
     insecure: bool,
 ) -> anyhow::Result<Pushed> {
     let root = sh.current_dir();
-    let build = ImageReport::load(&root)?;
     let skopeo = tools::require(sh, Tool::Skopeo)?.path;
     let image = flags::Image {
         tags: vec![format!("{repository}:{}", tags[0])],
