@@ -69,17 +69,12 @@ impl ImageReport {
     /// Reads the last build's report.
     pub fn load(root: &Path) -> anyhow::Result<ImageReport> {
         let path = ImageReport::path(root);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+        read(&path, || {
+            format!(
                 "no image built yet ({} is missing): run `cargo xtask image` or name one with --image",
                 path.display()
-            ),
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot read {}", path.display()));
-            }
-        };
-        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+            )
+        })
     }
 
     /// Where the report of the image `id` is kept: each build keeps its
@@ -93,18 +88,12 @@ impl ImageReport {
 
     /// Reads the report of the image `id` (`reference` names it in errors).
     pub fn load_of(root: &Path, id: &str, reference: &str) -> anyhow::Result<ImageReport> {
-        let path = ImageReport::path_of(root, id);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+        read(&ImageReport::path_of(root, id), || {
+            format!(
                 "no build of {reference} ({}) is recorded here: `cargo xtask image` records each image it builds; build it with `cargo xtask image`",
                 crate::output::digest(id)
-            ),
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot read {}", path.display()));
-            }
-        };
-        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+            )
+        })
     }
 
     /// Writes the report as the last build's and as its image's own;
@@ -122,6 +111,18 @@ impl ImageReport {
         }
         Ok(last)
     }
+}
+
+/// A report's file; a missing one is the error `missing` says.
+fn read(path: &Path, missing: impl FnOnce() -> String) -> anyhow::Result<ImageReport> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(missing()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    };
+    serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
 }
 
 /// An image reference a check passes to docker, and how to name it to people.

@@ -166,12 +166,7 @@ impl Inputs {
             } else {
                 &self.files
             };
-            let mut names = sha1_smol::Sha1::new();
-            for (path, _) in files {
-                names.update(path.as_os_str().as_encoded_bytes());
-                names.update(&[0]);
-            }
-            add(&names.digest().to_string());
+            add(&digest(files.iter().map(|(path, _)| (path, ""))));
         }
         let builds = matches!(&step.action, Action::Xtask { args, .. }
             if args.first().is_some_and(|a| a == "image" || a == "reproducible"));
@@ -184,7 +179,8 @@ impl Inputs {
                 add(&digest(
                     self.committed
                         .iter()
-                        .filter(|(path, _)| reads.matches(path)),
+                        .filter(|(path, _)| reads.matches(path))
+                        .map(|(path, id)| (path, id.as_str())),
                 ));
             }
             // One that reads the whole commit.
@@ -195,12 +191,18 @@ impl Inputs {
     }
 
     fn digest_of(&self, chosen: impl Fn(&Path) -> bool) -> String {
-        digest(self.files.iter().filter(|(path, _)| chosen(path)))
+        digest(
+            self.files
+                .iter()
+                .filter(|(path, _)| chosen(path))
+                .map(|(path, digest)| (path, digest.as_str())),
+        )
     }
 }
 
-/// One digest of files and their contents' digests.
-fn digest<'a>(files: impl Iterator<Item = &'a (PathBuf, String)>) -> String {
+/// One digest of files and their contents' digests (empty when only the
+/// names count).
+fn digest<'a>(files: impl Iterator<Item = (&'a PathBuf, &'a str)>) -> String {
     let mut hasher = sha1_smol::Sha1::new();
     for (path, digest) in files {
         hasher.update(path.to_string_lossy().as_bytes());

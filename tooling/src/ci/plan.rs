@@ -78,14 +78,7 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
     };
     let on = |command: &str, image: &'static str| xtask(vec![command.to_owned()], Some(image));
     let adopt = |table: &str| {
-        let mut args = vec![
-            "adopt-test".to_owned(),
-            "--table".to_owned(),
-            table.to_owned(),
-        ];
-        if options.offline {
-            args.push("--offline".to_owned());
-        }
+        let mut args = offline_if_asked(options, &["adopt-test", "--table", table]);
         for skip in options
             .skip
             .iter()
@@ -164,24 +157,23 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
         Step {
             name: "reproducible",
             proves: "every stage built with no cache gives the digest of the cached build (runs again when the dependencies' inputs change)",
-            action: xtask(reproducible_args(options, "all"), None),
+            action: xtask(
+                offline_if_asked(options, &["reproducible", "--rebuild", "all"]),
+                None,
+            ),
         },
         Step {
             name: "reproducible-service",
             proves: "the service's stage built with no cache gives the digest of this commit's cached build",
-            action: xtask(reproducible_args(options, "service"), None),
+            action: xtask(
+                offline_if_asked(options, &["reproducible", "--rebuild", "service"]),
+                None,
+            ),
         },
         Step {
             name: "diff-test",
             proves: "diff on two builds a commit apart (a one-line change, one crate a patch release down): shows that crate's change, nothing else, and the size change",
-            action: xtask(
-                if options.offline {
-                    vec!["diff-test".to_owned(), "--offline".to_owned()]
-                } else {
-                    vec!["diff-test".to_owned()]
-                },
-                None,
-            ),
+            action: xtask(offline_if_asked(options, &["diff-test"]), None),
         },
         Step {
             name: "size-check",
@@ -247,25 +239,14 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
             name: "compose-test-minimal-optimized",
             proves: "minimal runtime: finds PostgreSQL by host name in compose",
             action: xtask(
-                if options.offline {
-                    vec!["compose-test".to_owned(), "--offline".to_owned()]
-                } else {
-                    vec!["compose-test".to_owned()]
-                },
+                offline_if_asked(options, &["compose-test"]),
                 Some("image-minimal-optimized"),
             ),
         },
         Step {
             name: "compose-test",
             proves: "deploy/compose.yaml comes up and serves on PostgreSQL",
-            action: xtask(
-                if options.offline {
-                    vec!["compose-test".to_owned(), "--offline".to_owned()]
-                } else {
-                    vec!["compose-test".to_owned()]
-                },
-                Some("image"),
-            ),
+            action: xtask(offline_if_asked(options, &["compose-test"]), Some("image")),
         },
         Step {
             name: "rollout-test",
@@ -290,25 +271,14 @@ pub fn steps(options: &flags::Ci) -> Vec<Step> {
         Step {
             name: "init-test",
             proves: "a single-crate repository of its own, adopted with init: image, shutdown-test and sbom pass inside it, a second init changes nothing, cargo update takes a tooling change",
-            action: xtask(
-                if options.offline {
-                    vec!["init-test".to_owned(), "--offline".to_owned()]
-                } else {
-                    vec!["init-test".to_owned()]
-                },
-                None,
-            ),
+            action: xtask(offline_if_asked(options, &["init-test"]), None),
         },
     ]
 }
 
-/// `reproducible`'s arguments for what its second build compiles again.
-fn reproducible_args(options: &flags::Ci, rebuild: &str) -> Vec<String> {
-    let mut args = vec![
-        "reproducible".to_owned(),
-        "--rebuild".to_owned(),
-        rebuild.to_owned(),
-    ];
+/// A command's words, with `--offline` when ci was given it.
+fn offline_if_asked(options: &flags::Ci, words: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = words.iter().map(|&word| word.to_owned()).collect();
     if options.offline {
         args.push("--offline".to_owned());
     }

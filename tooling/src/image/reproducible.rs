@@ -94,11 +94,10 @@ pub(super) fn check(
         let log = log_of(&work, name);
         eprintln!(
             "image: reproducibility: build {number} of 2, {}, into {} (log: {})",
-            match (no_cache, rebuild) {
-                (false, _) => "from the engine's cache of earlier builds",
-                (true, Rebuild::All) => "no cache",
-                (true, Rebuild::Service) =>
-                    "no cache for the service's stage, the dependencies from the cache",
+            if no_cache {
+                without_cache(rebuild)
+            } else {
+                "from the engine's cache of earlier builds"
             },
             output::relative(&plan.root, &archive),
             output::relative(&plan.root, &log)
@@ -220,10 +219,10 @@ fn verdict(report: &Report, differences: &[Difference], plan: &Plan) -> Verdict 
             build.digest,
             build.seconds,
             build.layers.len(),
-            match (build.cached, report.rebuild) {
-                (true, _) => "engine's cache",
-                (false, Rebuild::All) => "no cache",
-                (false, Rebuild::Service) => "no cache for the service's stage",
+            if build.cached {
+                "engine's cache"
+            } else {
+                without_cache(report.rebuild)
             },
             build.archive
         );
@@ -263,6 +262,14 @@ fn compiled(log: &Path, package: &str) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(log)
         .with_context(|| format!("cannot read the build's log {}", log.display()))?;
     Ok(compiles(&text, package))
+}
+
+/// What the second build took nothing of from the cache.
+fn without_cache(rebuild: Rebuild) -> &'static str {
+    match rebuild {
+        Rebuild::All => "no cache",
+        Rebuild::Service => "no cache for the service's stage, the dependencies from the cache",
+    }
 }
 
 /// `--rebuild service` when the Dockerfile names the service's stage. A
