@@ -8,7 +8,8 @@
 # `[workspace.metadata.xtask]`, which `cargo xtask image` passes as build
 # arguments. The build context is worked out from `cargo metadata` too (the
 # package and its path dependencies): `cargo xtask image` writes it as
-# target/xtask/image/Dockerfile.dockerignore beside a copy of this file.
+# target/xtask/image/<package>.Dockerfile.dockerignore beside a copy of this
+# file, <package>.Dockerfile.
 #
 # There is no `# syntax=` line on purpose: the built-in frontend already
 # supports cache mounts, and a frontend image cannot be pulled without a

@@ -5,8 +5,8 @@
 //! a change elsewhere never rebuilds the service.
 //!
 //! BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile it is
-//! given, so the Dockerfile is written to `target/xtask/image/` with its
-//! ignore file beside it: the built-in one, or the repository's own when the
+//! given, so the Dockerfile is written to `target/xtask/image/`, named for
+//! the package, with its ignore file beside it: the built-in one, or the repository's own when the
 //! manifest names one (`dockerfile`), which must keep [`CONTRACT`].
 
 pub mod bundled;
@@ -129,22 +129,28 @@ pub fn prepare(
             .is_some_and(|table| table.contains_key("bin") || table.contains_key("lib"))
     })?;
     ignore.push_str(&manifest_paths(root, metadata)?);
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     bundled::write(root)?;
-    let written = out.join("Dockerfile");
-    std::fs::write(
+    let written = written_dockerfile(out, package);
+    crate::files::write_if_changed(
         &written,
-        with_run_time_settings(&dockerfile.text, metadata)?,
-    )
-    .with_context(|| format!("cannot write {}", written.display()))?;
-    let ignore_path = out.join("Dockerfile.dockerignore");
-    std::fs::write(&ignore_path, ignore)
-        .with_context(|| format!("cannot write {}", ignore_path.display()))?;
+        with_run_time_settings(&dockerfile.text, metadata)?.as_bytes(),
+        None,
+    )?;
+    // BuildKit reads `<Dockerfile>.dockerignore`.
+    let ignore_path = out.join(format!("{package}.Dockerfile.dockerignore"));
+    crate::files::write_if_changed(&ignore_path, ignore.as_bytes(), None)?;
     Ok(Prepared {
         dockerfile: written,
         repository,
         crates_digest,
     })
+}
+
+/// Where `prepare` writes the Dockerfile that builds `package`: named for
+/// the package, since another manifest's build (adopt-test's) may be reading
+/// its own in `out` meanwhile.
+pub fn written_dockerfile(out: &Path, package: &str) -> PathBuf {
+    out.join(format!("{package}.Dockerfile"))
 }
 
 /// The Dockerfile the manifest's builds use, read and held to [`CONTRACT`]
@@ -165,11 +171,8 @@ impl Dockerfile {
                 path: root.join(own),
             });
         }
-        let dir = root.join("target/xtask/built-in");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join("Dockerfile");
-        std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+        let path = root.join("target/xtask/built-in/Dockerfile");
+        crate::files::write_if_changed(&path, text.as_bytes(), None)?;
         Ok(Dockerfile { text, path })
     }
 }
@@ -682,8 +685,12 @@ mod tests {
         let dockerfile = Dockerfile::read(root, &metadata).unwrap();
         let prepared = prepare(&sh, root, &metadata, &dockerfile, &out).unwrap();
         let dockerfile = prepared.dockerfile;
-        let ignore = std::fs::read_to_string(out.join("Dockerfile.dockerignore")).unwrap();
-        assert_eq!(dockerfile, out.join("Dockerfile"));
+        let ignore = std::fs::read_to_string(out.join("server.Dockerfile.dockerignore")).unwrap();
+        assert_eq!(
+            dockerfile,
+            out.join("server.Dockerfile"),
+            "named for the package"
+        );
         let allowed = allowed(&ignore);
         assert!(allowed.contains(&"tooling/Cargo.toml"));
         assert!(!allowed.iter().any(|a| a.starts_with("tooling/src")));

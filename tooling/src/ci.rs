@@ -64,6 +64,7 @@ impl flags::Ci {
         let docker = Docker::connect(sh).ok();
 
         let jobs = self.jobs.map_or(schedule::DEFAULT_JOBS, usize::from);
+        let reproducible = reproducible_builds(sh);
         let pipeline = Pipeline {
             steps: &steps,
             selection: &selection,
@@ -75,6 +76,7 @@ impl flags::Ci {
             keep_going: self.keep_going,
             no_cache: self.no_cache,
             to_run,
+            reproducible,
         };
         let started = std::time::Instant::now();
         let checks = pipeline.run(sh, jobs, &mut store, &cache_path)?;
@@ -119,6 +121,23 @@ struct Pipeline<'a> {
     keep_going: bool,
     no_cache: bool,
     to_run: usize,
+    reproducible: schedule::ReproducibleBuilds,
+}
+
+/// Whether `reproducible`'s builds go to an engine of their own, and so run
+/// beside the other builds; said on stderr when they do.
+fn reproducible_builds(sh: &Shell) -> schedule::ReproducibleBuilds {
+    match crate::docker::build::reproducible_engine_apart(sh) {
+        Ok(Some(apart)) => {
+            eprintln!(
+                "ci: reproducible builds run on engine {} at nice 19, beside the builds on engine {}",
+                apart.version, apart.at_hand
+            );
+            schedule::ReproducibleBuilds::NicedEngine
+        }
+        // Where no engine can, the step says so itself.
+        Ok(None) | Err(_) => schedule::ReproducibleBuilds::AtHand,
+    }
 }
 
 impl Pipeline<'_> {
@@ -142,7 +161,7 @@ impl Pipeline<'_> {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, runner::Outcome)>();
         std::thread::scope(|scope| -> anyhow::Result<()> {
             loop {
-                while let Some(i) = schedule::next(steps, &states, jobs) {
+                while let Some(i) = schedule::next(steps, &states, jobs, self.reproducible) {
                     let step = &steps[i];
                     if let Some(reason) =
                         not_run(step, &self.selection[i], &failed, self.keep_going)

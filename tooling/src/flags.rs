@@ -386,8 +386,9 @@ pub struct Ci {
     pub no_cache: bool,
     /// How many steps may run at once. Whatever the number, steps that share
     /// a lane never do: one build (compiling, an image), one container
-    /// proof, one scanner at a time, and the adoption proofs alone. `--jobs 1`
-    /// runs the plan's order, one step after another. Default: 3.
+    /// proof, one scanner at a time, one build on the niced reproducible
+    /// engine, and the adoption proofs alone on the engine at hand. `--jobs 1`
+    /// runs the plan's order, one step after another. Default: 4.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 }

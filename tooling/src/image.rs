@@ -60,6 +60,8 @@ impl Plan {
         BuildRequest {
             output: Output::OciArchive(dest.to_path_buf()),
             rewrite_timestamps: true,
+            // Beside the archive: `image`'s own id file may be read meanwhile.
+            iidfile: dest.with_extension("iid"),
             ..self.request.clone()
         }
     }

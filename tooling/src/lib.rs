@@ -19,6 +19,7 @@
 //!                    run beside it on a network of their own
 //!   backing/           postgres, redis (their images, from Debian packages)
 //! git.rs             the commit being built
+//! files.rs           files written while other builds read them: whole or not at all
 //! cargo_metadata.rs  `cargo metadata`'s answer: packages, targets, licenses
 //! testing.rs         unit tests only: the scanners' offline data, one lock
 //!                    for trivy, scratch directories
@@ -119,6 +120,7 @@ mod cosign;
 mod diff;
 mod diff_test;
 mod docker;
+mod files;
 mod flags;
 mod git;
 mod hadolint;

@@ -19,7 +19,6 @@ pub mod usage;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -396,7 +395,7 @@ fn vendor_image(
     );
     ensure(sh, docker, work, &reference, &[], |tarball| {
         eprintln!("making the vendor image {reference} from Cargo.lock");
-        let dir = work.join("vendor");
+        let dir = work.join(format!("vendor.{}", std::process::id()));
         sh.remove_path(&dir)?;
         let sources = dir.join("vendor");
         let cargo = process::cargo();
@@ -431,7 +430,9 @@ fn ensure(
         let (_, key) = reference
             .rsplit_once(':')
             .with_context(|| format!("{reference} has no tag"))?;
-        let tarball = work.join(format!("{key}.tar"));
+        // Of this process: a build on the other engine may be making the
+        // same stand-in for its own store meanwhile.
+        let tarball = work.join(format!("{key}.{}.tar", std::process::id()));
         make(&tarball)?;
         docker.import(sh, &tarball, changes, reference)?;
         sh.remove_path(&tarball)?;
@@ -443,9 +444,7 @@ fn ensure(
 /// Writes a hook script where mmdebstrap can execute it.
 fn write_hook(work: &Path, name: &str, script: &str) -> anyhow::Result<PathBuf> {
     let path = work.join(name);
-    std::fs::write(&path, script).with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("cannot make {} executable", path.display()))?;
+    crate::files::write_if_changed(&path, script.as_bytes(), Some(0o755))?;
     Ok(path)
 }
 

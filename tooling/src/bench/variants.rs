@@ -254,7 +254,7 @@ pub fn request(
     BuildRequest {
         context: dir.to_path_buf(),
         dockerfile: if variant.is_project() {
-            project_dir(dir).join("Dockerfile")
+            crate::build_context::written_dockerfile(&project_dir(dir), &metadata.package)
         } else {
             dir.join("Dockerfile")
         },

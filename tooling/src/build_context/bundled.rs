@@ -42,12 +42,21 @@ const SIZE_PROFILE: [(&str, &str); 6] = [
     ("strip", "true"),
 ];
 
-/// Writes the tools' workspace under `root`, replacing what an earlier
-/// build left there.
+/// Writes the tools' workspace under `root`, and removes what else an
+/// earlier build left there. A file that already holds its source is left
+/// alone, so that a build reading the directory meanwhile (`ci` runs one on
+/// each engine) never sees it emptied.
 pub fn write(root: &Path) -> anyhow::Result<()> {
     let dir = root.join(DIR);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    remove_all_but(&dir, &["Cargo.toml"], &SOURCES.map(|(name, _)| name))?;
+    for (name, files) in SOURCES {
+        let manifest = ["Cargo.toml"];
+        let names: Vec<&str> = manifest
+            .iter()
+            .copied()
+            .chain(files.iter().map(|(file, _)| *file))
+            .collect();
+        remove_all_but(&dir.join(name), &names, &[])?;
     }
     let mut workspace = String::from(
         "# Written by `cargo xtask image`: the image's own tools, from the xtask.\n\
@@ -98,11 +107,33 @@ pub fn size_profile_env() -> Vec<(String, String)> {
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+    crate::files::write_if_changed(path, text.as_bytes(), None)
+}
+
+/// Removes what `dir` holds besides the files `files` and the directories
+/// `dirs`; a missing `dir` holds nothing.
+fn remove_all_but(dir: &Path, files: &[&str], dirs: &[&str]) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        let kept = if is_dir { dirs } else { files };
+        // Another process's file on its way into place is not a stray.
+        if kept.iter().any(|k| name == *k) || name.to_string_lossy().ends_with(".partial") {
+            continue;
+        }
+        if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -126,6 +157,35 @@ mod tests {
         for (name, _) in SOURCES {
             assert!(tools.join("target/size").join(name).is_file(), "{name}");
         }
+    }
+
+    #[test]
+    fn writing_again_leaves_the_sources_in_place_and_removes_the_rest() {
+        let scratch = crate::testing::scratch();
+        let dir = scratch.path();
+        write(dir).unwrap();
+        let tools = dir.join(DIR);
+        let probe = tools.join("healthcheck/main.rs");
+        let inode =
+            |path: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+        let before = inode(&probe);
+        std::fs::write(tools.join("stale.rs"), "").unwrap();
+        std::fs::create_dir_all(tools.join("old-tool")).unwrap();
+        std::fs::write(tools.join("rootfs/extra.rs"), "").unwrap();
+        std::fs::write(tools.join("Cargo.toml.77.partial"), "").unwrap();
+        write(dir).unwrap();
+        assert_eq!(
+            inode(&probe),
+            before,
+            "an unchanged source is not rewritten"
+        );
+        for gone in ["stale.rs", "old-tool", "rootfs/extra.rs"] {
+            assert!(!tools.join(gone).exists(), "{gone}");
+        }
+        assert!(
+            tools.join("Cargo.toml.77.partial").exists(),
+            "another writer's file is left to it"
+        );
     }
 
     /// What `include_str!` reads ships in the package a registry would get.

@@ -10,8 +10,16 @@
 //!   report folders under target/xtask/;
 //! - `SizeCheck`: the size budgets' own folder.
 //!
+//! - `NicedEngine`: builds on the engine `setup --reproducible-engine`
+//!   started, when the one at hand cannot build reproducibly. That engine
+//!   runs at nice 19: its builds take only the CPU the other lanes leave
+//!   (a proof's waits, a link on one core, an image export), so they run
+//!   beside a `Build` without slowing it. On an engine that can, they are
+//!   `Build`s like the others.
+//!
 //! The adoption proofs run the whole toolchain in this workspace, so they
-//! take every lane. `--jobs 1` is the plan's order, one step after another.
+//! take every lane of the engine at hand. `--jobs 1` is the plan's order,
+//! one step after another.
 
 use super::plan::{Action, Step};
 
@@ -22,22 +30,38 @@ pub enum Lane {
     Proof,
     Scanners,
     SizeCheck,
+    NicedEngine,
 }
 
+/// The lanes of the engine at hand.
 const ALL_LANES: &[Lane] = &[Lane::Build, Lane::Proof, Lane::Scanners, Lane::SizeCheck];
 
+/// Where `reproducible`'s builds, and `publish-test`'s two-platform one, run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReproducibleBuilds {
+    /// On the engine at hand, beside every other build.
+    AtHand,
+    /// On the reproducible engine, at nice 19.
+    NicedEngine,
+}
+
 /// The lanes a step holds while it runs.
-pub fn lanes(step: &Step) -> &'static [Lane] {
+pub fn lanes(step: &Step, reproducible: ReproducibleBuilds) -> &'static [Lane] {
+    let apart = reproducible == ReproducibleBuilds::NicedEngine;
     match &step.action {
         Action::Cargo(args) if args.first().is_some_and(|a| a == "fmt") => &[],
         Action::Cargo(_) => &[Lane::Build],
         Action::Xtask { args, .. } => match args.first().map(String::as_str) {
+            // It only builds, into archives, and compares them.
+            Some("reproducible") if apart => &[Lane::NicedEngine],
             // diff-test builds two images in a clone, and reads them there.
             Some("image" | "reproducible" | "diff-test") => &[Lane::Build],
             Some("shutdown-test" | "compose-test" | "rollout-test") => &[Lane::Proof],
             Some("scan" | "sbom") => &[Lane::Scanners],
             Some("size-check") => &[Lane::SizeCheck],
-            // It builds for two platforms and attests an SBOM.
+            // It pushes the image and attests an SBOM, and builds it again
+            // for two platforms, on the reproducible engine when apart.
+            Some("publish-test") if apart => &[Lane::Build, Lane::Scanners, Lane::NicedEngine],
             Some("publish-test") => &[Lane::Build, Lane::Scanners],
             // In a repository of its own: a build, and its proofs.
             Some("init-test") => &[Lane::Build, Lane::Proof],
@@ -65,7 +89,12 @@ pub fn needs(step: &Step) -> Option<&'static str> {
 /// The first waiting step, in the plan's order, that may start now: what it
 /// needs is done, fewer than `jobs` steps run, and none of them shares a
 /// lane with it.
-pub fn next(steps: &[Step], states: &[State], jobs: usize) -> Option<usize> {
+pub fn next(
+    steps: &[Step],
+    states: &[State],
+    jobs: usize,
+    reproducible: ReproducibleBuilds,
+) -> Option<usize> {
     let running: Vec<&Step> = steps
         .iter()
         .zip(states)
@@ -75,12 +104,18 @@ pub fn next(steps: &[Step], states: &[State], jobs: usize) -> Option<usize> {
     if running.len() >= jobs.max(1) {
         return None;
     }
-    let held: Vec<Lane> = running.iter().flat_map(|s| lanes(s)).copied().collect();
+    let held: Vec<Lane> = running
+        .iter()
+        .flat_map(|s| lanes(s, reproducible))
+        .copied()
+        .collect();
     let state_of = |name: &str| steps.iter().position(|s| s.name == name).map(|i| states[i]);
     steps.iter().zip(states).position(|(step, state)| {
         *state == State::Waiting
             && needs(step).is_none_or(|build| state_of(build).is_none_or(|s| s == State::Done))
-            && !lanes(step).iter().any(|lane| held.contains(lane))
+            && !lanes(step, reproducible)
+                .iter()
+                .any(|lane| held.contains(lane))
     })
 }
 
@@ -110,9 +145,10 @@ pub fn critical_path(steps: &[Step], millis: &[u64]) -> (Vec<&'static str>, u64)
     (chain, longest)
 }
 
-/// The default `--jobs`: a build, a proof and the scanners side by side,
-/// on any machine (a build already takes every core).
-pub const DEFAULT_JOBS: usize = 3;
+/// The default `--jobs`: a build, a proof, the scanners and a build on the
+/// niced engine side by side, on any machine (a build already takes every
+/// core, and the niced one only what is left).
+pub const DEFAULT_JOBS: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -127,6 +163,8 @@ mod tests {
             "scan",
             "shutdown-test",
             "adopt-test",
+            "reproducible",
+            "publish-test",
         ]
         .into_iter()
         .find(|command| name.starts_with(command))
@@ -170,8 +208,17 @@ mod tests {
 
     /// Starts steps until none may start; returns them in order.
     fn start_all(steps: &[Step], states: &mut [State], jobs: usize) -> Vec<usize> {
+        start_all_with(steps, states, jobs, ReproducibleBuilds::AtHand)
+    }
+
+    fn start_all_with(
+        steps: &[Step],
+        states: &mut [State],
+        jobs: usize,
+        reproducible: ReproducibleBuilds,
+    ) -> Vec<usize> {
         let mut started = Vec::new();
-        while let Some(i) = next(steps, states, jobs) {
+        while let Some(i) = next(steps, states, jobs, reproducible) {
             states[i] = State::Running;
             started.push(i);
         }
@@ -183,7 +230,7 @@ mod tests {
         let steps = pipeline();
         let mut states = vec![State::Waiting; steps.len()];
         let mut order = Vec::new();
-        while let Some(i) = next(&steps, &states, 1) {
+        while let Some(i) = next(&steps, &states, 1, ReproducibleBuilds::NicedEngine) {
             assert_eq!(
                 next(
                     &steps,
@@ -192,7 +239,8 @@ mod tests {
                         s[i] = State::Running;
                         s
                     },
-                    1
+                    1,
+                    ReproducibleBuilds::NicedEngine
                 ),
                 None,
                 "one job runs one step"
@@ -252,6 +300,68 @@ mod tests {
     }
 
     #[test]
+    fn builds_on_the_niced_engine_run_beside_the_others_but_not_beside_each_other() {
+        let steps = vec![
+            cargo("clippy", &["clippy"]),
+            step("image", None),
+            step("reproducible", None),
+            step("reproducible-service", None),
+            step("shutdown-test", Some("image")),
+            step("publish-test", Some("image")),
+            step("adopt-test", None),
+        ];
+        let done = |states: &mut Vec<State>, name: &str| {
+            let i = steps.iter().position(|s| s.name == name).unwrap();
+            states[i] = State::Done;
+        };
+
+        let mut states = vec![State::Waiting; steps.len()];
+        assert_eq!(
+            names(&steps, &start_all(&steps, &mut states, 9)),
+            ["clippy"],
+            "on the engine at hand, a build like any other"
+        );
+
+        let niced = ReproducibleBuilds::NicedEngine;
+        let mut states = vec![State::Waiting; steps.len()];
+        assert_eq!(
+            names(&steps, &start_all_with(&steps, &mut states, 9, niced)),
+            ["clippy", "reproducible"]
+        );
+        done(&mut states, "clippy");
+        assert_eq!(
+            names(&steps, &start_all_with(&steps, &mut states, 9, niced)),
+            ["image"]
+        );
+        done(&mut states, "image");
+        assert_eq!(
+            names(&steps, &start_all_with(&steps, &mut states, 9, niced)),
+            ["shutdown-test"],
+            "publish-test builds on the niced engine too: it waits for reproducible"
+        );
+        done(&mut states, "shutdown-test");
+        done(&mut states, "reproducible");
+        assert_eq!(
+            names(&steps, &start_all_with(&steps, &mut states, 9, niced)),
+            ["reproducible-service", "adopt-test"],
+            "the adoption proof runs beside a build on the niced engine; publish-test waits for both"
+        );
+        done(&mut states, "reproducible-service");
+        done(&mut states, "adopt-test");
+        assert_eq!(
+            names(&steps, &start_all_with(&steps, &mut states, 9, niced)),
+            ["publish-test"]
+        );
+
+        let mut one_job = vec![State::Waiting; steps.len()];
+        assert_eq!(
+            names(&steps, &start_all_with(&steps, &mut one_job, 1, niced)),
+            ["clippy"],
+            "--jobs counts the niced engine's builds too"
+        );
+    }
+
+    #[test]
     fn the_critical_path_follows_what_waited() {
         let steps = pipeline();
         let millis = [
@@ -291,7 +401,15 @@ mod tests {
             } else {
                 &[Lane::Build]
             };
-            assert_eq!(lanes(&step), expected, "{name}");
+            assert_eq!(lanes(&step, ReproducibleBuilds::AtHand), expected, "{name}");
+            let apart = lanes(&step, ReproducibleBuilds::NicedEngine);
+            if name.starts_with("reproducible") {
+                assert_eq!(apart, [Lane::NicedEngine], "{name}");
+            } else if name == "publish-test" {
+                assert_eq!(apart, [Lane::Build, Lane::Scanners, Lane::NicedEngine]);
+            } else {
+                assert_eq!(apart, expected, "{name}");
+            }
         }
     }
 }

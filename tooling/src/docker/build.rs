@@ -312,25 +312,45 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 /// `setup --reproducible-engine` started answers, every docker command of
 /// this run goes to that one. A `DOCKER_HOST` the user set is kept.
 pub fn choose_engine(sh: &Shell) -> anyhow::Result<()> {
+    if let Some(apart) = reproducible_engine_apart(sh)? {
+        eprintln!(
+            "image: engine {} cannot build reproducibly; building on engine {} at {REPRODUCIBLE_ENGINE_HOST}",
+            apart.at_hand, apart.version
+        );
+        sh.set_var("DOCKER_HOST", REPRODUCIBLE_ENGINE_HOST);
+    }
+    Ok(())
+}
+
+/// The engine reproducible builds go to when it is not the one at hand.
+pub struct EngineApart {
+    /// The version of the engine at hand, which cannot build reproducibly.
+    pub at_hand: String,
+    /// The version of the one `setup --reproducible-engine` started.
+    pub version: String,
+}
+
+/// Where reproducible builds run: `None` for the engine at hand (or the one
+/// a `DOCKER_HOST` the user set names), else the one `setup
+/// --reproducible-engine` started. An error when neither can.
+pub fn reproducible_engine_apart(sh: &Shell) -> anyhow::Result<Option<EngineApart>> {
     if std::env::var_os("DOCKER_HOST").is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let Ok(builder) = crate::tools::buildkit(sh) else {
-        return Ok(());
+        return Ok(None);
     };
     let facts = BuilderFacts::read(sh, &builder)?;
     let Err(reason) = facts.reproducible() else {
-        return Ok(());
+        return Ok(None);
     };
-    if let Ok(version) = reproducible_engine(sh) {
-        eprintln!(
-            "image: engine {} cannot build reproducibly; building on engine {version} at {REPRODUCIBLE_ENGINE_HOST}",
-            facts.engine
-        );
-        sh.set_var("DOCKER_HOST", REPRODUCIBLE_ENGINE_HOST);
-        return Ok(());
+    match reproducible_engine(sh) {
+        Ok(version) => Ok(Some(EngineApart {
+            at_hand: facts.engine,
+            version,
+        })),
+        Err(_) => anyhow::bail!(reason),
     }
-    anyhow::bail!(reason)
 }
 
 #[cfg(test)]

@@ -34,13 +34,19 @@ pub fn record(reference: &str) {
 
 fn try_record(reference: &str) -> anyhow::Result<()> {
     let path = record_path().context("neither XDG_CACHE_HOME nor HOME is set")?;
-    let mut uses = last_uses();
-    uses.insert(reference.to_owned(), crate::git::unix_now());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(&path, serde_json::to_string_pretty(&uses)?)
-        .with_context(|| format!("cannot write {}", path.display()))
+    // Builds on two engines record at once (`ci`): one reads and writes at
+    // a time, or one's use would be lost.
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let mut uses = last_uses();
+    uses.insert(reference.to_owned(), crate::git::unix_now());
+    crate::files::write_if_changed(&path, serde_json::to_string_pretty(&uses)?.as_bytes(), None)
 }
 
 /// A stand-in as `prune` sees it.
