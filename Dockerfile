@@ -26,10 +26,19 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian13:nonroot
 # them. Mounted at /.cargo, where cargo reads it as the configuration of every
 # directory below /. The default, an empty image, leaves cargo on crates.io.
 ARG VENDOR_IMAGE=scratch
+# The platform the compiling stages run on: by default each target platform's
+# own (emulated where it is foreign). `cargo xtask publish --platform` sets the
+# host's when every platform it builds is of the host's architecture
+# (`linux/amd64,linux/amd64/v2`): they share one compile, whose code runs on
+# each of them.
+ARG COMPILE_PLATFORM=$TARGETPLATFORM
 
-FROM ${VENDOR_IMAGE} AS vendor
+# A variable, not a constant (DL3029): the target's platform unless set.
+# hadolint ignore=DL3029
+FROM --platform=${COMPILE_PLATFORM} ${VENDOR_IMAGE} AS vendor
 
-FROM ${BUILDER_IMAGE} AS chef
+# hadolint ignore=DL3029
+FROM --platform=${COMPILE_PLATFORM} ${BUILDER_IMAGE} AS chef
 # Used only when the builder lacks them (the official Rust images). cargo
 # auditable builds the binaries with their crate list in a `.dep-v0` section,
 # which trivy, syft, grype and osv-scanner read from the image.

@@ -468,6 +468,15 @@ impl flags::Image {
         if self.offline || self.runtime(metadata) == Runtime::Minimal {
             args.push(("RUNTIME_IMAGE", bases.runtime.clone()));
         }
+        // Platforms of this host's architecture share one compile, on the
+        // host's platform; another architecture compiles on its own.
+        if let Some(list) = &self.platform
+            && list
+                .split(',')
+                .all(|platform| of_host_architecture(platform.trim()))
+        {
+            args.push(("COMPILE_PLATFORM", crate::docker::host_platform()));
+        }
         args.into_iter()
             .map(|(name, value)| (name.to_owned(), value))
             .collect()
@@ -488,20 +497,26 @@ fn shell_assignments(variables: &std::collections::BTreeMap<String, String>) -> 
 /// The stand-ins are this host's architecture; its variants
 /// (`linux/amd64/v2`) run on it too. `platform` may list several.
 fn check_offline_platform(platform: Option<&str>) -> anyhow::Result<()> {
-    let host = crate::docker::host_platform();
     for platform in platform.into_iter().flat_map(|list| list.split(',')) {
         let platform = platform.trim();
-        let native = platform == host
-            || platform
-                .strip_prefix(&host)
-                .is_some_and(|variant| variant.starts_with('/'));
-        if !native {
+        if !of_host_architecture(platform) {
             anyhow::bail!(
-                "--offline builds for this host's platform ({host}) and its variants only, not {platform}"
+                "--offline builds for this host's platform ({}) and its variants only, not {platform}",
+                crate::docker::host_platform()
             );
         }
     }
     Ok(())
+}
+
+/// Whether `platform` is this host's (`linux/amd64`) or one of its variants
+/// (`linux/amd64/v2`): code compiled here runs there.
+fn of_host_architecture(platform: &str) -> bool {
+    let host = crate::docker::host_platform();
+    platform == host
+        || platform
+            .strip_prefix(&host)
+            .is_some_and(|variant| variant.starts_with('/'))
 }
 
 /// The image's creation time: `SOURCE_DATE_EPOCH` when set, as reproducible
@@ -694,6 +709,25 @@ mod tests {
         let args = build_args_of(&flags(true, false));
         assert_eq!(arg(&args, "PROFILE"), Some("size"));
         assert_eq!(arg(&args, "UPX_PACK"), Some("true"));
+    }
+
+    #[test]
+    fn platforms_of_the_hosts_architecture_share_one_compile_and_others_do_not() {
+        let host = crate::docker::host_platform();
+        let with = |platform: Option<String>| {
+            let image = flags::Image {
+                platform,
+                ..flags(false, false)
+            };
+            arg(&build_args_of(&image), "COMPILE_PLATFORM").map(str::to_owned)
+        };
+        assert_eq!(
+            with(None),
+            None,
+            "the Dockerfile's default: the target's own"
+        );
+        assert_eq!(with(Some(format!("{host},{host}/v2"))), Some(host.clone()));
+        assert_eq!(with(Some(format!("{host}, linux/s390x"))), None);
     }
 
     #[test]

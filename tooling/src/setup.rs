@@ -137,20 +137,40 @@ impl flags::Setup {
         };
         check_can_install(&steps)?;
 
+        // The tools cargo compiles take the CPU; the rest mostly wait on
+        // downloads. So the compiles run in a thread of their own, beside
+        // the rest, with their output in a log each.
+        let (compiled, downloaded): (Vec<&Step>, Vec<&Step>) = steps
+            .iter()
+            .partition(|step| matches!(step, Step::Cargo(_)));
         let mut installed = Vec::new();
-        for step in &steps {
-            eprintln!("setup: {}", step.describe());
-            run_step(sh, &root, step).with_context(|| format!("cannot {}", step.describe()))?;
-            installed.push(step.describe());
-        }
+        let mut engine_check = None;
+        let compiled = std::thread::scope(|scope| -> anyhow::Result<Vec<String>> {
+            let compiling = scope.spawn(|| compile_tools(&root, &compiled));
+            let rest = (|| -> anyhow::Result<()> {
+                for step in &downloaded {
+                    eprintln!("setup: {}", step.describe());
+                    run_step(sh, &root, step)
+                        .with_context(|| format!("cannot {}", step.describe()))?;
+                    installed.push(step.describe());
+                }
+                engine_check = self
+                    .reproducible_engine
+                    .then(|| self.reproducible_engine_check(sh, &root, &mut installed));
+                Ok(())
+            })();
+            let compiled = compiling.join().map_err(|_| {
+                anyhow::anyhow!("the thread that installs the cargo tools panicked")
+            })?;
+            rest?;
+            compiled
+        })?;
+        installed.extend(compiled);
         let after = if steps.is_empty() {
             before
         } else {
             tools::survey(sh)
         };
-        let engine_check = self
-            .reproducible_engine
-            .then(|| self.reproducible_engine_check(sh, &root, &mut installed));
         let text = if installed.is_empty() {
             String::new()
         } else {
@@ -293,6 +313,44 @@ fn check_can_install(steps: &[Step]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the `cargo install` steps one after another (each takes every
+/// core), each logged to `target/xtask/setup/<package>.log`; returns what
+/// they installed.
+fn compile_tools(root: &Path, steps: &[&Step]) -> anyhow::Result<Vec<String>> {
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    let mut installed = Vec::new();
+    for step in steps {
+        let Step::Cargo(package) = step else {
+            continue;
+        };
+        let log = root.join(format!("target/xtask/setup/{package}.log"));
+        sh.create_dir(log.parent().unwrap_or(root))?;
+        eprintln!(
+            "setup: {}, beside the other steps (log: {})",
+            step.describe(),
+            crate::output::relative(root, &log)
+        );
+        let start = std::time::Instant::now();
+        let cargo = crate::process::cargo();
+        process::run_logged(cmd!(sh, "{cargo} install {package} --locked"), &log).with_context(
+            || {
+                format!(
+                    "cannot {}; its output is in {}",
+                    step.describe(),
+                    log.display()
+                )
+            },
+        )?;
+        eprintln!(
+            "setup: {package} installed in {}",
+            crate::output::duration(start.elapsed())
+        );
+        installed.push(step.describe());
+    }
+    Ok(installed)
+}
+
 fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
     match step {
         Step::Apt(packages) => {
@@ -320,10 +378,7 @@ fn run_step(sh: &Shell, root: &Path, step: &Step) -> anyhow::Result<()> {
                 .context("no pip on PATH: install python3-pip (or use a Python you manage)")?;
             process::run(cmd!(sh, "{pip} install {package}"))
         }
-        Step::Cargo(package) => {
-            let cargo = crate::process::cargo();
-            process::run(cmd!(sh, "{cargo} install {package} --locked"))
-        }
+        Step::Cargo(_) => compile_tools(root, &[step]).map(drop),
     }
 }
 

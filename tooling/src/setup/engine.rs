@@ -4,12 +4,18 @@
 //!
 //! It runs in a network namespace of its own, so that it never touches the
 //! host engine's bridge or firewall rules: it builds, and the host engine
-//! runs containers. It runs at the lowest CPU priority (`nice -n 19`), so
-//! that its builds yield to the containers `ci` times beside them. Its `.deb` needs only what Debian 12 has (libc6 2.34,
-//! containerd, runc), so it is unpacked, not installed.
+//! runs containers. It runs at the least CPU weight, so that its builds take
+//! only what the host's work leaves (`ci` runs them beside the other builds
+//! and the container proofs): the daemon and the containers its builds run
+//! are in a cgroup of their own (`cgroup-parent`) whose weight is the least
+//! there is, and marked idle where the kernel has that. `nice -n 19` alone
+//! would not do: the kernel weighs each session (autogroup) and each cgroup
+//! as one, whatever the nice value of the processes inside. Its `.deb` needs
+//! only what Debian 12 has (libc6 2.34, containerd, runc), so it is unpacked,
+//! not installed.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +31,8 @@ const INSTALL_DIR: &str = "/opt/xtask-engine";
 const DATA_ROOT: &str = "/var/lib/xtask-docker";
 const EXEC_ROOT: &str = "/run/xtask-docker";
 const PID_FILE: &str = "/run/xtask-docker.pid";
-const DAEMON_JSON: &str = r#"{"features":{"containerd-snapshotter":true}}"#;
+/// The cgroup the daemon and its builds run in, at the least CPU weight.
+const CGROUP: &str = "xtask-reproducible";
 const START_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// The engine's version when it answers, else why not.
@@ -42,36 +49,57 @@ pub fn ensure(sh: &Shell, apt_dir: &Path, log_path: &Path) -> anyhow::Result<Str
         ForeignSuite::new(apt_dir, "trixie").unpack(sh, "docker.io", Path::new(INSTALL_DIR))?;
     }
     let config = Path::new(INSTALL_DIR).join("daemon.json");
-    std::fs::write(&config, DAEMON_JSON)
+    let idle = idle_cgroup();
+    // The containerd image store: it exports OCI archives.
+    let mut daemon_json = serde_json::json!({"features": {"containerd-snapshotter": true}});
+    if idle.is_some() {
+        daemon_json["cgroup-parent"] = format!("/{CGROUP}").into();
+    } else {
+        eprintln!(
+            "setup: cannot make the cgroup {CGROUP} (cgroups are not writable here); the reproducible engine runs at nice 19 only, and its builds may slow the host's"
+        );
+    }
+    std::fs::write(&config, daemon_json.to_string())
         .with_context(|| format!("cannot write {}", config.display()))?;
-    // At the lowest CPU priority: its builds (`reproducible`, the
-    // multi-platform publish) run beside the container proofs, whose
-    // timings a build on every core would otherwise starve.
-    let command: Vec<OsString> = [
-        "nice".into(),
-        "-n".into(),
-        "19".into(),
-        "unshare".into(),
-        "--net".into(),
-        dockerd.into_os_string(),
-        "--config-file".into(),
-        config.into_os_string(),
-    ]
-    .into_iter()
-    .chain(
-        [
-            "--host",
-            REPRODUCIBLE_ENGINE_HOST,
-            "--data-root",
-            DATA_ROOT,
-            "--exec-root",
-            EXEC_ROOT,
-            "--pidfile",
-            PID_FILE,
+    // At the least CPU weight: its builds (`reproducible`, the
+    // multi-platform publish) run beside the other builds and the container
+    // proofs, whose timings a build on every core would otherwise starve.
+    // The shell puts itself in the cgroup, then becomes the daemon, so
+    // that everything the daemon starts (containerd too) is in it.
+    let in_cgroup: Vec<OsString> = idle.map_or_else(Vec::new, |procs| {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            r#"echo $$ > "$0" && exec "$@""#.into(),
+            procs.into_os_string(),
         ]
-        .map(OsString::from),
-    )
-    .collect();
+    });
+    let command: Vec<OsString> = in_cgroup
+        .into_iter()
+        .chain([
+            "nice".into(),
+            "-n".into(),
+            "19".into(),
+            "unshare".into(),
+            "--net".into(),
+            dockerd.into_os_string(),
+            "--config-file".into(),
+            config.into_os_string(),
+        ])
+        .chain(
+            [
+                "--host",
+                REPRODUCIBLE_ENGINE_HOST,
+                "--data-root",
+                DATA_ROOT,
+                "--exec-root",
+                EXEC_ROOT,
+                "--pidfile",
+                PID_FILE,
+            ]
+            .map(OsString::from),
+        )
+        .collect();
     super::start_detached(sh, &command, log_path)?;
     eprintln!(
         "setup: reproducible engine started on {REPRODUCIBLE_ENGINE_HOST}, logging to {}",
@@ -89,4 +117,25 @@ pub fn ensure(sh: &Shell, apt_dir: &Path, log_path: &Path) -> anyhow::Result<Str
             log_path.display()
         )
     })
+}
+
+/// Makes the cgroup [`CGROUP`] with the least CPU weight, marked idle where
+/// the kernel has that, and returns its `cgroup.procs`; `None` where no
+/// cgroup can be made or weighed here.
+fn idle_cgroup() -> Option<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    // cgroup v2 has one hierarchy, and lists its controllers at its root.
+    let (dir, weight) = if root.join("cgroup.controllers").exists() {
+        // The cpu controller must be handed down to the root's children.
+        let _ = std::fs::write(root.join("cgroup.subtree_control"), "+cpu");
+        (root.join(CGROUP), ("cpu.weight", "1"))
+    } else {
+        (root.join("cpu").join(CGROUP), ("cpu.shares", "2"))
+    };
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::write(dir.join(weight.0), weight.1).ok()?;
+    // SCHED_IDLE for the whole group (Linux 5.15 and later): it runs only
+    // when nothing else would.
+    let _ = std::fs::write(dir.join("cpu.idle"), "1");
+    Some(dir.join("cgroup.procs"))
 }
