@@ -7,8 +7,8 @@
 //! runs containers. It runs at the least CPU weight, so that its builds take
 //! only what the host's work leaves (`ci` runs them beside the other builds
 //! and the container proofs): the daemon and the containers its builds run
-//! are in a cgroup of their own (`cgroup-parent`) whose weight is the least
-//! there is, and marked idle where the kernel has that. `nice -n 19` alone
+//! are in a cgroup of their own (`cgroup-parent`), marked idle, else of the
+//! least weight there is. `nice -n 19` alone
 //! would not do: the kernel weighs each session (autogroup) and each cgroup
 //! as one, whatever the nice value of the processes inside. Its `.deb` needs
 //! only what Debian 12 has (libc6 2.34, containerd, runc), so it is unpacked,
@@ -119,9 +119,9 @@ pub fn ensure(sh: &Shell, apt_dir: &Path, log_path: &Path) -> anyhow::Result<Str
     })
 }
 
-/// Makes the cgroup [`CGROUP`] with the least CPU weight, marked idle where
-/// the kernel has that, and returns its `cgroup.procs`; `None` where no
-/// cgroup can be made or weighed here.
+/// Makes the cgroup [`CGROUP`] idle, or where the kernel cannot, of the
+/// least CPU weight, and returns its `cgroup.procs`; `None` where no cgroup
+/// can be made or weighed here.
 fn idle_cgroup() -> Option<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     // cgroup v2 has one hierarchy, and lists its controllers at its root.
@@ -133,9 +133,10 @@ fn idle_cgroup() -> Option<PathBuf> {
         (root.join("cpu").join(CGROUP), ("cpu.shares", "2"))
     };
     std::fs::create_dir_all(&dir).ok()?;
-    std::fs::write(dir.join(weight.0), weight.1).ok()?;
     // SCHED_IDLE for the whole group (Linux 5.15 and later): it runs only
-    // when nothing else would.
-    let _ = std::fs::write(dir.join("cpu.idle"), "1");
-    Some(dir.join("cgroup.procs"))
+    // when nothing else would. An idle group refuses a weight, so the
+    // least weight is what older kernels get.
+    let idle = std::fs::write(dir.join("cpu.idle"), "1").is_ok()
+        || std::fs::read_to_string(dir.join("cpu.idle")).is_ok_and(|text| text.trim() == "1");
+    (idle || std::fs::write(dir.join(weight.0), weight.1).is_ok()).then(|| dir.join("cgroup.procs"))
 }
