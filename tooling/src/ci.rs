@@ -130,7 +130,7 @@ fn reproducible_builds(sh: &Shell) -> schedule::ReproducibleBuilds {
     match crate::docker::build::reproducible_engine_apart(sh) {
         Ok(Some(apart)) => {
             eprintln!(
-                "ci: reproducible builds run on engine {} at nice 19, beside the builds on engine {}",
+                "ci: reproducible builds run on engine {} at the least CPU priority, beside the builds on engine {}",
                 apart.version, apart.at_hand
             );
             schedule::ReproducibleBuilds::NicedEngine
