@@ -12,7 +12,7 @@
 //!
 //! - `NicedEngine`: builds on the engine `setup --reproducible-engine`
 //!   started, when the one at hand cannot build reproducibly. That engine
-//!   runs at nice 19: its builds take only the CPU the other lanes leave
+//!   runs in an idle cgroup: its builds take only the CPU the other lanes leave
 //!   (a proof's waits, a link on one core, an image export), so they run
 //!   beside a `Build` without slowing it. On an engine that can, they are
 //!   `Build`s like the others.
@@ -41,7 +41,7 @@ const ALL_LANES: &[Lane] = &[Lane::Build, Lane::Proof, Lane::Scanners, Lane::Siz
 pub enum ReproducibleBuilds {
     /// On the engine at hand, beside every other build.
     AtHand,
-    /// On the reproducible engine, at nice 19.
+    /// On the reproducible engine, in its idle cgroup.
     NicedEngine,
 }
 

@@ -8,11 +8,12 @@
 //! only what the host's work leaves (`ci` runs them beside the other builds
 //! and the container proofs): the daemon and the containers its builds run
 //! are in a cgroup of their own (`cgroup-parent`), marked idle, else of the
-//! least weight there is. `nice -n 19` alone
-//! would not do: the kernel weighs each session (autogroup) and each cgroup
-//! as one, whatever the nice value of the processes inside. Its `.deb` needs
-//! only what Debian 12 has (libc6 2.34, containerd, runc), so it is unpacked,
-//! not installed.
+//! least weight there is. `nice -n 19` alone would not do: the kernel weighs
+//! each session (autogroup) and each cgroup as one, whatever the nice value
+//! of the processes inside.
+//!
+//! Its `.deb` needs only what Debian 12 has (libc6 2.34, containerd, runc),
+//! so it is unpacked, not installed.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
