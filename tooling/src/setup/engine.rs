@@ -55,6 +55,9 @@ pub fn ensure(sh: &Shell, apt_dir: &Path, log_path: &Path) -> anyhow::Result<Str
     let mut daemon_json = serde_json::json!({"features": {"containerd-snapshotter": true}});
     if idle.is_some() {
         daemon_json["cgroup-parent"] = format!("/{CGROUP}").into();
+        // A path, not a systemd slice: dockerd picks the systemd driver on
+        // a cgroup v2 host run by systemd, which would refuse it.
+        daemon_json["exec-opts"] = serde_json::json!(["native.cgroupdriver=cgroupfs"]);
     } else {
         eprintln!(
             "setup: cannot make the cgroup {CGROUP} (cgroups are not writable here); the reproducible engine runs at nice 19 only, and its builds may slow the host's"
