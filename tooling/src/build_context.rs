@@ -6,8 +6,9 @@
 //!
 //! BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile it is
 //! given, so the Dockerfile is written to `target/xtask/image/`, named for
-//! the package, with its ignore file beside it: the built-in one, or the repository's own when the
-//! manifest names one (`dockerfile`), which must keep [`CONTRACT`].
+//! the package, with its ignore file beside it: the built-in one, or the
+//! repository's own when the manifest names one (`dockerfile`), which must
+//! keep [`CONTRACT`].
 
 pub mod bundled;
 

@@ -6,13 +6,26 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// Writes `contents` to `path` unless it already holds them, through a
+/// How the file of a write still under way ends; it belongs to its writer.
+const PARTIAL: &str = ".partial";
+
+/// Whether `name` is another writer's file on its way into place.
+pub fn is_partial(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().ends_with(PARTIAL)
+}
+
+/// Writes `contents` to `path` unless it already holds them (with `mode`), through a
 /// file of this process's own renamed into place: a reader sees the old
 /// file or the new one, never a half-written one, and a file that other
 /// builds are reading is not touched when nothing changes. `mode`: the
 /// permissions to give a new file (an executable hook), else the default.
 pub fn write_if_changed(path: &Path, contents: &[u8], mode: Option<u32>) -> anyhow::Result<()> {
-    if std::fs::read(path).is_ok_and(|old| old == contents) {
+    let same_mode = || {
+        mode.is_none_or(|mode| {
+            std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o777 == mode)
+        })
+    };
+    if std::fs::read(path).is_ok_and(|old| old == contents) && same_mode() {
         return Ok(());
     }
     if let Some(parent) = path.parent() {
@@ -23,7 +36,7 @@ pub fn write_if_changed(path: &Path, contents: &[u8], mode: Option<u32>) -> anyh
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?
         .to_os_string();
-    name.push(format!(".{}.partial", std::process::id()));
+    name.push(format!(".{}{PARTIAL}", std::process::id()));
     let partial = path.with_file_name(name);
     std::fs::write(&partial, contents)
         .with_context(|| format!("cannot write {}", partial.display()))?;
@@ -64,6 +77,14 @@ mod tests {
             "a new file renamed over the old, not the old one truncated"
         );
         assert_eq!(replaced.permissions().mode() & 0o777, 0o755);
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_if_changed(&path, b"FROM busybox\n", Some(0o755)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o755,
+            "the same bytes with other permissions are written again"
+        );
         let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -102,12 +102,7 @@ impl ImageReport {
         let json = serde_json::to_string_pretty(self)? + "\n";
         let last = ImageReport::path(root);
         for path in [ImageReport::path_of(root, &self.image_id), last.clone()] {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            std::fs::write(&path, &json)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::files::write_if_changed(&path, json.as_bytes(), None)?;
         }
         Ok(last)
     }

@@ -397,20 +397,24 @@ fn vendor_image(
         eprintln!("making the vendor image {reference} from Cargo.lock");
         let dir = work.join(format!("vendor.{}", std::process::id()));
         sh.remove_path(&dir)?;
-        let sources = dir.join("vendor");
-        let cargo = process::cargo();
-        let printed = cmd!(sh, "{cargo} vendor --locked {sources}")
-            .read()
-            .context("cannot vendor the crates of Cargo.lock")?;
-        let config = vendor_config(&printed, &format!("{VENDOR_MOUNT}/vendor"))?;
-        sh.write_file(dir.join("config.toml"), config)?;
-        process::run(cmd!(
-            sh,
-            "tar --owner=0 --group=0 --numeric-owner -C {dir} -cf {tarball} ."
-        ))
-        .context("cannot pack the vendored crates")?;
-        sh.remove_path(&dir)?;
-        Ok(())
+        let packed = (|| -> anyhow::Result<()> {
+            let sources = dir.join("vendor");
+            let cargo = process::cargo();
+            let printed = cmd!(sh, "{cargo} vendor --locked {sources}")
+                .read()
+                .context("cannot vendor the crates of Cargo.lock")?;
+            let config = vendor_config(&printed, &format!("{VENDOR_MOUNT}/vendor"))?;
+            sh.write_file(dir.join("config.toml"), config)?;
+            process::run(cmd!(
+                sh,
+                "tar --owner=0 --group=0 --numeric-owner -C {dir} -cf {tarball} ."
+            ))
+            .context("cannot pack the vendored crates")
+        })();
+        // Named for this process: removed whether or not it was packed.
+        let removed = sh.remove_path(&dir);
+        packed?;
+        Ok(removed?)
     })
 }
 
@@ -433,7 +437,11 @@ fn ensure(
         // Of this process: a build on the other engine may be making the
         // same stand-in for its own store meanwhile.
         let tarball = work.join(format!("{key}.{}.tar", std::process::id()));
-        make(&tarball)?;
+        // Named for this process, a failed one's would stay for good.
+        if let Err(error) = make(&tarball) {
+            let _ = std::fs::remove_file(&tarball);
+            return Err(error);
+        }
         docker.import(sh, &tarball, changes, reference)?;
         sh.remove_path(&tarball)?;
     }

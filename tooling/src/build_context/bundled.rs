@@ -50,10 +50,7 @@ pub fn write(root: &Path) -> anyhow::Result<()> {
     let dir = root.join(DIR);
     remove_all_but(&dir, &["Cargo.toml"], &SOURCES.map(|(name, _)| name))?;
     for (name, files) in SOURCES {
-        let manifest = ["Cargo.toml"];
-        let names: Vec<&str> = manifest
-            .iter()
-            .copied()
+        let names: Vec<&str> = std::iter::once("Cargo.toml")
             .chain(files.iter().map(|(file, _)| *file))
             .collect();
         remove_all_but(&dir.join(name), &names, &[])?;
@@ -123,7 +120,7 @@ fn remove_all_but(dir: &Path, files: &[&str], dirs: &[&str]) -> anyhow::Result<(
         let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
         let kept = if is_dir { dirs } else { files };
         // Another process's file on its way into place is not a stray.
-        if kept.iter().any(|k| name == *k) || name.to_string_lossy().ends_with(".partial") {
+        if kept.iter().any(|k| name == *k) || crate::files::is_partial(&name) {
             continue;
         }
         if is_dir {
